@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -16,8 +17,10 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 [N, C, H, W], got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 [N, C, H, W], got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
         if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
             raise ValueError("labels must be int64 [N] matching the images")
 
@@ -50,8 +53,9 @@ class DatasetSplits:
     def image_size(self) -> int:
         return int(self.train.images.shape[-1])
 
-    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std of the train split, on the 0..1 scale."""
+    @cached_property
+    def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the train split, on the 0..1 scale (computed once)."""
         x = self.train.images.float().div_(255)
         mean = x.mean(dim=(0, 2, 3))
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)

@@ -1,0 +1,159 @@
+"""The ``autodistill`` command: parses arguments, calls the library, prints the results."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from autodistill.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit status 2, no usage dump
+        self.exit(2, f"autodistill: error: {message} (see '{self.prog} --help')\n")
+
+
+def _count(text: str) -> int:
+    """A count such as 250000, 250k or 1.5M."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale != 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a count like 250000, 250k or 1.5M, got {text!r}"
+        ) from None
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="autodistill", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("search", help="search for students on the accuracy/size/latency front")
+    s.add_argument("--budget", type=int, default=50, help="trials in the study (default 50)")
+    s.add_argument(
+        "--data",
+        default="mnist5k",
+        help="mnist5k (default), digits, mnist, fashion-mnist, cifar10, cifar100, "
+        "svhn or imagefolder:PATH",
+    )
+    s.add_argument("--data-dir", default="data", help="where downloadable datasets live")
+    s.add_argument("--download", action="store_true", help="download missing datasets")
+    s.add_argument("--space", default="default", help="search space name or YAML path")
+    s.add_argument("--teacher", default="resnet18", help="timm model name of the teacher")
+    s.add_argument("--teacher-checkpoint", help="teacher weights (.safetensors or .pt)")
+    s.add_argument(
+        "--teacher-epochs",
+        type=int,
+        default=5,
+        help="epochs to train the teacher when no checkpoint is given",
+    )
+    s.add_argument(
+        "--views",
+        type=int,
+        default=4,
+        help="augmented views per training image in the teacher cache",
+    )
+    s.add_argument("--epochs", type=int, default=2, help="brief training epochs per trial")
+    s.add_argument("--max-params", type=_count, help="refuse students above this (e.g. 200k)")
+    s.add_argument("--max-latency-ms", type=float, help="refuse students slower than this")
+    s.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2 or gp")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for training and latency (0: all cores)"
+    )
+    s.add_argument("--storage", help="Optuna storage URL or journal file (default: in the run dir)")
+    s.add_argument("--study-name", help="study name (default: <data>-<space>)")
+    s.add_argument("--out", default="results", help="parent of the run directory")
+    s.add_argument(
+        "--cache-dir", help="teacher cache (default: $AUTODISTILL_CACHE or ~/.cache/autodistill)"
+    )
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    r = sub.add_parser("report", help="redraw a run's CSVs and plot from its storage")
+    r.add_argument("run_dir", type=Path)
+
+    sub.add_parser("spaces", help="list the search spaces and their parameters")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"autodistill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "autodistill: interrupted; finished trials are kept, run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _search(args: argparse.Namespace) -> int:
+    from autodistill.config import SearchConfig
+    from autodistill.pipeline import run_search
+    from autodistill.report import front_table
+
+    config = SearchConfig(
+        data=args.data, data_dir=args.data_dir, download=args.download, space=args.space,
+        teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
+        teacher_epochs=args.teacher_epochs, views=args.views, budget=args.budget,
+        epochs=args.epochs, max_params=args.max_params, max_latency_ms=args.max_latency_ms,
+        sampler=args.sampler, seed=args.seed, threads=args.threads, storage=args.storage,
+        study_name=args.study_name, out=args.out, cache_dir=args.cache_dir,
+    )  # fmt: skip
+    out = run_search(config, progress=not args.quiet)
+    t = out.teacher
+    states = out.trials["state"].value_counts().to_dict() if not out.trials.empty else {}
+    print(
+        f"\nPareto front of {config.name} ({len(out.trials)} trials: "
+        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
+        + ")"
+    )
+    print(front_table(out.trials))
+    print(
+        f"\nteacher {t['name']}: {t['params']:,} params, val {100 * t['val_accuracy']:.2f}%, "
+        f"test {100 * t['test_accuracy']:.2f}%, {t['latency_ms']:.3f} ms"
+    )
+    print(f"ran {out.ran_now} trial(s) in {out.seconds:.0f} s; files:")
+    for name, path in out.files.items():
+        print(f"  {name:8s} {path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from autodistill.pipeline import redraw_report
+
+    for name, path in redraw_report(args.run_dir).items():
+        print(f"{name:8s} {path}")
+    return 0
+
+
+def _spaces(args: argparse.Namespace) -> int:
+    from autodistill.spaces import list_spaces, load_space
+
+    for name in list_spaces():
+        space = load_space(name)
+        print(f"{name}: {space.description}")
+        for param, desc in space.table():
+            print(f"  {param:28s} {desc}")
+        print()
+    return 0
+
+
+_COMMANDS = {"search": _search, "report": _report, "spaces": _spaces}
+
+if __name__ == "__main__":
+    sys.exit(main())

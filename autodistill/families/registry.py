@@ -1,0 +1,102 @@
+"""Registry of student families: each maps sampled architecture arguments onto a timm model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from autodistill.errors import UserError
+
+
+class InfeasibleArchitecture(Exception):
+    """The sampled architecture cannot run on this input (recorded as infeasible, not a crash)."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a student must accept and produce."""
+
+    in_chans: int
+    image_size: int
+    num_classes: int
+
+
+Builder = Callable[[Mapping[str, Any], InputSpec], nn.Module]
+Describer = Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A student family: the architecture arguments it takes and how to build and name one."""
+
+    name: str
+    params: tuple[str, ...]
+    build: Builder
+    describe: Describer
+    doc: str
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(
+    name: str, *, params: tuple[str, ...], describe: Describer
+) -> Callable[[Builder], Builder]:
+    """Register ``build(arch, spec) -> nn.Module`` as the family ``name``."""
+
+    def wrap(build: Builder) -> Builder:
+        if name in FAMILIES:
+            raise ValueError(f"family {name!r} registered twice")
+        doc = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
+        FAMILIES[name] = Family(name, params, build, describe, doc)
+        return build
+
+    return wrap
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``, or a UserError that lists the known ones."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        known = ", ".join(sorted(FAMILIES))
+        raise UserError(f"unknown family {name!r}; known: {known}") from None
+
+
+def build_student(family: str, arch: Mapping[str, Any], spec: InputSpec) -> nn.Module:
+    """Build a student and prove it runs on one input of the data's shape.
+
+    Raises:
+        InfeasibleArchitecture: the arguments cannot make a model for this input size.
+    """
+    fam = get_family(family)
+    try:
+        model = fam.build(arch, spec)
+        model.eval()
+        with torch.inference_mode():
+            out = model(torch.zeros(1, spec.in_chans, spec.image_size, spec.image_size))
+    except InfeasibleArchitecture:
+        raise
+    except (RuntimeError, ValueError, AssertionError, ZeroDivisionError) as exc:
+        # timm raises these for shapes that collapse below 1 pixel or do not divide.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InfeasibleArchitecture(
+            f"{family} cannot run on {spec.image_size}px input: {first}"
+        ) from None
+    if tuple(out.shape) != (1, spec.num_classes):
+        raise InfeasibleArchitecture(f"{family} produced shape {tuple(out.shape)}")
+    model.train()
+    return model
+
+
+def stage_list(value: Any, n: int) -> list[Any]:
+    """A per-stage argument as a list of length ``n`` (a scalar is repeated)."""
+    if isinstance(value, list | tuple):
+        if len(value) < n:
+            raise InfeasibleArchitecture(f"{len(value)} per-stage values for {n} stages")
+        return list(value[:n])
+    return [value] * n

@@ -1,0 +1,132 @@
+"""What the CLI's commands do, end to end: a search run, and redrawing a run's report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from autodistill import search
+from autodistill.cache import cache_key, compute_views, load_views
+from autodistill.candidate import Limits, TrialContext
+from autodistill.config import (
+    CONFIG_FILE,
+    SearchConfig,
+    check_resumable,
+    load_config,
+    save_config,
+)
+from autodistill.data.augment import default_augmentation
+from autodistill.data.sources import load_dataset
+from autodistill.errors import UserError
+from autodistill.report import write_outputs
+from autodistill.spaces import load_space
+from autodistill.teacher import TeacherRecipe, dataset_fingerprint, prepare_teacher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a finished search run leaves behind."""
+
+    run_dir: Path
+    files: dict[str, Path]
+    trials: pd.DataFrame
+    teacher: dict
+    ran_now: int
+    seconds: float
+
+
+def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
+    """Prepare data, teacher and cache, run (or resume) the study, and write the result files."""
+    start = time.perf_counter()
+    run_dir = config.run_dir
+    _prepare_run_dir(config)
+    space = load_space(config.space)  # validate cheap inputs before any heavy work
+    search.make_sampler(config.sampler, seed=config.seed, budget=config.budget)
+    storage = search.open_storage(config.storage, run_dir)
+    threads = config.resolved_threads
+    torch.set_num_threads(threads)
+
+    data = load_dataset(
+        config.data, data_dir=config.data_dir, download=config.download, seed=config.seed
+    )
+    aug = default_augmentation(data.name, data.image_size)
+    cache_dir = config.resolved_cache_dir
+    info, load_teacher = prepare_teacher(
+        config.teacher, data, aug, cache_dir=cache_dir, threads=threads,
+        checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
+        recipe=TeacherRecipe(epochs=config.teacher_epochs, seed=config.seed), progress=progress,
+    )  # fmt: skip
+    key = cache_key(
+        info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, config.views
+    )
+    views = load_views(cache_dir, key) or compute_views(
+        load_teacher(), data.train, aug, data.stats, key=key, views=config.views,
+        cache_dir=cache_dir, progress=progress,
+    )  # fmt: skip
+    save_config(config, run_dir)
+
+    study = search.open_study(
+        storage, config.name, sampler_name=config.sampler, seed=config.seed, budget=config.budget
+    )
+    ctx = TrialContext(
+        data=data, aug=aug, views=views, epochs=config.epochs, threads=threads,
+        limits=Limits(config.max_params, config.max_latency_ms), seed=config.seed,
+    )  # fmt: skip
+    bar = tqdm(total=config.budget, initial=search.finished_count(study), desc="trials",
+               unit="trial", disable=not progress)  # fmt: skip
+
+    def on_trial(study, trial) -> None:
+        bar.update(1)
+        bar.set_postfix_str(search.front_summary(study))
+
+    try:
+        ran = search.run(study, space, ctx, budget=config.budget, on_trial=on_trial)
+    finally:
+        bar.close()
+        trials = search.trials_frame(study)
+        teacher = info.to_dict()
+        files = write_outputs(trials, run_dir, teacher=teacher, limits=_limits(config))
+    files["config"] = run_dir / CONFIG_FILE
+    files["storage"] = Path(config.storage or run_dir / search.DEFAULT_STORAGE_FILE)
+    return SearchOutcome(run_dir, files, trials, teacher, ran, time.perf_counter() - start)
+
+
+def _prepare_run_dir(config: SearchConfig) -> None:
+    run_dir = config.run_dir
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to output directory {run_dir}: {exc.strerror}; choose another with --out"
+        ) from None
+    if (run_dir / CONFIG_FILE).is_file():
+        check_resumable(load_config(run_dir), config)
+
+
+def _limits(config: SearchConfig) -> dict[str, float | None]:
+    return {"max_params": config.max_params, "max_latency_ms": config.max_latency_ms}
+
+
+def redraw_report(run_dir: Path) -> dict[str, Path]:
+    """Rewrite trials.csv, pareto.csv and pareto.png of a run from its storage."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    storage = search.open_storage(config.storage, run_dir)
+    study = search.load_study(storage, config.name)
+    teacher_file = run_dir / "teacher.json"
+    teacher = json.loads(teacher_file.read_text()) if teacher_file.is_file() else None
+    return write_outputs(
+        search.trials_frame(study), run_dir, teacher=teacher, limits=_limits(config)
+    )

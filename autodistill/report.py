@@ -1,0 +1,147 @@
+"""Result files of a run: trials.csv, pareto.csv and pareto.png, drawn from a trials table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+FRONT_COLUMNS = ["number", "family", "arch", "loss", "val_accuracy", "params", "flops",
+                 "latency_ms"]  # fmt: skip
+
+
+def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:
+    """The front's rows, most accurate first."""
+    if trials.empty:
+        return trials
+    front = trials[trials["pareto"]].copy()
+    return front.sort_values(["val_accuracy", "params"], ascending=[False, True])
+
+
+def write_outputs(
+    trials: pd.DataFrame,
+    run_dir: Path,
+    *,
+    teacher: dict[str, Any] | None = None,
+    limits: dict[str, float | None] | None = None,
+) -> dict[str, Path]:
+    """Write the CSVs and the plot atomically; returns their paths by name."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "trials": run_dir / "trials.csv",
+        "pareto": run_dir / "pareto.csv",
+        "plot": run_dir / "pareto.png",
+    }
+    _atomic_csv(trials, paths["trials"])
+    _atomic_csv(pareto_frame(trials), paths["pareto"])
+    plot_front(trials, paths["plot"], teacher=teacher, limits=limits or {})
+    if teacher is not None:
+        paths["teacher"] = run_dir / "teacher.json"
+        _atomic_text(json.dumps(teacher, indent=2), paths["teacher"])
+    return paths
+
+
+def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _atomic_text(text: str, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def plot_front(
+    trials: pd.DataFrame,
+    path: Path,
+    *,
+    teacher: dict[str, Any] | None,
+    limits: dict[str, float | None],
+) -> None:
+    """Accuracy against parameters and against latency, front highlighted, teacher marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+    front = done[done["pareto"]] if not done.empty else done
+    for ax, x, label, limit in (
+        (axes[0], "params", "parameters", limits.get("max_params")),
+        (axes[1], "latency_ms", "latency, batch 1 (ms)", limits.get("max_latency_ms")),
+    ):
+        if not done.empty:
+            for family, rows in done.groupby("family"):
+                ax.scatter(rows[x], 100 * rows["val_accuracy"], s=22, alpha=0.45, label=family)
+            f = front.sort_values(x)
+            ax.scatter(
+                f[x],
+                100 * f["val_accuracy"],
+                s=70,
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.4,
+                label="Pareto front",
+                zorder=3,
+            )
+            for _, r in f.iterrows():
+                ax.annotate(
+                    f"#{r['number']}",
+                    (r[x], 100 * r["val_accuracy"]),
+                    textcoords="offset points",
+                    xytext=(4, 3),
+                    fontsize=7,
+                )
+        if teacher is not None and teacher.get(x) is not None:
+            ax.scatter(
+                [teacher[x]],
+                [100 * teacher["val_accuracy"]],
+                marker="*",
+                s=220,
+                color="crimson",
+                label=f"teacher ({teacher['name']})",
+                zorder=4,
+            )
+        if limit is not None:
+            ax.axvline(limit, color="grey", linestyle="--", linewidth=1, label="limit")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0].set_ylabel("validation accuracy (%)")
+    axes[1].legend(loc="lower right", fontsize=8)
+    n_done = len(done)
+    n_inf = int((trials["state"] == "INFEASIBLE").sum()) if not trials.empty else 0
+    n_fail = int((trials["state"] == "FAIL").sum()) if not trials.empty else 0
+    device = ""
+    if not done.empty and done["latency_device"].notna().any():
+        row = done.iloc[0]
+        device = f" | latency on {row['latency_device']}, {int(row['latency_threads'])} threads"
+    fig.suptitle(
+        f"{n_done} trained, {n_inf} infeasible (never trained), {n_fail} failed{device}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def front_table(trials: pd.DataFrame) -> str:
+    """The front as a fixed-width table for the terminal."""
+    front = pareto_frame(trials)
+    if front.empty:
+        return "(no completed trials yet: the front is empty)"
+    shown = front[FRONT_COLUMNS].copy()
+    shown["val_accuracy"] = (100 * shown["val_accuracy"]).map("{:.2f}%".format)
+    shown["params"] = shown["params"].map(lambda n: f"{int(n):,}")
+    shown["flops"] = shown["flops"].map(lambda n: f"{n / 1e6:.1f}M")
+    shown["latency_ms"] = shown["latency_ms"].map("{:.3f}".format)
+    shown = shown.rename(
+        columns={"number": "trial", "val_accuracy": "val acc", "latency_ms": "latency ms"}
+    )
+    return shown.to_string(index=False)

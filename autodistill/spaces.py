@@ -1,0 +1,340 @@
+"""Search spaces: YAML documents parsed into typed parameters, sampled through any suggest function.
+
+A space names the student families to choose among (``families``), the distillation losses
+(``distill``) and the training hyperparameters (``train``). Each parameter is a fixed value, a list
+of ``choices``, or a ``low``/``high`` range (``log``, ``step``); ``per_stage: N`` (or the name of
+an earlier parameter) samples one value per stage. A family entry ``{from: NAME}`` reuses the
+family block of another space file and may override some of its parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autodistill.errors import UserError
+from autodistill.families import get_family
+from autodistill.losses import get_loss
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+TRAIN_PARAMS = ("lr", "weight_decay", "batch_size")
+_SPEC_KEYS = {"choices", "low", "high", "log", "step", "per_stage"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searchable (or fixed) parameter.
+
+    ``kind`` is ``fixed``, ``categorical``, ``int`` or ``float``. ``per_stage`` repeats it.
+    """
+
+    kind: str
+    value: Any = None
+    choices: tuple[Any, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    step: float | None = None
+    per_stage: int | str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "fixed":
+            text = repr(self.value)
+        elif self.kind == "categorical":
+            text = "{" + ", ".join(map(str, self.choices)) + "}"
+        else:
+            text = f"[{_num(self.low)}, {_num(self.high)}]"
+            text += " log" if self.log else ""
+            text += f" step {_num(self.step)}" if self.step else ""
+        return text + (f" per stage ({self.per_stage})" if self.per_stage is not None else "")
+
+
+def _num(x: float | None) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+Suggest = Callable[[str, Param], Any]
+"""Given a unique name and a non-fixed Param, return a sampled value (the search supplies it)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled student: its architecture and how to distill and train it."""
+
+    family: str
+    arch: dict[str, Any]
+    loss: str
+    distill: dict[str, Any]
+    train: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Candidate:
+        return cls(d["family"], dict(d["arch"]), d["loss"], dict(d["distill"]), dict(d["train"]))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A parsed, validated space."""
+
+    name: str
+    description: str
+    families: dict[str, dict[str, Param]]
+    losses: dict[str, dict[str, Param]]
+    train: dict[str, Param] = field(default_factory=dict)
+    source: str = ""
+
+    def sample(self, suggest: Suggest) -> Candidate:
+        """Draw one candidate; conditional parameters are sampled only for the chosen branch."""
+        family = _pick(suggest, "family", tuple(self.families))
+        loss = _pick(suggest, "loss", tuple(self.losses))
+        return Candidate(
+            family=family,
+            arch=_sample_group(suggest, family, self.families[family]),
+            loss=loss,
+            distill=_sample_group(suggest, loss, self.losses[loss]),
+            train=_sample_group(suggest, "", self.train),
+        )
+
+    def table(self) -> list[tuple[str, str]]:
+        """(qualified name, description) for every parameter, for ``autodistill spaces``."""
+        rows = []
+        if len(self.families) > 1:
+            rows.append(("family", "{" + ", ".join(self.families) + "}"))
+        for fam, params in self.families.items():
+            rows += [(f"{fam}.{k}", p.describe()) for k, p in params.items()]
+        if len(self.losses) > 1:
+            rows.append(("loss", "{" + ", ".join(self.losses) + "}"))
+        for loss, params in self.losses.items():
+            rows += [(f"{loss}.{k}", p.describe()) for k, p in params.items()]
+        rows += [(k, p.describe()) for k, p in self.train.items()]
+        return rows
+
+
+def _pick(suggest: Suggest, name: str, options: tuple[str, ...]) -> str:
+    if len(options) == 1:
+        return options[0]
+    return suggest(name, Param("categorical", choices=options))
+
+
+def _sample_group(suggest: Suggest, prefix: str, params: Mapping[str, Param]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, p in params.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if p.per_stage is None:
+            out[key] = _sample_one(suggest, name, p)
+        else:
+            n = p.per_stage if isinstance(p.per_stage, int) else int(out[p.per_stage])
+            out[key] = [_sample_one(suggest, f"{name}.{i}", p) for i in range(n)]
+    return out
+
+
+def _sample_one(suggest: Suggest, name: str, p: Param) -> Any:
+    return p.value if p.kind == "fixed" else suggest(name, p)
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def list_spaces() -> list[str]:
+    """Names of the spaces shipped in ``search_spaces/``."""
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def resolve_space_path(name_or_path: str) -> Path:
+    """A shipped space's name, or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise UserError(f"search space file {str(path)!r} does not exist")
+        return path
+    shipped = SPACES_DIR / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        known = ", ".join(list_spaces())
+        raise UserError(f"unknown search space {name_or_path!r}; known: {known} (or a .yaml path)")
+    return shipped
+
+
+def load_space(name_or_path: str) -> SearchSpace:
+    """Load and validate a space; every mistake raises one UserError naming file and field."""
+    path = resolve_space_path(name_or_path)
+    doc = _read_yaml(path)
+    return parse_space(doc, name=path.stem, source=str(path), base_dir=path.parent)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise UserError(f"{path}: malformed YAML at {where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: malformed YAML: {exc}") from None
+
+
+def parse_space(
+    doc: Any, *, name: str = "space", source: str = "<memory>", base_dir: Path = SPACES_DIR
+) -> SearchSpace:
+    """Validate a space document (a mapping) and build the SearchSpace."""
+    where = source
+    if not isinstance(doc, Mapping):
+        raise UserError(
+            f"{where}: a search space must be a mapping with 'families', "
+            f"'distill' and 'train' keys, got {type(doc).__name__}"
+        )
+    unknown = set(doc) - {"description", "families", "distill", "train"}
+    if unknown:
+        raise UserError(
+            f"{where}: unknown top-level key(s) {sorted(map(str, unknown))}; "
+            "allowed: description, families, distill, train"
+        )
+    families = _parse_families(doc.get("families"), where, base_dir)
+    losses = _parse_losses(doc.get("distill"), where)
+    train = _parse_group(doc.get("train") or {}, f"{where}: train", TRAIN_PARAMS, required=("lr",))
+    description = str(doc.get("description", "")).strip()
+    return SearchSpace(name, description, families, losses, train, source)
+
+
+def _parse_families(raw: Any, where: str, base_dir: Path) -> dict[str, dict[str, Param]]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise UserError(f"{where}: 'families' must map at least one family name to its parameters")
+    out = {}
+    for fam, params in raw.items():
+        family = get_family(str(fam))
+        params = _inherit(params, fam, where, base_dir)
+        out[family.name] = _parse_group(
+            params, f"{where}: families.{fam}", family.params, required=family.params
+        )
+    return out
+
+
+def _inherit(params: Any, fam: str, where: str, base_dir: Path) -> Any:
+    """``{from: other_space, ...overrides}`` takes family ``fam`` from another space file."""
+    if not isinstance(params, Mapping) or "from" not in params:
+        return params
+    other = (base_dir / f"{params['from']}.yaml").resolve()
+    if not other.is_file():
+        raise UserError(
+            f"{where}: families.{fam}.from names {params['from']!r}, but {other} does not exist"
+        )
+    base = _read_yaml(other)
+    try:
+        inherited = dict(base["families"][fam])
+    except (KeyError, TypeError):
+        raise UserError(f"{where}: {other} has no family {fam!r} to inherit") from None
+    inherited.update({k: v for k, v in params.items() if k != "from"})
+    return inherited
+
+
+def _parse_losses(raw: Any, where: str) -> dict[str, dict[str, Param]]:
+    if raw is None:
+        raw = {"ce": {}}
+    if not isinstance(raw, Mapping) or not raw:
+        raise UserError(f"{where}: 'distill' must map loss names (e.g. kd) to their parameters")
+    out = {}
+    for name, params in raw.items():
+        loss = get_loss(str(name))
+        out[loss.name] = _parse_group(
+            params or {}, f"{where}: distill.{name}", loss.params, required=loss.params
+        )
+    return out
+
+
+def _parse_group(
+    raw: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()
+) -> dict[str, Param]:
+    if not isinstance(raw, Mapping):
+        raise UserError(f"{where}: expected a mapping of parameter names, got {raw!r}")
+    out: dict[str, Param] = {}
+    for key, spec in raw.items():
+        if key not in allowed:
+            raise UserError(f"{where}: unknown parameter {key!r}; allowed: {', '.join(allowed)}")
+        out[str(key)] = _parse_param(spec, f"{where}.{key}", earlier=out)
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise UserError(f"{where}: missing parameter(s) {', '.join(missing)}")
+    return out
+
+
+def _parse_param(spec: Any, where: str, earlier: Mapping[str, Param]) -> Param:
+    if not isinstance(spec, Mapping):
+        if isinstance(spec, list):
+            raise UserError(f"{where}: write a list of options as {{choices: {spec}}}")
+        return Param("fixed", value=spec)
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {sorted(map(str, unknown))}; "
+            f"allowed: {', '.join(sorted(_SPEC_KEYS))}"
+        )
+    per_stage = _per_stage(spec.get("per_stage"), where, earlier)
+    if "choices" in spec:
+        if {"low", "high", "log", "step"} & set(spec):
+            raise UserError(f"{where}: use either 'choices' or 'low'/'high', not both")
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise UserError(f"{where}: 'choices' must be a non-empty list")
+        if not all(isinstance(c, str | int | float | bool) for c in choices):
+            raise UserError(f"{where}: choices must be numbers, strings or booleans")
+        if len(set(map(repr, choices))) != len(choices):
+            raise UserError(f"{where}: 'choices' has duplicates: {choices}")
+        return Param("categorical", choices=tuple(choices), per_stage=per_stage)
+    return _parse_range(spec, where, per_stage)
+
+
+def _parse_range(spec: Mapping[str, Any], where: str, per_stage: int | str | None) -> Param:
+    if "low" not in spec or "high" not in spec:
+        raise UserError(f"{where}: a range needs both 'low' and 'high' (or use 'choices')")
+    low, high, step, log = spec["low"], spec["high"], spec.get("step"), spec.get("log", False)
+    for key, v in (("low", low), ("high", high), ("step", step)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise UserError(f"{where}: '{key}' must be a number, got {v!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"{where}: '{key}' must be finite, got {v!r}")
+    if not isinstance(log, bool):
+        raise UserError(f"{where}: 'log' must be true or false, got {log!r}")
+    if low > high:
+        raise UserError(f"{where}: inverted range: low {low} > high {high}")
+    if step is not None and step <= 0:
+        raise UserError(f"{where}: 'step' must be positive, got {step}")
+    if log and low <= 0:
+        raise UserError(f"{where}: a log range needs low > 0, got {low}")
+    if log and step is not None:
+        raise UserError(f"{where}: 'log' and 'step' cannot be combined")
+    is_int = all(isinstance(v, int) for v in (low, high) + ((step,) if step else ()))
+    if step is not None and (high - low) / step % 1 > 1e-9 and is_int:
+        raise UserError(f"{where}: the range {low}..{high} is not a whole number of steps {step}")
+    if low == high:
+        return Param("fixed", value=low, per_stage=per_stage)
+    return Param(
+        "int" if is_int else "float",
+        low=low,
+        high=high,
+        log=log,
+        step=step,
+        per_stage=per_stage,
+    )
+
+
+def _per_stage(value: Any, where: str, earlier: Mapping[str, Param]) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
+        return value
+    if isinstance(value, str) and value in earlier and earlier[value].per_stage is None:
+        p = earlier[value]
+        values = (p.value,) if p.kind == "fixed" else p.choices or (p.low, p.high)
+        if all(isinstance(v, int) and 1 <= v <= 8 for v in values):
+            return value
+    raise UserError(
+        f"{where}: 'per_stage' must be 1..8 or the name of an earlier integer "
+        f"parameter with values 1..8, got {value!r}"
+    )

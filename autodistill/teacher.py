@@ -1,0 +1,266 @@
+"""The teacher: any timm model, adapted to small inputs, trained once per dataset or loaded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from autodistill.data.augment import Augmentation
+from autodistill.data.splits import DatasetSplits
+from autodistill.errors import UserError
+from autodistill.families import InputSpec
+from autodistill.measure import count_params, measure_latency
+from autodistill.train import TrainConfig, evaluate, fit
+
+log = logging.getLogger(__name__)
+DEFAULT_TEACHER = "resnet18"
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """What the report needs to know about the teacher."""
+
+    name: str
+    params: int
+    val_accuracy: float
+    test_accuracy: float
+    latency_ms: float
+    latency_threads: int
+    weights_sha256: str
+    source: str  # "trained: <recipe>" or "checkpoint: <path>"
+    train_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_teacher(name: str, spec: InputSpec) -> nn.Module:
+    """A timm model for this data, with its stem adapted to small images."""
+    try:
+        model = timm.create_model(
+            name, pretrained=False, num_classes=spec.num_classes, in_chans=spec.in_chans
+        )
+    except RuntimeError as exc:  # timm: "Unknown model (x)"
+        raise UserError(
+            f"unknown teacher {name!r}: {exc}; any name from timm.list_models() "
+            "works, e.g. resnet18"
+        ) from None
+    except TypeError as exc:
+        raise UserError(f"teacher {name!r} cannot be built for this data: {exc}") from None
+    if spec.image_size <= 64:
+        _shrink_stem(model, spec)
+    return model
+
+
+def _shrink_stem(model: nn.Module, spec: InputSpec) -> None:
+    """Replace a 4x-downsampling ImageNet stem so small images keep their resolution."""
+    conv = getattr(model, "conv1", None)
+    if isinstance(conv, nn.Conv2d):  # ResNet family: 7x7 s2 conv (+ max pool, kept: 2x total)
+        model.conv1 = nn.Conv2d(spec.in_chans, conv.out_channels, 3, 1, 1, bias=False)
+        return
+    stem = getattr(model, "conv_stem", None)
+    if isinstance(stem, nn.Conv2d):  # EfficientNet / MobileNet family
+        stem.stride = (1, 1)
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """A hash of the weights: the key of everything computed from this teacher."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_checkpoint(model: nn.Module, path: Path, name: str, spec: InputSpec) -> None:
+    """Load weights, refusing a checkpoint that does not fit this teacher and data."""
+    if not path.is_file():
+        raise UserError(f"teacher checkpoint {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state.get("model", state))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(f"cannot read teacher checkpoint {path}: {exc}") from None
+    mine = model.state_dict()
+    missing = sorted(set(mine) - set(state))
+    unexpected = sorted(set(state) - set(mine))
+    wrong = [k for k in mine if k in state and tuple(state[k].shape) != tuple(mine[k].shape)]
+    if missing or unexpected or wrong:
+        head = model.get_classifier() if hasattr(model, "get_classifier") else None
+        head_key = next(
+            (
+                k
+                for k in wrong
+                if head is not None and mine[k].shape[0] == getattr(head, "out_features", -1)
+            ),
+            None,
+        )
+        if head_key is not None:
+            problem = (
+                f"its classifier has {state[head_key].shape[0]} classes but the data has "
+                f"{spec.num_classes}"
+            )
+        elif wrong:
+            problem = (
+                f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, expected "
+                f"{tuple(mine[wrong[0]].shape)}"
+            )
+        else:
+            problem = f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+        raise UserError(
+            f"teacher checkpoint {path} does not fit --teacher {name} for this data "
+            f"({spec.in_chans} channels, {spec.image_size}px, {spec.num_classes} "
+            f"classes): {problem}"
+        )
+    model.load_state_dict(state)
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How a teacher is trained when no checkpoint is given; part of its cache key."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    seed: int = 0
+
+
+TeacherLoader = Callable[[], nn.Module]
+
+
+def prepare_teacher(
+    name: str,
+    data: DatasetSplits,
+    aug: Augmentation,
+    *,
+    cache_dir: Path,
+    threads: int,
+    checkpoint: Path | None = None,
+    recipe: TeacherRecipe | None = None,
+    progress: bool = True,
+) -> tuple[TeacherInfo, TeacherLoader]:
+    """The teacher's description, and a function that loads its weights only when called.
+
+    A teacher already trained (or a checkpoint already examined) for this data is not built at
+    all: its description comes from the cache. Otherwise it is trained once and cached.
+    """
+    recipe = recipe or TeacherRecipe()
+    spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        key = _checkpoint_key(name, data, checkpoint)
+        weights = checkpoint
+    else:
+        key = _recipe_key(name, data, aug, recipe)
+        weights = cache_dir / "teachers" / f"{name}-{key}.safetensors"
+    meta = cache_dir / "teachers" / f"{name}-{key}.json"
+
+    def load() -> nn.Module:
+        model = build_teacher(name, spec)
+        load_checkpoint(model, weights, name, spec)
+        return model.eval()
+
+    if meta.is_file() and weights.is_file():
+        log.info("teacher %s found in cache (%s)", name, meta)
+        return TeacherInfo(**json.loads(meta.read_text())), load
+    if checkpoint is not None:
+        model = load()
+        info = _describe(model, name, data, f"checkpoint: {checkpoint}", 0.0, threads)
+    else:
+        model, seconds = _train(name, spec, data, aug, recipe, progress)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        tmp = weights.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        tmp.replace(weights)
+        info = _describe(
+            model, name, data, f"trained: {json.dumps(asdict(recipe))}", seconds, threads
+        )
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(info.to_dict(), indent=2))
+    return info, (lambda: model.eval())
+
+
+def _train(
+    name: str,
+    spec: InputSpec,
+    data: DatasetSplits,
+    aug: Augmentation,
+    recipe: TeacherRecipe,
+    progress: bool,
+) -> tuple[nn.Module, float]:
+    log.info("training teacher %s (%d epochs)", name, recipe.epochs)
+    model = build_teacher(name, spec)
+    start = time.perf_counter()
+    cfg = TrainConfig(
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        seed=recipe.seed,
+        optimizer="sgd",
+    )
+    bar = tqdm(total=recipe.epochs, desc=f"teacher {name}", unit="epoch", disable=not progress)
+    fit(model, data.train, aug, data.stats, cfg, on_epoch=lambda e, s: bar.update(1))
+    bar.close()
+    return model, time.perf_counter() - start
+
+
+def _describe(
+    model: nn.Module, name: str, data: DatasetSplits, source: str, secs: float, threads: int
+) -> TeacherInfo:
+    shape = (data.in_chans, data.image_size, data.image_size)
+    latency = measure_latency(model, shape, threads=threads)
+    return TeacherInfo(
+        name=name,
+        params=count_params(model),
+        val_accuracy=evaluate(model, data.val, data.stats),
+        test_accuracy=evaluate(model, data.test, data.stats),
+        latency_ms=latency.median_ms,
+        latency_threads=latency.threads,
+        weights_sha256=weights_sha256(model),
+        source=source,
+        train_seconds=round(secs, 1),
+    )
+
+
+def _checkpoint_key(name: str, data: DatasetSplits, checkpoint: Path) -> str:
+    if not checkpoint.is_file():
+        raise UserError(f"teacher checkpoint {str(checkpoint)!r} does not exist")
+    h = hashlib.sha256()
+    h.update(json.dumps([name, data.name, "checkpoint"]).encode())
+    h.update(dataset_fingerprint(data).encode())
+    with open(checkpoint, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _recipe_key(name: str, data: DatasetSplits, aug: Augmentation, recipe: TeacherRecipe) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([name, data.name, aug.to_dict(), asdict(recipe)]).encode())
+    h.update(dataset_fingerprint(data).encode())
+    return h.hexdigest()[:16]
+
+
+def dataset_fingerprint(data: DatasetSplits) -> str:
+    """A hash of the exact train images and labels, so a changed split never reuses a cache."""
+    h = hashlib.sha256()
+    for part in (data.train, data.val):
+        h.update(part.images.numpy().tobytes())
+        h.update(part.labels.numpy().tobytes())
+    return h.hexdigest()
