@@ -97,7 +97,7 @@ def train_candidate(
         epochs=ctx.epochs,
         lr=float(hp["lr"]),
         weight_decay=float(hp.get("weight_decay", 0.0)),
-        batch_size=int(hp.get("batch_size", 128)),
+        batch_size=int(hp.get("batch_size", 64)),
         seed=ctx.seed,
     )
     stats = ctx.data.stats

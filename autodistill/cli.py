@@ -30,46 +30,54 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from autodistill.config import SearchConfig
+
+    D = SearchConfig()  # noqa: N806 - the defaults live in one place: the config
     p = _Parser(prog="autodistill", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("search", help="search for students on the accuracy/size/latency front")
-    s.add_argument("--budget", type=int, default=50, help="trials in the study (default 50)")
+    s.add_argument(
+        "--budget", type=int, default=D.budget, help="trials in the study (default %(default)s)"
+    )
     s.add_argument(
         "--data",
-        default="mnist5k",
+        default=D.data,
         help="mnist5k (default), digits, mnist, fashion-mnist, cifar10, cifar100, "
         "svhn or imagefolder:PATH",
     )
-    s.add_argument("--data-dir", default="data", help="where downloadable datasets live")
+    s.add_argument("--data-dir", default=D.data_dir, help="where downloadable datasets live")
     s.add_argument("--download", action="store_true", help="download missing datasets")
-    s.add_argument("--space", default="default", help="search space name or YAML path")
-    s.add_argument("--teacher", default="resnet18", help="timm model name of the teacher")
+    s.add_argument("--space", default=D.space, help="search space name or YAML path")
+    s.add_argument("--teacher", default=D.teacher, help="timm model name of the teacher")
     s.add_argument("--teacher-checkpoint", help="teacher weights (.safetensors or .pt)")
     s.add_argument(
         "--teacher-epochs",
         type=int,
-        default=5,
+        default=D.teacher_epochs,
         help="epochs to train the teacher when no checkpoint is given",
     )
     s.add_argument(
         "--views",
         type=int,
-        default=4,
+        default=D.views,
         help="augmented views per training image in the teacher cache",
     )
-    s.add_argument("--epochs", type=int, default=2, help="brief training epochs per trial")
+    s.add_argument("--epochs", type=int, default=D.epochs, help="brief training epochs per trial")
     s.add_argument("--max-params", type=_count, help="refuse students above this (e.g. 200k)")
     s.add_argument("--max-latency-ms", type=float, help="refuse students slower than this")
-    s.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2 or gp")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sampler", default=D.sampler, help="tpe (default), random, nsga2 or gp")
+    s.add_argument("--seed", type=int, default=D.seed)
     s.add_argument(
-        "--threads", type=int, default=0, help="CPU threads for training and latency (0: all cores)"
+        "--threads",
+        type=int,
+        default=D.threads,
+        help="CPU threads for training and latency (0: all cores)",
     )
     s.add_argument("--storage", help="Optuna storage URL or journal file (default: in the run dir)")
     s.add_argument("--study-name", help="study name (default: <data>-<space>)")
-    s.add_argument("--out", default="results", help="parent of the run directory")
+    s.add_argument("--out", default=D.out, help="parent of the run directory")
     s.add_argument(
         "--cache-dir", help="teacher cache (default: $AUTODISTILL_CACHE or ~/.cache/autodistill)"
     )
@@ -83,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -35,10 +35,10 @@ class SearchConfig:
     space: str = "default"
     teacher: str = "resnet18"
     teacher_checkpoint: str | None = None
-    teacher_epochs: int = 5
+    teacher_epochs: int = 6
     views: int = 4  # augmented views of each training image that the teacher labels once
     budget: int = 50
-    epochs: int = 2  # brief training per trial; a final student trains far longer
+    epochs: int = 3  # brief training per trial; a final student trains far longer
     max_params: int | None = None
     max_latency_ms: float | None = None
     sampler: str = "tpe"

@@ -30,7 +30,7 @@ class TrainConfig:
     epochs: int
     lr: float
     weight_decay: float = 0.0
-    batch_size: int = 128
+    batch_size: int = 64
     seed: int = 0
     optimizer: str = "adamw"  # adamw suits brief runs; sgd+momentum trains the teacher
 

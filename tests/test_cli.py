@@ -1,0 +1,96 @@
+"""The command line, end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from autodistill.cli import main
+
+FAST = ["--data", "digits", "--budget", "3", "--epochs", "1", "--teacher", "test_resnet",
+        "--teacher-epochs", "1", "--views", "2", "--quiet", "--threads", "2"]  # fmt: skip
+
+
+@pytest.fixture()
+def run(tmp_path, capsys):
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["search", *FAST, "--out", str(tmp_path), "--cache-dir",
+                     str(tmp_path / "cache"), *args])  # fmt: skip
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def test_search_writes_the_front_and_resumes(run, tmp_path, capsys, monkeypatch):
+    code, out, _ = run()
+    assert code == 0
+    run_dir = tmp_path / "digits-default"
+    for name in ("config.yaml", "trials.csv", "pareto.csv", "pareto.png", "teacher.json",
+                 "study.journal"):  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 3
+    for column in (
+        "number",
+        "state",
+        "family",
+        "arch",
+        "params",
+        "flops",
+        "latency_ms",
+        "val_accuracy",
+        "duration_s",
+        "pareto",
+        "failure_reason",
+        "param.lr",
+    ):
+        assert column in trials.columns, column  # fmt: skip
+    pareto = pd.read_csv(run_dir / "pareto.csv")
+    assert set(pareto["number"]) == set(trials.loc[trials["pareto"], "number"])
+    assert "Pareto front of digits-default" in out and str(run_dir / "pareto.png") in out
+
+    # A second run finds the teacher cached: it must not even be built.
+    import autodistill.teacher as teacher_mod
+
+    def no_teacher(*a, **k):
+        raise AssertionError("the teacher was built on a cached run")
+
+    monkeypatch.setattr(teacher_mod, "build_teacher", no_teacher)
+    code, out, _ = run("--budget", "4")
+    assert code == 0 and "ran 1 trial(s)" in out
+    assert len(pd.read_csv(run_dir / "trials.csv")) == 4
+
+    (run_dir / "pareto.png").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "pareto.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "mnits"], "unknown dataset 'mnits'"),
+        (["--budget", "0"], "--budget must be a positive number"),
+        (["--space", "nope"], "unknown search space 'nope'"),
+        (["--sampler", "cmaes"], "unknown sampler 'cmaes'"),
+        (["--data", "cifar10", "--data-dir", "/nonexistent"], "--download"),
+        (["--max-params", "lots"], "expected a count like 250000"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(run, args, message):
+    code, out, err = run(*args)
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_resumed_run_with_other_settings_is_refused(run):
+    assert run()[0] == 0
+    code, _, err = run("--epochs", "2")
+    assert code == 2 and "epochs: 1 -> 2" in err
+
+
+def test_spaces_lists_every_space(capsys):
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    for name in ("default:", "resnet:", "mobilenetv3:", "convnext:", "vit:", "vit.patch_size"):
+        assert name in out

@@ -1,0 +1,131 @@
+"""The controller: limits are checked before training, the teacher is never run, failures are
+recorded, the front is non-dominated, and a second run resumes."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from autodistill import candidate, search
+from autodistill.spaces import load_space
+
+
+def _study(tmp_path, budget: int, seed: int = 0) -> optuna.Study:
+    storage = search.open_storage(None, tmp_path)
+    return search.open_study(storage, "t", sampler_name="random", seed=seed, budget=budget)
+
+
+@pytest.fixture(scope="module")
+def space():
+    # ResNet and MobileNetV3 only: both always fit 8px digits, so every trial trains.
+    from autodistill.spaces import parse_space
+
+    return parse_space({
+        "families": {
+            "resnet": {"stem_stride": 1, "depths": {"low": 1, "high": 2, "per_stage": 4},
+                       "width": {"choices": [8, 16]}},
+            "mobilenetv3": {"stem_stride": 1, "width": {"choices": [0.25, 0.5]}, "stages": 2,
+                            "depths": 1, "kernels": 3, "expansions": {"choices": [2, 4]},
+                            "head": 64},
+        },
+        "distill": {"kd": {"temperature": {"low": 1.0, "high": 6.0}, "alpha": 0.5}},
+        "train": {"lr": {"low": 2e-3, "high": 1e-2, "log": True}},
+    })  # fmt: skip
+
+
+def test_a_trial_never_runs_the_teacher(tmp_path, space, make_ctx, teacher):
+    _, model = teacher
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        study = _study(tmp_path, 3)
+        search.run(study, space, make_ctx(), budget=3)
+    finally:
+        handle.remove()
+    assert calls == []
+    assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 3
+
+
+def test_a_limit_is_checked_before_training_and_nothing_is_trained(
+    tmp_path, space, make_ctx, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise AssertionError("an infeasible candidate was trained")
+
+    monkeypatch.setattr(search, "train_candidate", refuse)
+    study = _study(tmp_path, 3)
+    search.run(study, space, make_ctx(max_params=1000), budget=3)
+    frame = search.trials_frame(study)
+    assert list(frame["state"]) == ["INFEASIBLE"] * 3
+    assert frame["failure_reason"].str.startswith("max_params exceeded by").all()
+    assert (frame["params"] > 1000).all()
+    for t in study.trials:  # the sampler sees by how much each one missed
+        assert t.constraints["max_params"] == t.user_attrs["params"] - 1000
+
+
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(
+    tmp_path, space, make_ctx, monkeypatch
+):
+    real = candidate.train_candidate
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory while training")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search, "train_candidate", flaky)
+    study = _study(tmp_path, 3)
+    search.run(study, space, make_ctx(), budget=3)
+    frame = search.trials_frame(study)
+    assert list(frame["state"]) == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert frame.loc[0, "failure_reason"] == "RuntimeError: out of memory while training"
+
+
+def test_the_front_holds_exactly_the_non_dominated_trials(tmp_path, space, make_ctx):
+    study = _study(tmp_path, 6)
+    search.run(study, space, make_ctx(), budget=6)
+    frame = search.trials_frame(study)
+    done = frame[frame["state"] == "COMPLETE"]
+    assert len(done) == 6
+
+    def dominates(a, b) -> bool:
+        ge = (a.val_accuracy >= b.val_accuracy and a.params <= b.params
+              and a.latency_ms <= b.latency_ms)  # fmt: skip
+        gt = (a.val_accuracy > b.val_accuracy or a.params < b.params
+              or a.latency_ms < b.latency_ms)  # fmt: skip
+        return ge and gt
+
+    rows = list(done.itertuples())
+    for r in rows:
+        dominated = any(dominates(o, r) for o in rows if o.number != r.number)
+        assert r.pareto == (not dominated), r
+
+
+def test_a_second_run_resumes_and_runs_only_what_remains(tmp_path, space, make_ctx):
+    study = _study(tmp_path, 2)
+    assert search.run(study, space, make_ctx(), budget=2) == 2
+    again = _study(tmp_path, 4)
+    assert search.run(again, space, make_ctx(), budget=4) == 2
+    assert search.run(_study(tmp_path, 4), space, make_ctx(), budget=4) == 0
+    numbers = [t.number for t in _study(tmp_path, 4).trials]
+    assert numbers == [0, 1, 2, 3]
+
+
+def test_trials_left_running_by_a_dead_process_are_marked_failed(tmp_path):
+    study = _study(tmp_path, 2)
+    study.ask()  # a trial that its process never finished
+    reopened = _study(tmp_path, 2)
+    (t,) = reopened.trials
+    assert t.state == optuna.trial.TrialState.FAIL
+    assert t.user_attrs["failure_reason"].startswith("interrupted")
+
+
+def test_infeasible_architectures_are_recorded_not_crashed(tmp_path, make_ctx):
+    study = _study(tmp_path, 2)
+    search.run(study, load_space("vit"), make_ctx(), budget=2)
+    frame = search.trials_frame(study)
+    assert set(frame["state"]) <= {"COMPLETE", "INFEASIBLE"}
+    bad = frame[frame["state"] == "INFEASIBLE"]
+    assert bad["failure_reason"].str.contains("does not divide|cannot run").all()

@@ -1,0 +1,124 @@
+"""Search spaces: shipped spaces parse, mistakes give one clear error, sampling is conditional."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import yaml
+
+from autodistill.errors import UserError
+from autodistill.families import FAMILIES
+from autodistill.spaces import Param, list_spaces, load_space, parse_space
+
+BASE = {
+    "families": {"resnet": {"stem_stride": 1, "depths": {"low": 1, "high": 2, "per_stage": 4},
+                            "width": {"low": 8, "high": 32, "step": 8}}},
+    "distill": {"kd": {"temperature": {"low": 1.0, "high": 8.0}, "alpha": 0.5}},
+    "train": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+}  # fmt: skip
+
+
+def random_suggest(seed: int = 0):
+    rng = random.Random(seed)
+    seen: dict[str, Param] = {}
+
+    def suggest(name: str, p: Param):
+        assert name not in seen, f"parameter {name} sampled twice"
+        seen[name] = p
+        if p.kind == "categorical":
+            return rng.choice(p.choices)
+        if p.kind == "int":
+            step = int(p.step or 1)
+            return rng.randrange(int(p.low), int(p.high) + 1, step)
+        return rng.uniform(p.low, p.high)
+
+    suggest.seen = seen
+    return suggest
+
+
+def test_shipped_spaces_include_every_family_and_default_chooses_among_them():
+    names = list_spaces()
+    assert {"default", "resnet", "mobilenetv3", "convnext", "vit"} <= set(names)
+    default = load_space("default")
+    assert set(default.families) == {"resnet", "mobilenetv3", "convnext", "vit"}
+    for name in names:
+        space = load_space(name)
+        assert "kd" in space.losses and "lr" in space.train, name
+
+
+def test_default_inherits_family_blocks_and_overrides_ranges():
+    default, resnet = load_space("default"), load_space("resnet")
+    assert default.families["resnet"]["stem_stride"] == resnet.families["resnet"]["stem_stride"]
+    assert default.families["resnet"]["width"].high == 32 < resnet.families["resnet"]["width"].high
+
+
+def test_sampling_only_draws_the_chosen_family_parameters():
+    space = load_space("default")
+    for seed in range(20):
+        suggest = random_suggest(seed)
+        cand = space.sample(suggest)
+        drawn = {n.split(".")[0] for n in suggest.seen if "." in n}
+        assert drawn <= {cand.family, cand.loss}
+        assert set(cand.arch) == set(FAMILIES[cand.family].params)
+
+
+def test_per_stage_follows_an_earlier_parameter():
+    space = load_space("mobilenetv3")
+    for seed in range(10):
+        cand = space.sample(random_suggest(seed))
+        n = cand.arch["stages"]
+        assert len(cand.arch["depths"]) == len(cand.arch["kernels"]) == n
+
+
+def test_fixed_values_are_not_sampled():
+    space = parse_space(BASE)
+    suggest = random_suggest()
+    cand = space.sample(suggest)
+    assert cand.arch["stem_stride"] == 1 and cand.distill["alpha"] == 0.5
+    assert "resnet.stem_stride" not in suggest.seen and "kd.alpha" not in suggest.seen
+
+
+def _with(path: str, value) -> dict:
+    doc = yaml.safe_load(yaml.safe_dump(BASE))
+    node = doc
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_with("families", {"resnt": {}}), "unknown family 'resnt'; known: convnext"),
+        (_with("families.resnet.depth", 2), "unknown parameter 'depth'; allowed: stem_stride"),
+        (_with("families.resnet.width", {"low": 32, "high": 8}), "inverted range: low 32 > high 8"),
+        (_with("families.resnet.width", {"choices": []}), "'choices' must be a non-empty list"),
+        (_with("train.lr", {"low": 0, "high": 1, "log": True}), "a log range needs low > 0"),
+        (_with("distill", {"kdd": {}}), "unknown loss 'kdd'"),
+        (_with("distill.kd", {"temperature": 2.0}), "missing parameter(s) alpha"),
+        (_with("families.resnet.depths", {"low": 1, "high": 2, "per_stage": "nope"}),
+         "'per_stage' must be 1..8"),
+        (_with("families.resnet.width", [8, 16]), "write a list of options as {choices:"),
+        ([1, 2], "a search space must be a mapping"),
+    ],
+)  # fmt: skip
+def test_mistakes_raise_one_clear_user_error(doc, message):
+    with pytest.raises(UserError) as err:
+        parse_space(doc)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("families:\n  resnet:\n    width: {low: 8, high: 16\n")
+    with pytest.raises(UserError, match=r"bad.yaml: malformed YAML at line \d+"):
+        load_space(str(path))
+
+
+def test_unknown_space_lists_the_known_ones():
+    with pytest.raises(UserError, match="unknown search space 'nope'; known: convnext, default"):
+        load_space("nope")
