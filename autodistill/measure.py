@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
+
+# torch.utils.benchmark imports cpp_extension, which warns "No CUDA runtime is found" on every
+# CUDA build of torch run without a GPU; it says nothing about timing, so keep it quiet.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+from torch.utils.benchmark import Timer  # noqa: E402
 
 
 @dataclass(frozen=True)
