@@ -35,7 +35,7 @@ class SearchConfig:
     space: str = "default"
     teacher: str = "resnet18"
     teacher_checkpoint: str | None = None
-    teacher_epochs: int = 6
+    teacher_epochs: int = 10
     views: int = 4  # augmented views of each training image that the teacher labels once
     budget: int = 50
     epochs: int = 3  # brief training per trial; a final student trains far longer

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
 FRONT_COLUMNS = ["number", "family", "arch", "loss", "val_accuracy", "params", "flops",
@@ -66,7 +67,10 @@ def plot_front(
     teacher: dict[str, Any] | None,
     limits: dict[str, float | None],
 ) -> None:
-    """Accuracy against parameters and against latency, front highlighted, teacher marked."""
+    """Validation error against parameters and against latency; front circled, teacher starred.
+
+    Error is drawn on a log axis so that 1% vs 2% is as visible as 20% vs 40%.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
     front = done[done["pareto"]] if not done.empty else done
@@ -76,11 +80,11 @@ def plot_front(
     ):
         if not done.empty:
             for family, rows in done.groupby("family"):
-                ax.scatter(rows[x], 100 * rows["val_accuracy"], s=22, alpha=0.45, label=family)
+                ax.scatter(rows[x], _error(rows["val_accuracy"]), s=22, alpha=0.5, label=family)
             f = front.sort_values(x)
             ax.scatter(
                 f[x],
-                100 * f["val_accuracy"],
+                _error(f["val_accuracy"]),
                 s=70,
                 facecolors="none",
                 edgecolors="black",
@@ -91,7 +95,7 @@ def plot_front(
             for _, r in f.iterrows():
                 ax.annotate(
                     f"#{r['number']}",
-                    (r[x], 100 * r["val_accuracy"]),
+                    (r[x], _error(r["val_accuracy"])),
                     textcoords="offset points",
                     xytext=(4, 3),
                     fontsize=7,
@@ -99,7 +103,7 @@ def plot_front(
         if teacher is not None and teacher.get(x) is not None:
             ax.scatter(
                 [teacher[x]],
-                [100 * teacher["val_accuracy"]],
+                [_error(teacher["val_accuracy"])],
                 marker="*",
                 s=220,
                 color="crimson",
@@ -109,10 +113,16 @@ def plot_front(
         if limit is not None:
             ax.axvline(limit, color="grey", linestyle="--", linewidth=1, label="limit")
         ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(ticker.FuncFormatter(_plain))
+            axis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.25)
-    axes[0].set_ylabel("validation accuracy (%)")
-    axes[1].legend(loc="lower right", fontsize=8)
+    axes[0].set_ylabel("validation error (%, log scale; lower is better)")
+    axes[1].legend(loc="upper right", fontsize=8)
     n_done = len(done)
     n_inf = int((trials["state"] == "INFEASIBLE").sum()) if not trials.empty else 0
     n_fail = int((trials["state"] == "FAIL").sum()) if not trials.empty else 0
@@ -129,6 +139,22 @@ def plot_front(
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _error(accuracy):
+    """Error in percent, floored so a perfect score still has a place on a log axis."""
+    return (
+        (100.0 * (1.0 - accuracy)).clip(lower=0.05)
+        if hasattr(accuracy, "clip")
+        else max(0.05, 100.0 * (1.0 - accuracy))
+    )
+
+
+def _plain(value: float, _pos: int) -> str:
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}"
 
 
 def front_table(trials: pd.DataFrame) -> str:

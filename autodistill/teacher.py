@@ -46,21 +46,36 @@ class TeacherInfo:
 
 
 def build_teacher(name: str, spec: InputSpec) -> nn.Module:
-    """A timm model for this data, with its stem adapted to small images."""
+    """A timm model for this data, with its stem adapted to small images.
+
+    Models that take ``img_size`` (ViTs and kin) are built for the data's size; any other model
+    must prove it runs on one input of that size, or the user is told to pick another.
+    """
+    kwargs = {"pretrained": False, "num_classes": spec.num_classes, "in_chans": spec.in_chans}
     try:
-        model = timm.create_model(
-            name, pretrained=False, num_classes=spec.num_classes, in_chans=spec.in_chans
-        )
+        try:
+            model = timm.create_model(name, img_size=spec.image_size, **kwargs)
+        except TypeError:  # the model has no img_size argument: a CNN
+            model = timm.create_model(name, **kwargs)
     except RuntimeError as exc:  # timm: "Unknown model (x)"
         raise UserError(
-            f"unknown teacher {name!r}: {exc}; any name from timm.list_models() "
-            "works, e.g. resnet18"
+            f"unknown teacher {name!r}: {exc}; any name from timm.list_models() works, "
+            "e.g. resnet18"
         ) from None
-    except TypeError as exc:
+    except (TypeError, ValueError, AssertionError) as exc:
         raise UserError(f"teacher {name!r} cannot be built for this data: {exc}") from None
     if spec.image_size <= 64:
         _shrink_stem(model, spec)
-    return model
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, spec.in_chans, spec.image_size, spec.image_size))
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"teacher {name!r} cannot run on {spec.image_size}px images: {first}; "
+            "pick a CNN teacher such as resnet18, or a checkpoint of one"
+        ) from None
+    return model.train()
 
 
 def _shrink_stem(model: nn.Module, spec: InputSpec) -> None:
@@ -133,7 +148,7 @@ def load_checkpoint(model: nn.Module, path: Path, name: str, spec: InputSpec) ->
 class TeacherRecipe:
     """How a teacher is trained when no checkpoint is given; part of its cache key."""
 
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 0.05
     weight_decay: float = 5e-4

@@ -71,3 +71,14 @@ def test_a_fitting_checkpoint_is_used_as_is(tmp_path, digits, cache_dir, teacher
 def test_unknown_teacher_is_a_user_error():
     with pytest.raises(UserError, match="unknown teacher 'resnet1800'"):
         build_teacher("resnet1800", InputSpec(1, 28, 10))
+
+
+def test_a_vit_teacher_is_built_for_the_image_size():
+    model = build_teacher("test_vit", InputSpec(1, 32, 10))
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_a_teacher_that_cannot_run_on_the_images_is_refused_in_one_line():
+    with pytest.raises(UserError, match="cannot run on 8px images") as err:
+        build_teacher("test_convnext", InputSpec(1, 8, 10))
+    assert "\n" not in str(err.value)
