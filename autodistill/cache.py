@@ -1,8 +1,10 @@
-"""The teacher cache: logits for V augmented views of every training image, computed once.
+"""The teacher cache: the teacher's outputs for V augmented views of every training image.
 
-Each view's augmentation parameters are stored beside its logits, so a student trains on
-exactly the pixels the teacher saw. Files are fp16 safetensors keyed by a hash of the teacher's
-weights, the data, the split, the augmentation and V; every trial and every later run reuses them.
+Each view's augmentation parameters are stored beside the outputs, so a student trains on
+exactly the pixels the teacher saw. Logits are always cached; pooled pre-logit features and
+per-stage attention maps only when a loss of the space reads them. Files are fp16 safetensors,
+one per kind, keyed by a hash of the teacher's weights, the data, the split, the augmentation
+and V; every trial and every later run reuses them.
 """
 
 from __future__ import annotations
@@ -21,46 +23,72 @@ from tqdm.auto import tqdm
 
 from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import ImageSet
+from autodistill.forward import forward_parts, map_size
 
 log = logging.getLogger(__name__)
+KINDS = ("logits", "features", "attention")
 
 
 @dataclass(frozen=True)
 class TeacherViews:
-    """``logits`` fp16 ``[V, N, C]`` and ``params`` int8 ``[V, N, 3]`` for N training images."""
+    """Cached teacher outputs for N training images in V views.
 
-    logits: Tensor
+    ``params`` int8 ``[V, N, 3]`` (dx, dy, flip); ``logits`` fp16 ``[V, N, C]``; ``features``
+    fp16 ``[V, N, D]`` and ``maps`` fp16 ``[V, N, K, r*r]`` when cached.
+    """
+
     params: Tensor
+    logits: Tensor
     key: str
-    path: Path
+    paths: tuple[Path, ...]
+    features: Tensor | None = None
+    maps: Tensor | None = None
 
     @property
     def count(self) -> int:
         return int(self.logits.shape[0])
 
+    @property
+    def map_size(self) -> int:
+        return int(round(self.maps.shape[-1] ** 0.5)) if self.maps is not None else 0
+
     def nbytes(self) -> int:
-        return self.path.stat().st_size if self.path.is_file() else 0
+        """Size of the cache files on disk."""
+        return sum(p.stat().st_size for p in self.paths if p.is_file())
 
 
 def cache_key(
     teacher_sha256: str, dataset: str, data_sha256: str, split: str, aug: Augmentation, views: int
 ) -> str:
-    """Everything the cached logits depend on, hashed."""
+    """Everything the cached outputs depend on, hashed."""
     parts = [teacher_sha256, dataset, data_sha256, split, aug.to_dict(), views]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def cache_path(cache_dir: Path, key: str) -> Path:
-    return cache_dir / "logits" / f"{key[:24]}.safetensors"
+def cache_path(cache_dir: Path, key: str, kind: str = "logits") -> Path:
+    return cache_dir / "logits" / f"{key[:24]}.{kind}.safetensors"
 
 
-def load_views(cache_dir: Path, key: str) -> TeacherViews | None:
-    """The cached views for ``key``, or None when absent or unreadable."""
-    path = cache_path(cache_dir, key)
-    cached = _load(path, key)
-    if cached is not None:
-        log.info("teacher logits loaded from cache %s", path)
-    return cached
+def load_views(
+    cache_dir: Path, key: str, kinds: tuple[str, ...] = ("logits",)
+) -> TeacherViews | None:
+    """The cached views for ``key`` with every kind asked for, or None if any is missing."""
+    kinds = _with_logits(kinds)
+    tensors: dict[str, Tensor] = {}
+    for kind in kinds:
+        got = _load(cache_path(cache_dir, key, kind), key)
+        if got is None:
+            return None
+        tensors.update(got)
+    log.info("teacher %s loaded from cache %s", "/".join(kinds), cache_dir / "logits")
+    return TeacherViews(
+        params=tensors["params"],
+        logits=tensors["logits"],
+        key=key,
+        paths=tuple(cache_path(cache_dir, key, k) for k in kinds),
+        features=tensors.get("features"),
+        maps=tensors.get("maps"),
+    )
 
 
 def compute_views(
@@ -72,42 +100,64 @@ def compute_views(
     key: str,
     views: int,
     cache_dir: Path,
+    kinds: tuple[str, ...] = ("logits",),
     batch_size: int = 500,
     progress: bool = True,
 ) -> TeacherViews:
-    """Run the teacher once over ``views`` augmented views of every image and store the logits.
+    """Run the teacher once over ``views`` augmented views of every image and store its outputs.
 
     View 0 is the un-augmented image; the others are sampled with a seed derived from the key.
     """
-    path = cache_path(cache_dir, key)
+    kinds = _with_logits(kinds)
     gen = torch.Generator().manual_seed(int(key[:15], 16))
     n = len(train)
     params = torch.stack([aug.sample(n, gen) for _ in range(views)])
     params[0].zero_()
-    logits = torch.empty(views, n, _num_outputs(teacher, train, stats), dtype=torch.float16)
+    size = map_size(int(train.images.shape[-1]))
+    chunks: dict[str, list[Tensor]] = {"logits": [], "features": [], "maps": []}
     teacher.eval()
-    bar = tqdm(total=views * n, desc="teacher logits", unit="img", disable=not progress)
+    bar = tqdm(total=views * n, desc="teacher outputs", unit="img", disable=not progress)
     with torch.inference_mode():
         for v in range(views):
             for i in range(0, n, batch_size):
                 x = aug.apply(train.images[i : i + batch_size], params[v, i : i + batch_size])
-                logits[v, i : i + batch_size] = teacher(normalize(x, *stats)).half()
+                logits, feats, maps = forward_parts(
+                    teacher, normalize(x, *stats), features="features" in kinds,
+                    maps="attention" in kinds, size=size,
+                )  # fmt: skip
+                for name, value in (("logits", logits), ("features", feats), ("maps", maps)):
+                    if value is not None:
+                        chunks[name].append(value.half())
                 bar.update(len(x))
     bar.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"logits": logits, "params": params}, str(tmp), metadata={"key": key})
-    tmp.replace(path)  # atomic: a crash never leaves a half-written cache under the real name
-    log.info("teacher logits cached: %s (%.1f MB)", path, path.stat().st_size / 1e6)
-    return TeacherViews(logits, params, key, path)
+    shaped = {k: torch.cat(c).view(views, n, *c[0].shape[1:]) for k, c in chunks.items() if c}
+    files = {
+        "logits": {"logits": shaped["logits"], "params": params},
+        "features": {"features": shaped.get("features")},
+        "attention": {"maps": shaped.get("maps")},
+    }
+    paths = []
+    for kind in kinds:
+        path = cache_path(cache_dir, key, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file(files[kind], str(tmp), metadata={"key": key})
+        tmp.replace(path)  # atomic: a crash never leaves a half-written cache under the real name
+        paths.append(path)
+    result = TeacherViews(params, shaped["logits"], key, tuple(paths), shaped.get("features"),
+                          shaped.get("maps"))  # fmt: skip
+    log.info("teacher outputs cached: %s (%.1f MB)", "/".join(kinds), result.nbytes() / 1e6)
+    return result
 
 
-def _num_outputs(teacher: nn.Module, train: ImageSet, stats) -> int:
-    with torch.inference_mode():
-        return int(teacher.eval()(normalize(train.images[:1], *stats)).shape[1])
+def _with_logits(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown teacher output kinds {sorted(unknown)}")
+    return tuple(k for k in KINDS if k == "logits" or k in kinds)
 
 
-def _load(path: Path, key: str) -> TeacherViews | None:
+def _load(path: Path, key: str) -> dict[str, Tensor] | None:
     if not path.is_file():
         return None
     try:
@@ -121,4 +171,4 @@ def _load(path: Path, key: str) -> TeacherViews | None:
     if stored_key != key:
         log.warning("teacher cache %s belongs to another key; recomputing", path)
         return None
-    return TeacherViews(tensors["logits"], tensors["params"], key, path)
+    return tensors

@@ -11,10 +11,9 @@ from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits
 from autodistill.families import InfeasibleArchitecture, InputSpec, build_student, get_family
-from autodistill.losses import get_loss
 from autodistill.measure import Latency, count_flops, count_params, measure_latency
 from autodistill.spaces import Candidate
-from autodistill.train import EpochCallback, TrainConfig, evaluate, fit
+from autodistill.train import EpochCallback, TrainConfig, evaluate, fit, make_distiller
 
 
 @dataclass(frozen=True)
@@ -101,17 +100,15 @@ def train_candidate(
         seed=ctx.seed,
     )
     stats = ctx.data.stats
+    spec = ctx.spec
+    distiller = make_distiller(
+        candidate.loss, candidate.distill, model, (spec.in_chans, spec.image_size, spec.image_size),
+        spec.num_classes, ctx.views,
+    )  # fmt: skip
     history = fit(
-        model,
-        ctx.data.train,
-        ctx.aug,
-        stats,
-        cfg,
-        views=ctx.views,
-        loss=get_loss(candidate.loss),
-        loss_params=candidate.distill,
+        model, ctx.data.train, ctx.aug, stats, cfg, views=ctx.views, distiller=distiller,
         on_epoch=on_epoch,
-    )
+    )  # fmt: skip
     accuracy = evaluate(model, ctx.data.val, stats)
     return Trained(accuracy, history, time.perf_counter() - start)
 

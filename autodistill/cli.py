@@ -138,6 +138,7 @@ def _search(args: argparse.Namespace) -> int:
         f"\nteacher {t['name']}: {t['params']:,} params, val {100 * t['val_accuracy']:.2f}%, "
         f"test {100 * t['test_accuracy']:.2f}%, {t['latency_ms']:.3f} ms"
     )
+    print(f"teacher cache: {out.cache}")
     print(f"ran {out.ran_now} trial(s) in {out.seconds:.0f} s; files:")
     for name, path in out.files.items():
         print(f"  {name:8s} {path}")

@@ -42,6 +42,7 @@ class SearchOutcome:
     teacher: dict
     ran_now: int
     seconds: float
+    cache: str  # what the teacher cache holds and its size on disk
 
 
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
@@ -68,10 +69,12 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
     key = cache_key(
         info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, config.views
     )
-    views = load_views(cache_dir, key) or compute_views(
+    kinds = space.teacher_outputs()
+    views = load_views(cache_dir, key, kinds) or compute_views(
         load_teacher(), data.train, aug, data.stats, key=key, views=config.views,
-        cache_dir=cache_dir, progress=progress,
+        cache_dir=cache_dir, kinds=kinds, progress=progress,
     )  # fmt: skip
+    log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
     save_config(config, run_dir)
 
     study = search.open_study(
@@ -97,7 +100,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
         files = write_outputs(trials, run_dir, teacher=teacher, limits=_limits(config))
     files["config"] = run_dir / CONFIG_FILE
     files["storage"] = Path(config.storage or run_dir / search.DEFAULT_STORAGE_FILE)
-    return SearchOutcome(run_dir, files, trials, teacher, ran, time.perf_counter() - start)
+    cache = f"{'/'.join(kinds)} for {views.count} views, {views.nbytes() / 1e6:.1f} MB"
+    return SearchOutcome(run_dir, files, trials, teacher, ran, time.perf_counter() - start, cache)
 
 
 def _prepare_run_dir(config: SearchConfig) -> None:

@@ -19,7 +19,7 @@ import yaml
 
 from autodistill.errors import UserError
 from autodistill.families import get_family
-from autodistill.losses import get_loss
+from autodistill.losses import TEACHER_OUTPUTS, get_loss
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 TRAIN_PARAMS = ("lr", "weight_decay", "batch_size")
@@ -102,6 +102,11 @@ class SearchSpace:
             distill=_sample_group(suggest, loss, self.losses[loss]),
             train=_sample_group(suggest, "", self.train),
         )
+
+    def teacher_outputs(self) -> tuple[str, ...]:
+        """The teacher outputs any of this space's losses reads (what the cache must hold)."""
+        needs = set().union(*(get_loss(name).needs for name in self.losses))
+        return tuple(k for k in TEACHER_OUTPUTS if k in needs or k == "logits")
 
     def table(self) -> list[tuple[str, str]]:
         """(qualified name, description) for every parameter, for ``autodistill spaces``."""
@@ -242,9 +247,8 @@ def _parse_losses(raw: Any, where: str) -> dict[str, dict[str, Param]]:
     out = {}
     for name, params in raw.items():
         loss = get_loss(str(name))
-        out[loss.name] = _parse_group(
-            params or {}, f"{where}: distill.{name}", loss.params, required=loss.params
-        )
+        # A loss parameter left out of the space keeps the loss's default value.
+        out[loss.name] = _parse_group(params or {}, f"{where}: distill.{name}", loss.params)
     return out
 
 

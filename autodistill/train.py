@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import ImageSet
-from autodistill.losses import Loss, get_loss, total
+from autodistill.forward import forward_parts
+from autodistill.losses import Dims, Distiller, Outputs, get_loss, total
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -43,25 +44,27 @@ def fit(
     cfg: TrainConfig,
     *,
     views: TeacherViews | None = None,
-    loss: Loss | None = None,
-    loss_params: Mapping[str, Any] | None = None,
+    distiller: Distiller | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place; returns the mean loss parts of every epoch.
 
-    With ``views`` each image is shown in one of the cached augmented views and the loss reads
-    the teacher's cached logits for exactly that view; the teacher itself is never called.
+    With ``views`` each image is shown in one of the cached augmented views, and the distiller
+    reads the teacher's cached outputs for exactly that view; the teacher itself is never called.
     Without it, fresh random views are drawn (how the teacher itself is trained).
     """
-    loss = loss or get_loss("ce")
-    if loss.needs_teacher and views is None:
-        raise ValueError(f"loss {loss.name!r} needs cached teacher outputs")
-    params = dict(loss_params or {})
+    distiller = distiller or Distiller(get_loss("ce"), dims=Dims(0))
+    missing = _missing_outputs(distiller, views)
+    if missing:
+        raise ValueError(f"loss {distiller.loss.name!r} needs cached teacher {missing}")
+    need_features = "features" in distiller.needs
+    need_maps = "attention" in distiller.needs
+    size = views.map_size if views is not None else 0
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     n = len(train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    opt = _optimizer(model, cfg)
+    opt = _optimizer([model, distiller.learned], cfg)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
     )
@@ -78,12 +81,22 @@ def fit(
             if views is not None:
                 v = which_view[idx]
                 view_params = views.params[v, idx]
-                teacher = views.logits[v, idx]
             else:
                 view_params = aug.sample(len(idx), gen)
-                teacher = None
             x = normalize(aug.apply(train.images[idx], view_params), *stats)
-            parts = loss.fn(model(x), teacher, train.labels[idx], **params)
+            logits, feats, maps = forward_parts(
+                model, x, features=need_features, maps=need_maps, size=size
+            )
+            out = Outputs(
+                logits=logits,
+                targets=train.labels[idx],
+                teacher_logits=views.logits[v, idx] if views is not None else None,
+                features=feats,
+                teacher_features=views.features[v, idx] if need_features else None,
+                maps=maps,
+                teacher_maps=views.maps[v, idx] if need_maps else None,
+            )
+            parts = distiller(out)
             value = total(parts)
             if not torch.isfinite(value):
                 raise TrainingDiverged(f"loss became {value.item()} in epoch {epoch + 1}")
@@ -91,8 +104,10 @@ def fit(
             value.backward()
             opt.step()
             sched.step()
-            for k, t in parts.items():
-                sums[k] = sums.get(k, 0.0) + t.item() * len(idx)
+            logged = {k: t.item() for k, t in parts.items()}
+            logged.update(distiller.after_step(out))
+            for k, t in logged.items():
+                sums[k] = sums.get(k, 0.0) + t * len(idx)
         epoch_stats = {k: s / n for k, s in sums.items()}
         history.append(epoch_stats)
         if on_epoch is not None:
@@ -100,10 +115,39 @@ def fit(
     return history
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _missing_outputs(distiller: Distiller, views: TeacherViews | None) -> list[str]:
+    have = set()
+    if views is not None:
+        have = {"logits"}
+        have |= {"features"} if views.features is not None else set()
+        have |= {"attention"} if views.maps is not None else set()
+    return sorted(distiller.needs - have)
+
+
+def make_distiller(
+    loss: str, params: Mapping[str, Any], model: nn.Module, spec_shape: tuple[int, int, int],
+    num_classes: int, views: TeacherViews | None,
+) -> Distiller:  # fmt: skip
+    """A distiller whose learned modules are sized for this student and teacher."""
+    spec = get_loss(loss)
+    student_dim = 0
+    if "features" in spec.needs:
+        was_training = model.training
+        with torch.no_grad():
+            _, feats, _ = forward_parts(model.eval(), torch.zeros(1, *spec_shape), features=True)
+        model.train(was_training)
+        student_dim = int(feats.shape[1])
+    teacher_dim = (
+        int(views.features.shape[-1]) if views is not None and views.features is not None else 0
+    )
+    return Distiller(spec, params, dims=Dims(num_classes, student_dim, teacher_dim))
+
+
+def _optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.Optimizer:
     # No weight decay on norms and biases: decaying them only hurts small models.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    params = [p for m in modules for p in m.parameters()]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -52,6 +52,18 @@ def views(digits, teacher, cache_dir):
     )  # fmt: skip
 
 
+@pytest.fixture(scope="session")
+def full_views(digits, teacher, cache_dir):
+    """Logits, pooled features and attention maps of the tiny teacher, 2 views."""
+    info, model = teacher
+    aug = default_augmentation(digits.name, digits.image_size)
+    key = cache_key(info.weights_sha256, digits.name, dataset_fingerprint(digits), "train", aug, 2)
+    return compute_views(
+        model, digits.train, aug, digits.stats, key=key, views=2, cache_dir=cache_dir,
+        kinds=("logits", "features", "attention"), progress=False,
+    )  # fmt: skip
+
+
 @pytest.fixture()
 def make_ctx(digits, views):
     def make(**limits) -> TrialContext:

@@ -47,6 +47,47 @@ def test_a_truncated_cache_file_is_detected_and_rebuilt(digits, teacher, tmp_pat
     key = "ab" * 32
     first = compute_views(model, digits.train, aug, digits.stats, key=key, views=1,
                           cache_dir=tmp_path, progress=False)  # fmt: skip
-    data = first.path.read_bytes()
-    first.path.write_bytes(data[: len(data) // 2])
+    path = first.paths[0]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
     assert load_views(tmp_path, key) is None
+    compute_views(model, digits.train, aug, digits.stats, key=key, views=1, cache_dir=tmp_path,
+                  progress=False)  # fmt: skip
+    again = load_views(tmp_path, key)
+    assert again is not None and torch.equal(again.logits, first.logits)
+
+
+def test_features_and_attention_are_the_teachers_on_the_stored_view(digits, teacher, full_views):
+    from autodistill.forward import forward_parts, map_size
+
+    _, model = teacher
+    aug = default_augmentation(digits.name, digits.image_size)
+    idx = torch.arange(0, len(digits.train), 101)
+    x = aug.apply(digits.train.images[idx], full_views.params[1, idx])
+    with torch.inference_mode():
+        logits, feats, maps = forward_parts(
+            model,
+            normalize(x, *digits.stats),
+            features=True,
+            maps=True,
+            size=map_size(digits.image_size),
+        )
+    assert torch.allclose(full_views.logits[1, idx].float(), logits, atol=2e-2, rtol=1e-2)
+    assert torch.allclose(full_views.features[1, idx].float(), feats, atol=2e-2, rtol=1e-2)
+    assert torch.allclose(full_views.maps[1, idx].float(), maps, atol=2e-3)
+    assert full_views.maps.shape[2] == 3 and full_views.map_size == map_size(digits.image_size)
+
+
+def test_a_cache_of_logits_only_misses_when_features_are_asked_for(digits, teacher, tmp_path):
+    _, model = teacher
+    aug = default_augmentation(digits.name, digits.image_size)
+    key = "cd" * 32
+    compute_views(model, digits.train, aug, digits.stats, key=key, views=1, cache_dir=tmp_path,
+                  progress=False)  # fmt: skip
+    assert load_views(tmp_path, key, ("logits",)) is not None
+    assert load_views(tmp_path, key, ("logits", "features")) is None
+
+
+def test_the_cache_reports_its_size_on_disk(full_views):
+    assert full_views.nbytes() == sum(p.stat().st_size for p in full_views.paths)
+    assert len(full_views.paths) == 3

@@ -98,7 +98,7 @@ def _with(path: str, value) -> dict:
         (_with("families.resnet.width", {"choices": []}), "'choices' must be a non-empty list"),
         (_with("train.lr", {"low": 0, "high": 1, "log": True}), "a log range needs low > 0"),
         (_with("distill", {"kdd": {}}), "unknown loss 'kdd'"),
-        (_with("distill.kd", {"temperature": 2.0}), "missing parameter(s) alpha"),
+        (_with("distill.kd", {"beta": 2.0}), "unknown parameter 'beta'; allowed: temperature"),
         (_with("families.resnet.depths", {"low": 1, "high": 2, "per_stage": "nope"}),
          "'per_stage' must be 1..8"),
         (_with("families.resnet.width", [8, 16]), "write a list of options as {choices:"),
@@ -122,3 +122,24 @@ def test_malformed_yaml_names_the_line(tmp_path):
 def test_unknown_space_lists_the_known_ones():
     with pytest.raises(UserError, match="unknown search space 'nope'; known: convnext, default"):
         load_space("nope")
+
+
+def test_a_loss_parameter_left_out_keeps_the_losss_default():
+    from autodistill.losses import Dims, Distiller, get_loss
+
+    space = parse_space(_with("distill", {"kd": {"temperature": 2.0}, "dkd": {}}))
+    assert set(space.losses) == {"kd", "dkd"}
+    cand = space.sample(random_suggest(1))
+    distiller = Distiller(get_loss(cand.loss), cand.distill, dims=Dims(10))
+    assert distiller.params == {**get_loss(cand.loss).defaults, **cand.distill}
+
+
+def test_the_default_space_searches_the_loss_and_caches_only_what_it_reads():
+    default = load_space("default")
+    assert set(default.losses) == {"ce", "kd", "dkd", "dist", "hint", "at", "adversarial"}
+    assert default.teacher_outputs() == ("logits", "features", "attention")
+    assert load_space("resnet").teacher_outputs() == ("logits",)
+    beta = default.losses["dkd"]["beta"]
+    assert beta.log and default.losses["hint"]["weight"].log
+    assert default.losses["kd"]["temperature"].low == 1.0
+    assert default.losses["kd"]["temperature"].high == 8.0

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from autodistill.data import default_augmentation
 from autodistill.families import InputSpec, build_student
-from autodistill.losses import get_loss
-from autodistill.train import TrainConfig, TrainingDiverged, evaluate, fit
+from autodistill.losses import Dims, Distiller, get_loss
+from autodistill.train import TrainConfig, TrainingDiverged, evaluate, fit, make_distiller
 
 
 def _student(digits):
@@ -22,19 +24,30 @@ def test_distillation_from_the_cache_learns(digits, views):
     model = _student(digits)
     aug = default_augmentation(digits.name, digits.image_size)
     before = evaluate(model, digits.val, digits.stats)
+    kd = Distiller(get_loss("kd"), {"temperature": 4.0, "alpha": 0.5}, dims=Dims(10))
     history = fit(model, digits.train, aug, digits.stats, TrainConfig(epochs=3, lr=5e-3),
-                  views=views, loss=get_loss("kd"),
-                  loss_params={"temperature": 4.0, "alpha": 0.5})  # fmt: skip
+                  views=views, distiller=kd)  # fmt: skip
     after = evaluate(model, digits.val, digits.stats)
     assert after > max(0.5, before + 0.2)
     assert history[-1]["kd"] < history[0]["kd"]
 
 
+def views_logits_only(digits):
+    from autodistill.cache import TeacherViews
+
+    n = len(digits.train)
+    return TeacherViews(torch.zeros(1, n, 3, dtype=torch.int8), torch.zeros(1, n, 10), "k", ())
+
+
 def test_a_teacher_loss_without_the_cache_is_refused(digits):
     aug = default_augmentation(digits.name, digits.image_size)
-    with pytest.raises(ValueError, match="needs cached teacher outputs"):
+    with pytest.raises(ValueError, match="needs cached teacher \\['logits'\\]"):
         fit(_student(digits), digits.train, aug, digits.stats, TrainConfig(epochs=1, lr=1e-3),
-            loss=get_loss("kd"), loss_params={"temperature": 1.0, "alpha": 0.5})  # fmt: skip
+            distiller=Distiller(get_loss("kd"), dims=Dims(10)))  # fmt: skip
+    with pytest.raises(ValueError, match="needs cached teacher \\['features'\\]"):
+        fit(_student(digits), digits.train, aug, digits.stats, TrainConfig(epochs=1, lr=1e-3),
+            views=views_logits_only(digits), distiller=Distiller(get_loss("hint"),
+            dims=Dims(10, 8, 8)))  # fmt: skip
 
 
 class _NaN(nn.Module):
@@ -50,4 +63,24 @@ def test_a_nan_loss_stops_training_with_a_clear_reason(digits, views):
     aug = default_augmentation(digits.name, digits.image_size)
     with pytest.raises(TrainingDiverged, match="loss became nan in epoch 1"):
         fit(_NaN(), digits.train, aug, digits.stats, TrainConfig(epochs=1, lr=1e-3), views=views,
-            loss=get_loss("kd"), loss_params={"temperature": 1.0, "alpha": 0.5})  # fmt: skip
+            distiller=Distiller(get_loss("kd"), dims=Dims(10)))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("loss", "part"),
+    [("hint", "hint"), ("at", "at"), ("adversarial", "adv"), ("dkd", "nckd"), ("dist", "inter")],
+)
+def test_every_teacher_loss_trains_a_student_from_the_full_cache(digits, full_views, loss, part):
+    torch.manual_seed(0)
+    model = _student(digits)
+    aug = default_augmentation(digits.name, digits.image_size)
+    d = make_distiller(loss, {}, model, (1, 8, 8), 10, full_views)
+    history = fit(model, digits.train, aug, digits.stats, TrainConfig(epochs=3, lr=5e-3),
+                  views=full_views, distiller=d)  # fmt: skip
+    assert evaluate(model, digits.val, digits.stats) > 0.3  # 60 steps; chance is 0.1
+    assert history[-1]["ce"] < history[0]["ce"]
+    assert all(math.isfinite(h[part]) for h in history)
+    if loss in ("hint", "at"):  # matching the teacher's features is what these learn first
+        assert history[-1][part] < history[0][part]
+    if loss == "adversarial":
+        assert "disc" in history[-1]  # the discriminator stepped too

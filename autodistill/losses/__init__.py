@@ -1,0 +1,28 @@
+"""Distillation losses; importing this package registers every built-in loss."""
+
+from __future__ import annotations
+
+from autodistill.losses import adversarial, feature, logit  # noqa: F401  (registers)
+from autodistill.losses.registry import (
+    LOSSES,
+    TEACHER_OUTPUTS,
+    Dims,
+    Distiller,
+    Loss,
+    Outputs,
+    get_loss,
+    register_loss,
+    total,
+)
+
+__all__ = [
+    "LOSSES",
+    "TEACHER_OUTPUTS",
+    "Dims",
+    "Distiller",
+    "Loss",
+    "Outputs",
+    "get_loss",
+    "register_loss",
+    "total",
+]

@@ -1,0 +1,126 @@
+"""Benchmark: every distiller at its default hyperparameters on three fixed students.
+
+Trains a small, a medium and a large student from the default space on mnist5k against the
+cached default teacher, with each registered loss and 3 seeds, and writes mean +/- std
+validation accuracy and seconds per epoch (also as a ratio to plain cross-entropy measured in
+the same run) to results/benchmarks/distillers.{json,md}.
+
+    python benchmarks/distillers.py [--epochs 5] [--seeds 3] [--out results/benchmarks]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from autodistill.cache import cache_key, compute_views, load_views
+from autodistill.config import default_cache_dir
+from autodistill.data import default_augmentation, load_dataset
+from autodistill.families import InputSpec, build_student, get_family
+from autodistill.losses import LOSSES
+from autodistill.measure import count_params
+from autodistill.teacher import TeacherRecipe, dataset_fingerprint, prepare_teacher
+from autodistill.train import TrainConfig, evaluate, fit, make_distiller
+
+STUDENTS = {  # fixed points of search_spaces/default.yaml
+    "small": ("mobilenetv3", {"stem_stride": 2, "width": 0.25, "stages": 2, "depths": [1, 1],
+                              "kernels": [3, 5], "expansions": [3, 6], "head": 128}),
+    "medium": ("resnet", {"stem_stride": 2, "depths": [1, 1, 1, 1], "width": 16}),
+    "large": ("resnet", {"stem_stride": 2, "depths": [2, 2, 2, 2], "width": 32}),
+}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--views", type=int, default=4)
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    args = p.parse_args()
+    threads = torch.get_num_threads()
+
+    data = load_dataset("mnist5k")
+    aug = default_augmentation(data.name, data.image_size)
+    cache = default_cache_dir()
+    info, load = prepare_teacher("resnet18", data, aug, cache_dir=cache, threads=threads,
+                                 recipe=TeacherRecipe())  # fmt: skip
+    key = cache_key(info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug,
+                    args.views)  # fmt: skip
+    kinds = ("logits", "features", "attention")
+    views = load_views(cache, key, kinds) or compute_views(
+        load(), data.train, aug, data.stats, key=key, views=args.views, cache_dir=cache,
+        kinds=kinds,
+    )  # fmt: skip
+    spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
+    shape = (spec.in_chans, spec.image_size, spec.image_size)
+
+    rows = []
+    for size, (family, arch) in STUDENTS.items():
+        for loss in sorted(LOSSES, key=lambda n: (n != "ce", n)):
+            accs, secs = [], []
+            for seed in range(args.seeds):
+                torch.manual_seed(seed)
+                model = build_student(family, arch, spec)
+                distiller = make_distiller(loss, {}, model, shape, spec.num_classes, views)
+                cfg = TrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=1e-4, seed=seed)
+                start = time.perf_counter()
+                fit(model, data.train, aug, data.stats, cfg, views=views, distiller=distiller)
+                secs.append((time.perf_counter() - start) / args.epochs)
+                accs.append(100 * evaluate(model, data.val, data.stats))
+            rows.append({
+                "student": size, "family": family, "arch": get_family(family).describe(arch),
+                "params": count_params(model), "loss": loss,
+                "val_mean": statistics.mean(accs), "val_std": statistics.stdev(accs),
+                "val_runs": accs, "s_per_epoch": statistics.median(secs),
+            })  # fmt: skip
+            print(
+                f"{size:6s} {loss:11s} {rows[-1]['val_mean']:6.2f} ± "
+                f"{rows[-1]['val_std']:.2f}  {rows[-1]['s_per_epoch']:.2f} s/epoch",
+                flush=True,
+            )
+    for r in rows:
+        base = next(b for b in rows if b["student"] == r["student"] and b["loss"] == "ce")
+        r["vs_ce_points"] = r["val_mean"] - base["val_mean"]
+        r["time_vs_ce"] = r["s_per_epoch"] / base["s_per_epoch"]
+    _write(args, rows, info.to_dict(), threads)
+
+
+def _write(args: argparse.Namespace, rows: list[dict], teacher: dict, threads: int) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"command": "python benchmarks/distillers.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        "epochs": args.epochs, "seeds": args.seeds, "views": args.views, "lr": args.lr,
+        "teacher": teacher, "threads": threads, "machine": platform.processor() or
+        platform.machine(), "torch": torch.__version__}  # fmt: skip
+    (args.out / "distillers.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    lines = [
+        "# Distillers at their default hyperparameters (mnist5k, validation accuracy)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Teacher: {teacher['name']} ({teacher['params']:,} params), val "
+        f"{100 * teacher['val_accuracy']:.2f}%. {args.epochs} epochs, AdamW lr {args.lr}, "
+        f"{args.seeds} seeds, {args.views} cached views, {threads} threads, torch "
+        f"{torch.__version__}.",
+        "",
+        "| student | params | loss | val acc (%) mean ± std | vs ce (points) | s/epoch | "
+        "time vs ce |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['student']} ({r['arch']}) | {r['params']:,} | {r['loss']} | "
+            f"{r['val_mean']:.2f} ± {r['val_std']:.2f} | {r['vs_ce_points']:+.2f} | "
+            f"{r['s_per_epoch']:.2f} | {r['time_vs_ce']:.2f}x |"
+        )
+    (args.out / "distillers.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
