@@ -83,6 +83,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    t = sub.add_parser("train", help="fully train a student of a run and test it once")
+    t.add_argument("run_dir", type=Path)
+    how = t.add_argument_group("which student (one of; default --pick knee)")
+    how.add_argument("--trial", type=int, help="this trial number")
+    how.add_argument(
+        "--pick",
+        choices=("knee", "best", "smallest", "fastest"),
+        help="a point of the front by rule",
+    )
+    how.add_argument("--max-params", type=_count, help="most accurate within this size")
+    how.add_argument("--max-latency-ms", type=float, help="most accurate within this latency")
+    how.add_argument(
+        "--top",
+        type=int,
+        help="the K most accurate front points, and how well "
+        "brief training ranked them (Kendall tau)",
+    )
+    t.add_argument("--epochs", type=int, default=30, help="full training epochs (default 30)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    e = sub.add_parser("export", help="export a trained student to ONNX (and int8), check, time")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--trial", type=int, help="which trained student (needed if several)")
+    e.add_argument("--int8", action="store_true", help="also quantize to int8 and re-test")
+    e.add_argument("--threads", type=int, default=0, help="threads for timing (0: the run's)")
+
+    d = sub.add_parser("dashboard", help="browse a run's study in optuna-dashboard")
+    d.add_argument("run_dir", type=Path)
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8080)
+
     r = sub.add_parser("report", help="redraw a run's CSVs and plot from its storage")
     r.add_argument("run_dir", type=Path)
 
@@ -145,6 +176,76 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from autodistill.fulltrain import train_students
+
+    out = train_students(
+        args.run_dir, trial=args.trial, rule=args.pick, max_params=args.max_params,
+        max_latency_ms=args.max_latency_ms, top=args.top, epochs=args.epochs,
+        progress=not args.quiet,
+    )  # fmt: skip
+    for s in out.students:
+        t = s["teacher"]
+        print(f"\ntrial {s['trial']}: {s['arch']} ({s['loss']}), {s['epochs']} epochs")
+        print(
+            f"  test accuracy  {100 * s['test_accuracy']:.2f}%  (teacher {t['name']} "
+            f"{100 * t['test_accuracy']:.2f}%, retention {100 * s['retention']:.1f}%)"
+        )
+        print(
+            f"  val accuracy   {100 * s['val_accuracy']:.2f}%  (brief training: "
+            f"{100 * s['brief_val_accuracy']:.2f}%)"
+        )
+        print(
+            f"  parameters     {s['params']:,}  ({s['size_ratio']:.1f}x smaller than the teacher)"
+        )
+        print(
+            f"  latency        {s['latency_ms']:.3f} ms  ({s['speedup']:.1f}x faster, batch 1, "
+            f"{s['latency_threads']} threads)"
+        )
+        print(f"  weights        {s['weights']}")
+    if out.kendall_tau is not None or "ranking" in out.files:
+        tau = "undefined (ties)" if out.kendall_tau is None else f"{out.kendall_tau:.2f}"
+        print(f"\nKendall tau, brief vs full validation ranking: {tau} ({out.files['ranking']})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from autodistill.export import export_student
+
+    out = export_student(args.run_dir, trial=args.trial, int8=args.int8, threads=args.threads)
+    f = out.figures
+    print(f"trial {out.trial} exported: {out.files['onnx']} ({f['onnx_bytes'] / 1e3:.0f} kB)")
+    print(
+        f"  max |onnx - torch| on {f['batch_sizes_checked'][1]} test images and on batch 1: "
+        f"{f['max_abs_diff']:.2e}"
+    )
+    print(
+        f"  test accuracy  torch {100 * f['torch_test_accuracy']:.2f}%  onnx "
+        f"{100 * f['onnx_test_accuracy']:.2f}%"
+        + (f"  int8 {100 * f['int8_test_accuracy']:.2f}%" if "int8_test_accuracy" in f else "")
+    )
+    print(
+        f"  latency, batch 1, {f['threads']} threads (median)  torch {f['torch_latency_ms']:.3f} ms"
+        f"  onnxruntime {f['onnx_latency_ms']:.3f} ms"
+        + (f"  int8 {f['int8_latency_ms']:.3f} ms" if "int8_latency_ms" in f else "")
+    )
+    for name, path in out.files.items():
+        print(f"  {name:8s} {path}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from autodistill import search
+    from autodistill.config import load_config
+
+    config = load_config(args.run_dir)
+    storage = search.open_storage(config.storage, args.run_dir)
+    search.load_study(storage, config.name)  # a clear error before the server starts
+    print(f"optuna-dashboard for {config.name}: http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    search.serve_dashboard(storage, host=args.host, port=args.port)
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from autodistill.pipeline import redraw_report
 
@@ -165,7 +266,14 @@ def _spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"search": _search, "report": _report, "spaces": _spaces}
+_COMMANDS = {
+    "search": _search,
+    "train": _train,
+    "export": _export,
+    "report": _report,
+    "dashboard": _dashboard,
+    "spaces": _spaces,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

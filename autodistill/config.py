@@ -96,6 +96,7 @@ class SearchConfig:
 
 
 CONFIG_FILE = "config.yaml"
+STUDENTS_DIR = "students"  # fully trained students: students/trial-N/{student.safetensors,...}
 
 
 def save_config(config: SearchConfig, run_dir: Path) -> Path:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +91,19 @@ def measure_latency(
         threads=threads,
         runs=len(m.times) * m.number_per_run,
     )
+
+
+def median_latency_ms(
+    call: Callable[[], object], *, warmup: int = 10, min_run_time: float = 0.3, min_runs: int = 20
+) -> float:
+    """Median wall time of ``call`` in ms after ``warmup`` untimed calls: the same protocol as
+    ``measure_latency``, for runtimes outside PyTorch (e.g. ONNX Runtime)."""
+    for _ in range(warmup):
+        call()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < min_run_time:
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3

@@ -13,21 +13,24 @@ import torch
 from tqdm.auto import tqdm
 
 from autodistill import search
-from autodistill.cache import cache_key, compute_views, load_views
+from autodistill.cache import TeacherViews, cache_key, compute_views, load_views
 from autodistill.candidate import Limits, TrialContext
 from autodistill.config import (
     CONFIG_FILE,
+    STUDENTS_DIR,
     SearchConfig,
     check_resumable,
     load_config,
     save_config,
 )
-from autodistill.data.augment import default_augmentation
+from autodistill.data.augment import Augmentation, default_augmentation
 from autodistill.data.sources import load_dataset
+from autodistill.data.splits import DatasetSplits
 from autodistill.errors import UserError
-from autodistill.report import write_outputs
+from autodistill.page import write_page
+from autodistill.report import plot_3d, plot_hypervolume, plot_importances, write_outputs
 from autodistill.spaces import load_space
-from autodistill.teacher import TeacherRecipe, dataset_fingerprint, prepare_teacher
+from autodistill.teacher import TeacherInfo, TeacherRecipe, dataset_fingerprint, prepare_teacher
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +48,29 @@ class SearchOutcome:
     cache: str  # what the teacher cache holds and its size on disk
 
 
-def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
-    """Prepare data, teacher and cache, run (or resume) the study, and write the result files."""
-    start = time.perf_counter()
-    run_dir = config.run_dir
-    _prepare_run_dir(config)
-    space = load_space(config.space)  # validate cheap inputs before any heavy work
-    search.make_sampler(config.sampler, seed=config.seed, budget=config.budget)
-    storage = search.open_storage(config.storage, run_dir)
+@dataclass(frozen=True)
+class Prepared:
+    """Data, augmentation, teacher description and cached teacher views for a configuration."""
+
+    data: DatasetSplits
+    aug: Augmentation
+    teacher: TeacherInfo
+    views: TeacherViews
+    threads: int
+
+    def cache_summary(self) -> str:
+        kinds = ["logits"] + [
+            k
+            for k, t in (("features", self.views.features), ("attention", self.views.maps))
+            if t is not None
+        ]
+        return f"{'/'.join(kinds)} for {self.views.count} views, {self.views.nbytes() / 1e6:.1f} MB"
+
+
+def prepare(config: SearchConfig, kinds: tuple[str, ...], *, progress: bool = True) -> Prepared:
+    """Load the data, then the teacher and its cached outputs (training or computing them once)."""
     threads = config.resolved_threads
     torch.set_num_threads(threads)
-
     data = load_dataset(
         config.data, data_dir=config.data_dir, download=config.download, seed=config.seed
     )
@@ -69,12 +84,24 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
     key = cache_key(
         info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, config.views
     )
-    kinds = space.teacher_outputs()
     views = load_views(cache_dir, key, kinds) or compute_views(
         load_teacher(), data.train, aug, data.stats, key=key, views=config.views,
         cache_dir=cache_dir, kinds=kinds, progress=progress,
     )  # fmt: skip
     log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
+    return Prepared(data, aug, info, views, threads)
+
+
+def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
+    """Prepare data, teacher and cache, run (or resume) the study, and write the result files."""
+    start = time.perf_counter()
+    run_dir = config.run_dir
+    _prepare_run_dir(config)
+    space = load_space(config.space)  # validate cheap inputs before any heavy work
+    search.make_sampler(config.sampler, seed=config.seed, budget=config.budget)
+    storage = search.open_storage(config.storage, run_dir)
+    prep = prepare(config, space.teacher_outputs(), progress=progress)
+    data, aug, info, views, threads = prep.data, prep.aug, prep.teacher, prep.views, prep.threads
     save_config(config, run_dir)
 
     study = search.open_study(
@@ -100,8 +127,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
         files = write_outputs(trials, run_dir, teacher=teacher, limits=_limits(config))
     files["config"] = run_dir / CONFIG_FILE
     files["storage"] = Path(config.storage or run_dir / search.DEFAULT_STORAGE_FILE)
-    cache = f"{'/'.join(kinds)} for {views.count} views, {views.nbytes() / 1e6:.1f} MB"
-    return SearchOutcome(run_dir, files, trials, teacher, ran, time.perf_counter() - start, cache)
+    return SearchOutcome(run_dir, files, trials, teacher, ran, time.perf_counter() - start,
+                         prep.cache_summary())  # fmt: skip
 
 
 def _prepare_run_dir(config: SearchConfig) -> None:
@@ -124,13 +151,43 @@ def _limits(config: SearchConfig) -> dict[str, float | None]:
 
 
 def redraw_report(run_dir: Path) -> dict[str, Path]:
-    """Rewrite trials.csv, pareto.csv and pareto.png of a run from its storage."""
+    """Rewrite a run's CSVs and plots from its storage, and its report.html / report.md."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     storage = search.open_storage(config.storage, run_dir)
     study = search.load_study(storage, config.name)
     teacher_file = run_dir / "teacher.json"
     teacher = json.loads(teacher_file.read_text()) if teacher_file.is_file() else None
-    return write_outputs(
-        search.trials_frame(study), run_dir, teacher=teacher, limits=_limits(config)
+    trials = search.trials_frame(study)
+    files = write_outputs(trials, run_dir, teacher=teacher, limits=_limits(config))
+    images = {
+        "pareto": files["plot"],
+        "pareto3d": run_dir / "pareto3d.png",
+        "hypervolume": run_dir / "hypervolume.png",
+        "importances": run_dir / "importances.png",
+    }
+    plot_3d(trials, images["pareto3d"], teacher=teacher)
+    plot_hypervolume(search.hypervolume_history(study), images["hypervolume"])
+    plot_importances(search.importances(study), images["importances"])
+    files.update({k: v for k, v in images.items() if k != "pareto"})
+    files.update(
+        write_page(
+            run_dir,
+            title=f"autodistill: {config.name}",
+            trials=trials,
+            teacher=teacher,
+            students=_students(run_dir),
+            images=images,
+        )
     )
+    return files
+
+
+def _students(run_dir: Path) -> list[tuple[dict, dict | None]]:
+    """Fully trained students of the run, with their export figures where they were exported."""
+    out = []
+    for metrics in sorted((run_dir / STUDENTS_DIR).glob("trial-*/metrics.json")):
+        export = metrics.with_name("export.json")
+        out.append((json.loads(metrics.read_text()),
+                    json.loads(export.read_text()) if export.is_file() else None))  # fmt: skip
+    return out

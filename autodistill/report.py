@@ -67,9 +67,9 @@ def plot_front(
     teacher: dict[str, Any] | None,
     limits: dict[str, float | None],
 ) -> None:
-    """Validation error against parameters and against latency; front circled, teacher starred.
+    """Validation accuracy against parameters and against latency; front circled, teacher starred.
 
-    Error is drawn on a log axis so that 1% vs 2% is as visible as 20% vs 40%.
+    The accuracy axis is spaced by log error, so 98% vs 99% is as visible as 60% vs 80%.
     """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
@@ -116,13 +116,15 @@ def plot_front(
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
             axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_formatter(ticker.FuncFormatter(_plain))
             axis.set_minor_formatter(ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain))
+        # The axis is the error on a log scale, labelled as the accuracy it stands for.
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{100 - v:g}%"))
+        ax.invert_yaxis()
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.25)
-    axes[0].set_ylabel("validation error (%, log scale; lower is better)")
-    axes[1].legend(loc="upper right", fontsize=8)
+    axes[0].set_ylabel("validation accuracy (log scale of the error)")
+    axes[1].legend(loc="lower right", fontsize=8)
     n_done = len(done)
     n_inf = int((trials["state"] == "INFEASIBLE").sum()) if not trials.empty else 0
     n_fail = int((trials["state"] == "FAIL").sum()) if not trials.empty else 0
@@ -171,3 +173,61 @@ def front_table(trials: pd.DataFrame) -> str:
         columns={"number": "trial", "val_accuracy": "val acc", "latency_ms": "latency ms"}
     )
     return shown.to_string(index=False)
+
+
+def plot_3d(trials: pd.DataFrame, path: Path, *, teacher: dict[str, Any] | None) -> None:
+    """All three objectives at once: log params, log latency and accuracy; front in black."""
+    import numpy as np
+
+    fig = plt.figure(figsize=(7, 5.5))
+    ax = fig.add_subplot(projection="3d")
+    done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+    if not done.empty:
+        rest, front = done[~done["pareto"]], done[done["pareto"]]
+        for rows, style in (
+            (rest, {"alpha": 0.35, "s": 14, "color": "tab:blue"}),
+            (front, {"s": 40, "color": "black", "label": "Pareto front"}),
+        ):
+            ax.scatter(np.log10(rows["params"].astype(float)),
+                       np.log10(rows["latency_ms"].astype(float)),
+                       100 * rows["val_accuracy"], **style)  # fmt: skip
+    if teacher is not None:
+        ax.scatter([np.log10(teacher["params"])], [np.log10(teacher["latency_ms"])],
+                   [100 * teacher["val_accuracy"]], marker="*", s=160, color="crimson",
+                   label="teacher")  # fmt: skip
+    ax.set_xlabel("log10 parameters")
+    ax.set_ylabel("log10 latency (ms)")
+    ax.set_zlabel("val accuracy (%)")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_hypervolume(history: list[tuple[int, float]], path: Path) -> None:
+    """How the front grew: hypervolume of the trials so far, after each trial."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    if history:
+        ax.plot([n for n, _ in history], [h for _, h in history], drawstyle="steps-post")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("hypervolume (normalised)")
+    ax.set_title("error, log params, log latency; reference (1, 1, 1)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)
+
+
+def plot_importances(importances: dict[str, float], path: Path) -> None:
+    """Which hyperparameters mattered for validation accuracy."""
+    fig, ax = plt.subplots(figsize=(6, 0.4 * max(3, len(importances)) + 1))
+    names = list(importances)[::-1]
+    ax.barh(names, [importances[n] for n in names], color="tab:green")
+    ax.set_xlabel("importance for validation accuracy (normalised)")
+    if not importances:
+        ax.text(0.5, 0.5, "too few completed trials", ha="center", transform=ax.transAxes)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -297,3 +298,76 @@ def _human(n: float) -> str:
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return f"{n:.0f}"
+
+
+def trial_candidate(study: optuna.Study, number: int) -> tuple[Candidate, dict[str, Any]]:
+    """The candidate a finished trial trained, and what it recorded (params, latency, ...)."""
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise UserError(f"no trial {number} in this run; it has trials 0..{len(trials) - 1}")
+    t = trials[number]
+    if t.state != TrialState.COMPLETE:
+        raise UserError(f"trial {number} is {t.state.name.lower()}, not a trained student; "
+                        "pick a completed one (see trials.csv)")  # fmt: skip
+    return Candidate.from_dict(t.user_attrs["candidate"]), dict(t.user_attrs)
+
+
+# Fixed bounds, so hypervolumes of different runs (and samplers) compare: error 0..1,
+# parameters 1e3..1e8 and latency 0.01..1000 ms on log scales, each mapped to 0..1; the
+# reference point is (1, 1, 1), the worst corner.
+HV_PARAMS = (1e3, 1e8)
+HV_LATENCY_MS = (1e-2, 1e3)
+
+
+def normalized_objectives(values: np.ndarray) -> np.ndarray:
+    """(accuracy %, params, latency ms) rows as losses in 0..1: error, log params, log latency."""
+    v = np.asarray(values, dtype=float).reshape(-1, 3)
+    error = 1.0 - v[:, 0] / 100.0
+    params = (np.log10(v[:, 1]) - np.log10(HV_PARAMS[0])) / np.log10(HV_PARAMS[1] / HV_PARAMS[0])
+    lat = (np.log10(v[:, 2]) - np.log10(HV_LATENCY_MS[0])) / np.log10(
+        HV_LATENCY_MS[1] / HV_LATENCY_MS[0]
+    )
+    return np.clip(np.stack([error, params, lat], axis=1), 0.0, 1.0)
+
+
+def hypervolume(values: np.ndarray) -> float:
+    """Hypervolume of (accuracy %, params, latency ms) rows, normalised as above (0..1)."""
+    if len(values) == 0:
+        return 0.0
+    # Optuna's exact WFG implementation; private, so it is reached from this one place only.
+    from optuna._hypervolume import compute_hypervolume
+
+    return float(compute_hypervolume(normalized_objectives(values), np.ones(3)))
+
+
+def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
+    """(trial number, hypervolume of all completed trials up to it), in trial order."""
+    seen: list[list[float]] = []
+    out = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if t.state == TrialState.COMPLETE:
+            seen.append(list(t.values))
+        out.append((t.number, hypervolume(np.array(seen))))
+    return out
+
+
+def importances(study: optuna.Study) -> dict[str, float]:
+    """Importance of each hyperparameter for validation accuracy (Optuna's default evaluator)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) < 3:
+        return {}
+    try:
+        with warnings.catch_warnings():  # "some regimes have < 2 trials": expected at this size
+            warnings.simplefilter("ignore", UserWarning)
+            return dict(optuna.importance.get_param_importances(
+                study, target=lambda t: t.values[0]))  # fmt: skip
+    except (RuntimeError, ValueError) as exc:  # too few distinct values to tell
+        log.warning("hyperparameter importances unavailable: %s", exc)
+        return {}
+
+
+def serve_dashboard(storage: BaseStorage, *, host: str, port: int) -> None:
+    """Serve optuna-dashboard on this storage until interrupted (blocks)."""
+    import optuna_dashboard
+
+    optuna_dashboard.run_server(storage, host=host, port=port)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,8 +47,12 @@ def fit(
     views: TeacherViews | None = None,
     distiller: Distiller | None = None,
     on_epoch: EpochCallback | None = None,
+    checkpoint: Path | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place; returns the mean loss parts of every epoch.
+
+    With ``checkpoint`` the whole training state is saved there after every epoch, and a run
+    that finds one resumes after its last finished epoch with the same random streams.
 
     With ``views`` each image is shown in one of the cached augmented views, and the distiller
     reads the teacher's cached outputs for exactly that view; the teacher itself is never called.
@@ -68,9 +73,21 @@ def fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
     )
-    history = []
+    history: list[dict[str, float]] = []
+    first = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"checkpoint {checkpoint} was made with other settings")
+        model.load_state_dict(state["model"])
+        distiller.load_state_dict(state["distiller"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, first = state["history"], state["epoch"] + 1
     model.train()
-    for epoch in range(cfg.epochs):
+    for epoch in range(first, cfg.epochs):
         sums: dict[str, float] = {}
         order = torch.randperm(n, generator=gen)
         which_view = (
@@ -110,9 +127,23 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + t * len(idx)
         epoch_stats = {k: s / n for k, s in sums.items()}
         history.append(epoch_stats)
+        if checkpoint is not None:
+            _save(checkpoint, {
+                "config": asdict(cfg), "epoch": epoch, "history": history,
+                "model": model.state_dict(), "distiller": distiller.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            })  # fmt: skip
         if on_epoch is not None:
             on_epoch(epoch, epoch_stats)
     return history
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: an interrupted save leaves the previous epoch's checkpoint
 
 
 def _missing_outputs(distiller: Distiller, views: TeacherViews | None) -> list[str]:

@@ -94,3 +94,56 @@ def test_spaces_lists_every_space(capsys):
     out = capsys.readouterr().out
     for name in ("default:", "resnet:", "mobilenetv3:", "convnext:", "vit:", "vit.patch_size"):
         assert name in out
+
+
+def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(run, tmp_path, capsys):
+    import json
+
+    assert run()[0] == 0
+    run_dir = tmp_path / "digits-default"
+    assert main(["train", str(run_dir), "--pick", "best", "--epochs", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    trials = pd.read_csv(run_dir / "trials.csv")
+    best = trials[trials["pareto"]].sort_values("val_accuracy", ascending=False).iloc[0]
+    student = run_dir / "students" / f"trial-{int(best['number'])}"
+    metrics = json.loads((student / "metrics.json").read_text())
+    assert (student / "student.safetensors").is_file() and not (student / "checkpoint.pt").exists()
+    assert metrics["params"] == best["params"] and metrics["epochs"] == 2
+    assert 0 < metrics["test_accuracy"] <= 1 and metrics["retention"] > 0
+    assert "retention" in out and "x smaller than the teacher" in out
+
+    assert main(["train", str(run_dir), "--top", "2", "--epochs", "2", "--quiet"]) == 0
+    ranking = json.loads((run_dir / "students" / "ranking.json").read_text())
+    assert len(ranking["students"]) == 2
+    assert ranking["kendall_tau"] in (-1.0, 1.0, None)
+    assert "Kendall tau" in capsys.readouterr().out
+
+    assert main(["train", str(run_dir), "--trial", "99"]) == 2
+    assert "no trial 99" in capsys.readouterr().err
+
+
+def test_export_writes_an_onnx_file_that_matches_torch_and_an_int8_one(run, tmp_path, capsys):
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+
+    assert run()[0] == 0
+    run_dir = tmp_path / "digits-default"
+    assert main(["export", str(run_dir)]) == 2  # nothing trained yet: one clear line
+    assert "no fully trained student" in capsys.readouterr().err
+    assert main(["train", str(run_dir), "--pick", "smallest", "--epochs", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--int8"]) == 0
+    out = capsys.readouterr().out
+    student = next((run_dir / "students").glob("trial-*"))
+    figures = json.loads((student / "export.json").read_text())
+    assert figures["max_abs_diff"] < 1e-3
+    assert figures["onnx_test_accuracy"] == figures["torch_test_accuracy"]
+    assert abs(figures["int8_test_accuracy"] - figures["torch_test_accuracy"]) < 0.1
+    assert figures["onnx_latency_ms"] > 0 and figures["int8_latency_ms"] > 0
+    assert "max |onnx - torch|" in out
+    session = ort.InferenceSession(str(student / "student.onnx"))
+    for batch in (1, 5):  # the batch dimension is dynamic
+        x = np.zeros((batch, 1, 8, 8), dtype=np.float32)
+        assert session.run(None, {"x": x})[0].shape == (batch, 10)

@@ -84,3 +84,44 @@ def test_every_teacher_loss_trains_a_student_from_the_full_cache(digits, full_vi
         assert history[-1][part] < history[0][part]
     if loss == "adversarial":
         assert "disc" in history[-1]  # the discriminator stepped too
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(
+    digits, views, tmp_path
+):
+    aug = default_augmentation(digits.name, digits.image_size)
+    cfg = TrainConfig(epochs=3, lr=5e-3, seed=1)
+
+    def kd():
+        return Distiller(get_loss("kd"), dims=Dims(10))
+
+    torch.manual_seed(0)
+    straight = _student(digits)
+    fit(straight, digits.train, aug, digits.stats, cfg, views=views, distiller=kd())
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(epoch, stats):
+        if epoch == 0:
+            raise Stop
+
+    torch.manual_seed(0)
+    resumed = _student(digits)
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(Stop):
+        fit(resumed, digits.train, aug, digits.stats, cfg, views=views, distiller=kd(),
+            checkpoint=ckpt, on_epoch=stop_after_first)  # fmt: skip
+    assert ckpt.is_file()
+    epochs_run = []
+    torch.manual_seed(123)  # a fresh process: nothing but the checkpoint carries the state
+    fresh = _student(digits)
+    history = fit(fresh, digits.train, aug, digits.stats, cfg, views=views, distiller=kd(),
+                  checkpoint=ckpt, on_epoch=lambda e, s: epochs_run.append(e))  # fmt: skip
+    assert epochs_run == [1, 2] and len(history) == 3
+    for (name, a), b in zip(straight.state_dict().items(), fresh.state_dict().values(),
+                            strict=True):  # fmt: skip
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    with pytest.raises(ValueError, match="made with other settings"):
+        fit(fresh, digits.train, aug, digits.stats, TrainConfig(epochs=4, lr=5e-3, seed=1),
+            views=views, distiller=kd(), checkpoint=ckpt)  # fmt: skip

@@ -8,23 +8,29 @@ from typing import Any
 from timm.models.convnext import ConvNeXt
 from torch import nn
 
-from autodistill.families.registry import InputSpec, register_family, stage_list
+from autodistill.families.registry import (
+    InputSpec,
+    register_family,
+    stage_list,
+    stage_widths,
+    width_text,
+)
 
 
 def _describe(a: Mapping[str, Any]) -> str:
     depths = stage_list(a["depths"], 4)
-    return f"convnext p{a['patch_size']} d{'-'.join(map(str, depths))} w{a['width']} k{a['kernel']}"
+    w = width_text(a["width"])
+    return f"convnext p{a['patch_size']} d{'-'.join(map(str, depths))} w{w} k{a['kernel']}"
 
 
 @register_family("convnext", params=("patch_size", "depths", "width", "kernel"), describe=_describe)
 def build_convnext(a: Mapping[str, Any], spec: InputSpec) -> nn.Module:
-    """timm ConvNeXt: four stages of depth ``depths[i]``, widths ``width * 2**i``."""
-    width = int(a["width"])
+    """timm ConvNeXt: four stages of depth ``depths[i]``; ``width`` per stage or doubling."""
     return ConvNeXt(
         in_chans=spec.in_chans,
         num_classes=spec.num_classes,
         depths=tuple(int(d) for d in stage_list(a["depths"], 4)),
-        dims=tuple(width * 2**i for i in range(4)),
+        dims=tuple(stage_widths(a["width"], 4)),
         kernel_sizes=int(a["kernel"]),
         patch_size=int(a["patch_size"]),
     )

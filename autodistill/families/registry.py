@@ -93,6 +93,18 @@ def build_student(family: str, arch: Mapping[str, Any], spec: InputSpec) -> nn.M
     return model
 
 
+def stage_widths(width: Any, n: int) -> list[int]:
+    """Per-stage widths: a list as given, or a base width doubled at every stage."""
+    if isinstance(width, list | tuple):
+        return [int(w) for w in stage_list(width, n)]
+    return [int(width) * 2**i for i in range(n)]
+
+
+def width_text(width: Any) -> str:
+    """How an arch summary shows a width (base or per stage)."""
+    return "-".join(map(str, width)) if isinstance(width, list | tuple) else str(width)
+
+
 def stage_list(value: Any, n: int) -> list[Any]:
     """A per-stage argument as a list of length ``n`` (a scalar is repeated)."""
     if isinstance(value, list | tuple):

@@ -8,23 +8,30 @@ from typing import Any
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
-from autodistill.families.registry import InputSpec, register_family, stage_list
+from autodistill.families.registry import (
+    InputSpec,
+    register_family,
+    stage_list,
+    stage_widths,
+    width_text,
+)
 
 
 def _describe(a: Mapping[str, Any]) -> str:
     depths = stage_list(a["depths"], 4)
-    return f"resnet s{a['stem_stride']} d{'-'.join(map(str, depths))} w{a['width']}"
+    return f"resnet s{a['stem_stride']} d{'-'.join(map(str, depths))} w{width_text(a['width'])}"
 
 
 @register_family("resnet", params=("stem_stride", "depths", "width"), describe=_describe)
 def build_resnet(a: Mapping[str, Any], spec: InputSpec) -> nn.Module:
-    """timm ResNet (BasicBlock): four stages of depth ``depths[i]``, widths ``width * 2**i``."""
+    """timm ResNet (BasicBlock): 4 stages, ``depths[i]`` blocks; ``width`` per stage or doubling."""
     n = 4  # timm's ResNet.forward_features calls layer1..layer4 by name.
-    width = int(a["width"])
+    widths = stage_widths(a["width"], n)
+    width = widths[0]
     model = ResNet(
         block=BasicBlock,
         layers=[int(d) for d in stage_list(a["depths"], n)],
-        channels=[width * 2**i for i in range(n)],
+        channels=widths,
         in_chans=spec.in_chans,
         num_classes=spec.num_classes,
         # A deep stem makes timm size the stem to 2 * stem_width; we then swap it for one conv.
@@ -32,6 +39,7 @@ def build_resnet(a: Mapping[str, Any], spec: InputSpec) -> nn.Module:
         stem_width=width // 2,
     )
     # timm's stem downsamples 4x (7x7 s2 conv + max pool), far too much for 28 px images.
-    model.conv1 = nn.Conv2d(spec.in_chans, width, 3, int(a["stem_stride"]), 1, bias=False)
+    stem = model.bn1.num_features  # 2 * (width // 2)
+    model.conv1 = nn.Conv2d(spec.in_chans, stem, 3, int(a["stem_stride"]), 1, bias=False)
     model.maxpool = nn.Identity()
     return model

@@ -1,0 +1,141 @@
+"""report.html and report.md: the front, the plots and the teacher-vs-student card on one page.
+
+The HTML embeds its images as data URIs, so the one file can be mailed or attached; a small
+script records how many images decoded, which the browser test reads back.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autodistill.report import front_table
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.grid { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }
+"""
+_SCRIPT = """
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  document.body.dataset.imagesTotal = imgs.length;
+  document.body.dataset.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+});
+"""
+
+
+def card_rows(student: dict[str, Any], export: dict[str, Any] | None) -> list[list[str]]:
+    """Teacher vs student: accuracy and retention, size, latency and speed-up (fp32, int8)."""
+    t = student["teacher"]
+    acc_t = 100 * t["test_accuracy"]
+    rows = [
+        ["test accuracy", f"{acc_t:.2f}%", f"{100 * student['test_accuracy']:.2f}%",
+         f"{100 * student['retention']:.1f}% retained"],
+        ["parameters", f"{t['params']:,}", f"{student['params']:,}",
+         f"{student['size_ratio']:.1f}x smaller"],
+        ["latency (PyTorch, batch 1)", f"{t['latency_ms']:.3f} ms",
+         f"{student['latency_ms']:.3f} ms", f"{student['speedup']:.1f}x faster"],
+    ]  # fmt: skip
+    if export:
+        rows.append(["latency (ONNX Runtime fp32)", "", f"{export['onnx_latency_ms']:.3f} ms",
+                     f"{t['latency_ms'] / export['onnx_latency_ms']:.1f}x faster"])  # fmt: skip
+        if "int8_test_accuracy" in export:
+            rows.append(["test accuracy (int8)", f"{acc_t:.2f}%",
+                         f"{100 * export['int8_test_accuracy']:.2f}%",
+                         f"{100 * export['int8_test_accuracy'] / t['test_accuracy']:.1f}% "
+                         "retained"])  # fmt: skip
+            rows.append(["latency (ONNX Runtime int8)", "", f"{export['int8_latency_ms']:.3f} ms",
+                         f"{t['latency_ms'] / export['int8_latency_ms']:.1f}x faster"])  # fmt: skip
+            rows.append(["model file (int8 / fp32)", "", f"{export['int8_bytes'] / 1e3:.0f} kB / "
+                         f"{export['onnx_bytes'] / 1e3:.0f} kB", ""])  # fmt: skip
+    return rows
+
+
+def write_page(
+    run_dir: Path,
+    *,
+    title: str,
+    trials: pd.DataFrame,
+    teacher: dict[str, Any] | None,
+    students: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    images: dict[str, Path],
+) -> dict[str, Path]:
+    """Write report.html (self-contained) and report.md beside the images."""
+    done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+    summary = (f"{len(trials)} trials: {len(done)} trained, "
+               f"{int((trials['state'] == 'INFEASIBLE').sum()) if len(trials) else 0} infeasible "
+               f"(never trained), {int((trials['state'] == 'FAIL').sum()) if len(trials) else 0} "
+               f"failed.")  # fmt: skip
+    if teacher:
+        summary += (f" Teacher {teacher['name']}: {teacher['params']:,} params, val "
+                    f"{100 * teacher['val_accuracy']:.2f}%, "
+                    f"test {100 * teacher['test_accuracy']:.2f}%, "
+                    f"{teacher['latency_ms']:.3f} ms.")  # fmt: skip
+    paths = {"html": run_dir / "report.html", "md": run_dir / "report.md"}
+    _atomic(paths["html"], _html(title, summary, trials, students, images))
+    _atomic(paths["md"], _markdown(title, summary, trials, students, images, run_dir))
+    return paths
+
+
+def _html(title, summary, trials, students, images) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
+             f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]  # fmt: skip
+    for student, export in students:
+        parts.append(f"<h2>Trial {student['trial']}: {html.escape(str(student['arch']))} "
+                     f"({html.escape(student['loss'])}), fully trained {student['epochs']} epochs"
+                     "</h2>")  # fmt: skip
+        parts.append(_html_table(["", "teacher", "student", "student vs teacher"],
+                                 card_rows(student, export)))  # fmt: skip
+    parts.append("<h2>Pareto front (validation accuracy, params, latency)</h2>")
+    parts.append(f"<pre>{html.escape(front_table(trials))}</pre>")
+    if "pareto" in images:
+        parts.append(_img(images["pareto"], "accuracy against parameters and latency"))
+    parts.append("<div class='grid'>")
+    for key, alt in (("pareto3d", "the three objectives"), ("hypervolume", "hypervolume by trial"),
+                     ("importances", "hyperparameter importances")):  # fmt: skip
+        if key in images:
+            parts.append(f"<div>{_img(images[key], alt)}</div>")
+    parts.append("</div></body></html>")
+    return "\n".join(parts)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)  # fmt: skip
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def _markdown(title, summary, trials, students, images, run_dir: Path) -> str:
+    lines = [f"# {title}", "", summary, ""]
+    for student, export in students:
+        lines += [f"## Trial {student['trial']}: {student['arch']} ({student['loss']}), fully "
+                  f"trained {student['epochs']} epochs", "",
+                  "| | teacher | student | student vs teacher |",
+                  "|---|---:|---:|---:|"]  # fmt: skip
+        lines += [f"| {' | '.join(r)} |" for r in card_rows(student, export)]
+        lines.append("")
+    lines += ["## Pareto front", "", "```", front_table(trials), "```", ""]
+    for key, path in images.items():
+        lines.append(f"![{key}]({path.relative_to(run_dir)})")
+    return "\n".join(lines) + "\n"
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,97 @@
+"""The report page, read as a user would: in a real headless browser; and the dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from autodistill.cli import main
+from tests.test_cli import FAST
+
+
+@pytest.fixture(scope="module")
+def shipped_run(tmp_path_factory) -> Path:
+    """A searched run whose smallest student is fully trained and exported (fp32 and int8)."""
+    out = tmp_path_factory.mktemp("run")
+    base = ["--out", str(out), "--cache-dir", str(out / "cache")]
+    assert main(["search", *FAST, *base]) == 0
+    run_dir = out / "digits-default"
+    assert main(["train", str(run_dir), "--pick", "smallest", "--epochs", "1", "--quiet"]) == 0
+    assert main(["export", str(run_dir), "--int8"]) == 0
+    assert main(["report", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_the_page_has_the_card_front_and_every_plot(shipped_run):
+    page = (shipped_run / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 4  # self-contained
+    for text in ("retained", "x smaller", "x faster", "ONNX Runtime int8", "Pareto front"):
+        assert text in page, text
+    md = (shipped_run / "report.md").read_text()
+    for link in re.findall(r"\]\(([^)]+\.png)\)", md):
+        assert (shipped_run / link).is_file(), link
+    student = next((shipped_run / "students").glob("trial-*"))
+    metrics = json.loads((student / "metrics.json").read_text())
+    assert f"{100 * metrics['test_accuracy']:.2f}%" in page
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_every_image_loads_in_headless_chromium(shipped_run):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs the Debian package")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+         "--dump-dom", (shipped_run / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    total = re.search(r'data-images-total="(\d+)"', dom)
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    assert total and loaded, "the page's load script did not run"
+    assert int(total.group(1)) == 4 and loaded.group(1) == total.group(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_dashboard_serves_the_runs_study(shipped_run):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autodistill.cli", "dashboard", str(shipped_run), "--port",
+         str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        body = None
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, "the dashboard did not answer within 60 s"
+        assert "digits-default" in json.dumps(body)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
