@@ -111,7 +111,8 @@ def _export(model: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
     x = torch.zeros(2, *shape)
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(model, (x,), input_names=["x"], output_names=["logits"],
-                                dynamic_shapes={"x": {0: batch}}, dynamo=True)  # fmt: skip
+                                dynamic_shapes={"x": {0: batch}}, dynamo=True,
+                                verbose=False)  # fmt: skip
     program.save(str(path))
 
 

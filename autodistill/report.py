@@ -124,7 +124,7 @@ def plot_front(
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.25)
     axes[0].set_ylabel("validation accuracy (log scale of the error)")
-    axes[1].legend(loc="lower right", fontsize=8)
+    axes[1].legend(loc="best", fontsize=8)
     n_done = len(done)
     n_inf = int((trials["state"] == "INFEASIBLE").sum()) if not trials.empty else 0
     n_fail = int((trials["state"] == "FAIL").sum()) if not trials.empty else 0
@@ -219,7 +219,7 @@ def plot_importances(importances: dict[str, float], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 0.4 * max(3, len(importances)) + 1))
     names = list(importances)[::-1]
     ax.barh(names, [importances[n] for n in names], color="tab:green")
-    ax.set_xlabel("importance for validation accuracy (normalised)")
+    ax.set_xlabel("importance for validation accuracy (hyperparameters in >= half the trials)")
     if not importances:
         ax.text(0.5, 0.5, "too few completed trials", ha="center", transform=ax.transAxes)
     _save(fig, path)

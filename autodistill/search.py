@@ -351,16 +351,26 @@ def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
     return out
 
 
-def importances(study: optuna.Study) -> dict[str, float]:
-    """Importance of each hyperparameter for validation accuracy (Optuna's default evaluator)."""
+def importances(study: optuna.Study, top: int = 12) -> dict[str, float]:
+    """Importance for validation accuracy of the ``top`` hyperparameters (Optuna's default
+    evaluator), among those sampled in at least half the completed trials: a conditional
+    parameter seen a handful of times would otherwise rank on noise."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(done) < 3:
+        return {}
+    counts: dict[str, int] = {}
+    for t in done:
+        for name in t.params:
+            counts[name] = counts.get(name, 0) + 1
+    common = [name for name, n in counts.items() if n >= len(done) / 2]
+    if not common:
         return {}
     try:
         with warnings.catch_warnings():  # "some regimes have < 2 trials": expected at this size
             warnings.simplefilter("ignore", UserWarning)
-            return dict(optuna.importance.get_param_importances(
-                study, target=lambda t: t.values[0]))  # fmt: skip
+            ranked = optuna.importance.get_param_importances(
+                study, params=common, target=lambda t: t.values[0])  # fmt: skip
+        return dict(list(ranked.items())[:top])
     except (RuntimeError, ValueError) as exc:  # too few distinct values to tell
         log.warning("hyperparameter importances unavailable: %s", exc)
         return {}

@@ -299,7 +299,9 @@ def _parse_range(spec: Mapping[str, Any], where: str, per_stage: int | str | Non
         raise UserError(f"{where}: a range needs both 'low' and 'high' (or use 'choices')")
     low, high, step, log = spec["low"], spec["high"], spec.get("step"), spec.get("log", False)
     for key, v in (("low", low), ("high", high), ("step", step)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+        if key == "step" and v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
             raise UserError(f"{where}: '{key}' must be a number, got {v!r}")
         if isinstance(v, float) and not math.isfinite(v):
             raise UserError(f"{where}: '{key}' must be finite, got {v!r}")
