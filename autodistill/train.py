@@ -112,6 +112,8 @@ def fit(
                 teacher_features=views.features[v, idx] if need_features else None,
                 maps=maps,
                 teacher_maps=views.maps[v, idx] if need_maps else None,
+                progress=(epoch * steps_per_epoch + start // cfg.batch_size)
+                / (cfg.epochs * steps_per_epoch),
             )
             parts = distiller(out)
             value = total(parts)

@@ -93,7 +93,7 @@ def test_attention_map_and_at_match_zagoruyko_komodakis():
     out = Outputs(torch.zeros(2, C), torch.zeros(2, dtype=torch.long), maps=ms[:, None],
                   teacher_maps=mt[:, None])  # fmt: skip
     parts = _run("at", out, weight=10.0)
-    expected = 10.0 / 2 * ((ms - mt) ** 2).sum(1).mean()
+    expected = 10.0 / 2 * ((ms - mt) ** 2).mean()  # beta / (map elements x batch size)
     assert parts["at"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -190,3 +190,12 @@ def test_unknown_loss_or_parameter_is_a_user_error():
         get_loss("kl")
     with pytest.raises(UserError, match="loss 'kd' has no parameter"):
         Distiller(get_loss("kd"), {"beta": 1.0}, dims=Dims(C))
+
+
+def test_dkd_warms_its_teacher_terms_up_linearly_over_the_first_part_of_training():
+    s, t, y = _batch()
+    full = _run("dkd", Outputs(s, y, t, progress=1.0), warmup=0.2)
+    half = _run("dkd", Outputs(s, y, t, progress=0.1), warmup=0.2)
+    start = _run("dkd", Outputs(s, y, t, progress=0.0), warmup=0.2)
+    assert half["nckd"].item() == pytest.approx(full["nckd"].item() / 2, rel=1e-5)
+    assert start["tckd"].item() == 0 and start["ce"].item() == full["ce"].item()

@@ -12,14 +12,15 @@ from autodistill.losses.registry import Dims, Outputs, register_loss
 
 
 def attention_distance(student_maps: Tensor, teacher_maps: Tensor) -> Tensor:
-    """Mean over stages of the squared distance between normalised maps, averaged over the batch.
+    """Squared distance between normalised maps, averaged over the batch and the map's elements
+    (the paper's beta is 1000 divided by both), summed over the matched stages.
 
     With ``K_s`` student stages and ``K_t`` teacher stages, the student's deepest stages are
     matched to the teacher's deepest ones.
     """
     k = min(student_maps.shape[1], teacher_maps.shape[1])
     diff = student_maps[:, -k:] - teacher_maps[:, -k:].float()
-    return diff.pow(2).sum(-1).mean()
+    return diff.pow(2).mean(dim=(0, 2)).sum()
 
 
 def _projection(dims: Dims, params: Mapping[str, Any]) -> dict[str, nn.Module]:
@@ -47,8 +48,9 @@ def hint_loss(
 def at_loss(out: Outputs, modules: Mapping[str, nn.Module], *, weight: float) -> dict[str, Tensor]:
     """Attention transfer, Zagoruyko & Komodakis 2017, "Paying More Attention to Attention".
 
-    L = CE(s, y) + weight / 2 * mean_j || Q_s^j / ||Q_s^j|| - Q_t^j / ||Q_t^j|| ||^2 over the
-    matched stages j. The paper's weight is 1000 (its beta), as in mdistiller.
+    L = CE(s, y) + weight / 2 * sum_j mean_{b,i} (Q_s^j / ||Q_s^j|| - Q_t^j / ||Q_t^j||)^2 over
+    the matched stages j, batch b and map elements i: the paper's beta = 1000 divided by the
+    map size and batch size (mdistiller's normalisation too).
     """
     return {
         "ce": F.cross_entropy(out.logits, out.targets),

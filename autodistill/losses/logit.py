@@ -81,7 +81,7 @@ def kd_loss(
     }
 
 
-@register_loss("dkd", defaults={"temperature": 4.0, "alpha": 1.0, "beta": 8.0})
+@register_loss("dkd", defaults={"temperature": 4.0, "alpha": 1.0, "beta": 8.0, "warmup": 0.1})
 def dkd_loss(
     out: Outputs,
     modules: Mapping[str, nn.Module],
@@ -89,18 +89,22 @@ def dkd_loss(
     temperature: float,
     alpha: float,
     beta: float,
+    warmup: float,
 ) -> dict[str, Tensor]:
     """DKD, Zhao et al. 2022, "Decoupled Knowledge Distillation".
 
-    L = CE(s, y) + T^2 * (alpha * TCKD + beta * NCKD); KD is the special case where NCKD is
-    weighted by (1 - p_t,y). Defaults alpha = 1, beta = 8, T = 4 are the paper's CIFAR-100 ones.
+    L = CE(s, y) + w * T^2 * (alpha * TCKD + beta * NCKD), with w rising linearly from 0 to 1
+    over the first ``warmup`` fraction of training (the paper: 20 of 240 epochs); KD is the
+    special case where NCKD is weighted by (1 - p_t,y). Defaults alpha = 1, beta = 8, T = 4
+    and warm-up 0.1 follow the paper's CIFAR-100 setting.
     """
     t = float(temperature)
+    ramp = min(out.progress / warmup, 1.0) if warmup > 0 else 1.0
     tckd, nckd = dkd_terms(out.logits, out.teacher_logits, out.targets, t)
     return {
         "ce": F.cross_entropy(out.logits, out.targets),
-        "tckd": alpha * t * t * tckd,
-        "nckd": beta * t * t * nckd,
+        "tckd": ramp * alpha * t * t * tckd,
+        "nckd": ramp * beta * t * t * nckd,
     }
 
 

@@ -34,6 +34,7 @@ class Outputs:
     teacher_features: Tensor | None = None
     maps: Tensor | None = None
     teacher_maps: Tensor | None = None
+    progress: float = 1.0  # fraction of training done (0..1), for losses with a warm-up
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class Distiller(nn.Module):
             logits=out.logits.detach(),
             targets=out.targets,
             teacher_logits=out.teacher_logits,
+            progress=out.progress,
         )
         self._aux_opt.zero_grad(set_to_none=True)  # also drops grads left by the student's step
         parts = self.loss.update(detached, self.modules_by_name(), **self.params)
