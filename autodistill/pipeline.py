@@ -40,7 +40,7 @@ class SearchOutcome:
     """What a finished search run leaves behind."""
 
     run_dir: Path
-    files: dict[str, Path]
+    files: dict[str, Path | str]
     trials: pd.DataFrame
     teacher: dict
     ran_now: int
@@ -126,7 +126,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
         teacher = info.to_dict()
         files = write_outputs(trials, run_dir, teacher=teacher, limits=_limits(config))
     files["config"] = run_dir / CONFIG_FILE
-    files["storage"] = Path(config.storage or run_dir / search.DEFAULT_STORAGE_FILE)
+    # A database URL is shown as given; Path() would fold its "//".
+    files["storage"] = config.storage or run_dir / search.DEFAULT_STORAGE_FILE
     return SearchOutcome(run_dir, files, trials, teacher, ran, time.perf_counter() - start,
                          prep.cache_summary())  # fmt: skip
 

@@ -41,27 +41,24 @@ def teacher(digits, cache_dir):
     return info, load()
 
 
-@pytest.fixture(scope="session")
-def views(digits, teacher, cache_dir):
+def _views(digits, teacher, cache_dir, kinds: tuple[str, ...]):
     info, model = teacher
     aug = default_augmentation(digits.name, digits.image_size)
     key = cache_key(info.weights_sha256, digits.name, dataset_fingerprint(digits), "train", aug, 2)
-    return compute_views(
-        model, digits.train, aug, digits.stats, key=key, views=2, cache_dir=cache_dir,
-        progress=False,
-    )  # fmt: skip
+    return compute_views(model, digits.train, aug, digits.stats, key=key, views=2,
+                         cache_dir=cache_dir, kinds=kinds, progress=False)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def views(digits, teacher, cache_dir):
+    """Logits of the tiny teacher for 2 views of every digits training image."""
+    return _views(digits, teacher, cache_dir, ("logits",))
 
 
 @pytest.fixture(scope="session")
 def full_views(digits, teacher, cache_dir):
     """Logits, pooled features and attention maps of the tiny teacher, 2 views."""
-    info, model = teacher
-    aug = default_augmentation(digits.name, digits.image_size)
-    key = cache_key(info.weights_sha256, digits.name, dataset_fingerprint(digits), "train", aug, 2)
-    return compute_views(
-        model, digits.train, aug, digits.stats, key=key, views=2, cache_dir=cache_dir,
-        kinds=("logits", "features", "attention"), progress=False,
-    )  # fmt: skip
+    return _views(digits, teacher, cache_dir, ("logits", "features", "attention"))
 
 
 @pytest.fixture()
