@@ -23,12 +23,19 @@ class Limits:
     max_params: int | None = None
     max_latency_ms: float | None = None
 
-    def violations(self, params: int, latency_ms: float) -> dict[str, float]:
-        """Positive amounts by which each set limit is exceeded (empty when feasible)."""
+    def violations(self, params: int, latency_ms: float | None) -> dict[str, float]:
+        """Positive amounts by which each set limit is exceeded (empty when feasible).
+
+        ``latency_ms`` is None when it was not measured (the parameter limit already failed).
+        """
         out = {}
         if self.max_params is not None and params > self.max_params:
             out["max_params"] = float(params - self.max_params)
-        if self.max_latency_ms is not None and latency_ms > self.max_latency_ms:
+        if (
+            self.max_latency_ms is not None
+            and latency_ms is not None
+            and (latency_ms > self.max_latency_ms)
+        ):
             out["max_latency_ms"] = latency_ms - self.max_latency_ms
         return out
 
@@ -57,7 +64,7 @@ class Cost:
     arch: str
     params: int
     flops: int
-    latency: Latency
+    latency: Latency | None  # None: not measured, the candidate was already over --max-params
 
 
 def measure_candidate(candidate: Candidate, ctx: TrialContext) -> tuple[nn.Module, Cost]:
@@ -69,9 +76,12 @@ def measure_candidate(candidate: Candidate, ctx: TrialContext) -> tuple[nn.Modul
     spec = ctx.spec
     model = build_student(candidate.family, candidate.arch, spec)
     shape = (spec.in_chans, spec.image_size, spec.image_size)
-    latency = measure_latency(model, shape, threads=ctx.threads)
+    params = count_params(model)
+    over = ctx.limits.max_params is not None and params > ctx.limits.max_params
+    # Counting is free; timing takes a second: skip it once the size limit already failed.
+    latency = None if over else measure_latency(model, shape, threads=ctx.threads)
     arch = get_family(candidate.family).describe(candidate.arch)
-    return model, Cost(arch, count_params(model), count_flops(model, shape), latency)
+    return model, Cost(arch, params, count_flops(model, shape), latency)
 
 
 @dataclass(frozen=True)

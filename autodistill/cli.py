@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from autodistill import __version__
 from autodistill.errors import UserError
 
 
@@ -33,14 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     from autodistill.config import SearchConfig
 
     D = SearchConfig()  # noqa: N806 - the defaults live in one place: the config
-    p = _Parser(prog="autodistill", description=__doc__)
+    p = _Parser(
+        prog="autodistill",
+        description="Find small, fast students by knowledge distillation: search the "
+        "accuracy / size / latency front, then fully train, export and report a student. "
+        "Start with: autodistill search --budget 50",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    p.add_argument("--version", action="version", version=f"autodistill {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("search", help="search for students on the accuracy/size/latency front")
-    s.add_argument(
-        "--budget", type=int, default=D.budget, help="trials in the study (default %(default)s)"
-    )
+    s = sub.add_parser("search", help="search for students on the accuracy/size/latency front",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    s.add_argument("--budget", type=int, default=D.budget, help="trials in the study")
     s.add_argument(
         "--data",
         default=D.data,
@@ -68,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-params", type=_count, help="refuse students above this (e.g. 200k)")
     s.add_argument("--max-latency-ms", type=float, help="refuse students slower than this")
     s.add_argument("--sampler", default=D.sampler, help="tpe (default), random, nsga2 or gp")
-    s.add_argument("--seed", type=int, default=D.seed)
+    s.add_argument("--seed", type=int, default=D.seed,
+                   help="seed of the data split, teacher, sampler and training")  # fmt: skip
     s.add_argument(
         "--threads",
         type=int,
@@ -84,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="fully train a student of a run and test it once")
-    t.add_argument("run_dir", type=Path)
+    t.add_argument("run_dir", type=Path, help="a run directory made by 'autodistill search'")
     how = t.add_argument_group("which student (one of; default --pick knee)")
     how.add_argument("--trial", type=int, help="this trial number")
     how.add_argument(
@@ -114,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8080)
 
-    r = sub.add_parser("report", help="redraw a run's CSVs and plot from its storage")
+    r = sub.add_parser("report", help="redraw a run's CSVs and plots from its storage and "
+                       "write report.html / report.md")  # fmt: skip
     r.add_argument("run_dir", type=Path)
 
     sub.add_parser("spaces", help="list the search spaces and their parameters")

@@ -107,7 +107,13 @@ def save_config(config: SearchConfig, run_dir: Path) -> Path:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    doc = {"config": config.to_dict(), "versions": versions}
+    resolved = {
+        "threads": config.resolved_threads,
+        "cache_dir": str(config.resolved_cache_dir),
+        "storage": config.storage or str(config.run_dir / "study.journal"),
+        "study_name": config.name,
+    }
+    doc = {"config": config.to_dict(), "resolved": resolved, "versions": versions}
     path = run_dir / CONFIG_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False))

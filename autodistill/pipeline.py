@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,12 +97,16 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
     """Prepare data, teacher and cache, run (or resume) the study, and write the result files."""
     start = time.perf_counter()
     run_dir = config.run_dir
-    _prepare_run_dir(config)
-    space = load_space(config.space)  # validate cheap inputs before any heavy work
+    # Every check a user's input can fail comes before anything is written to the run dir.
+    _check_run_dir(config)
+    space = load_space(config.space)
     search.make_sampler(config.sampler, seed=config.seed, budget=config.budget)
-    storage = search.open_storage(config.storage, run_dir)
+    if config.storage is not None and "://" in config.storage:
+        search.open_storage(config.storage, run_dir)  # a database is checked before the teacher
     prep = prepare(config, space.teacher_outputs(), progress=progress)
     data, aug, info, views, threads = prep.data, prep.aug, prep.teacher, prep.views, prep.threads
+    _make_run_dir(config)
+    storage = search.open_storage(config.storage, run_dir)
     save_config(config, run_dir)
 
     study = search.open_study(
@@ -125,6 +130,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
         trials = search.trials_frame(study)
         teacher = info.to_dict()
         files = write_outputs(trials, run_dir, teacher=teacher, limits=_limits(config))
+    if not trials.empty and (trials["state"] == "INFEASIBLE").all():
+        raise UserError(_nothing_feasible(trials, config))  # after the files: nothing is lost
     files["config"] = run_dir / CONFIG_FILE
     # A database URL is shown as given; Path() would fold its "//".
     files["storage"] = config.storage or run_dir / search.DEFAULT_STORAGE_FILE
@@ -132,19 +139,44 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
                          prep.cache_summary())  # fmt: skip
 
 
-def _prepare_run_dir(config: SearchConfig) -> None:
+def _nothing_feasible(trials: pd.DataFrame, config: SearchConfig) -> str:
+    """Why no candidate could be trained, and what to change."""
+    reasons = trials["failure_reason"].fillna("")
+    parts = []
+    over_params = trials[reasons.str.contains("max_params")]
+    if len(over_params):
+        parts.append(f"{len(over_params)} over --max-params {config.max_params:,} (the smallest "
+                     f"has {int(over_params['params'].min()):,})")  # fmt: skip
+    over_latency = trials[reasons.str.contains("max_latency_ms")]
+    if len(over_latency):
+        parts.append(f"{len(over_latency)} over --max-latency-ms {config.max_latency_ms:g} (the "
+                     f"fastest takes {over_latency['latency_ms'].min():.3f} ms)")  # fmt: skip
+    shapes = int((~reasons.str.contains("max_params|max_latency_ms")).sum())
+    if shapes:
+        parts.append(f"{shapes} cannot run on the input size")
+    return (
+        f"all {len(trials)} trials were infeasible, none was trained: {'; '.join(parts)}; "
+        f"loosen the limits or choose another --space (results kept in {config.run_dir})"
+    )
+
+
+def _check_run_dir(config: SearchConfig) -> None:
+    """Refuse an unwritable output or a changed resumed study, before anything is written."""
     run_dir = config.run_dir
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(
-            f"cannot write to output directory {run_dir}: {exc.strerror}; choose another with --out"
-        ) from None
     if (run_dir / CONFIG_FILE).is_file():
         check_resumable(load_config(run_dir), config)
+    existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to output directory {run_dir} ({existing} is not a "
+                        "writable folder); choose another with --out")  # fmt: skip
+
+
+def _make_run_dir(config: SearchConfig) -> None:
+    try:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to output directory {config.run_dir}: {exc.strerror}; "
+                        "choose another with --out") from None  # fmt: skip
 
 
 def _limits(config: SearchConfig) -> dict[str, float | None]:

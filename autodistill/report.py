@@ -120,10 +120,10 @@ def plot_front(
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain))
         # The axis is the error on a log scale, labelled as the accuracy it stands for.
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{100 - v:g}%"))
-        ax.invert_yaxis()
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.25)
-    axes[0].set_ylabel("validation accuracy (log scale of the error)")
+    axes[0].invert_yaxis()  # the y axis is shared: invert once, so better is up
+    axes[0].set_ylabel("validation accuracy (log scale of the error; up is better)")
     axes[1].legend(loc="best", fontsize=8)
     n_done = len(done)
     n_inf = int((trials["state"] == "INFEASIBLE").sum()) if not trials.empty else 0
@@ -219,7 +219,8 @@ def plot_importances(importances: dict[str, float], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 0.4 * max(3, len(importances)) + 1))
     names = list(importances)[::-1]
     ax.barh(names, [importances[n] for n in names], color="tab:green")
-    ax.set_xlabel("importance for validation accuracy (hyperparameters in >= half the trials)")
+    ax.set_xlabel("importance for validation accuracy")
+    ax.set_title("hyperparameters sampled in at least half the trials", fontsize=9)
     if not importances:
         ax.text(0.5, 0.5, "too few completed trials", ha="center", transform=ax.transAxes)
     _save(fig, path)

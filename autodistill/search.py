@@ -55,7 +55,8 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
             raise UserError(f"storage {url!r}: folder {path.parent} does not exist")
         return JournalStorage(JournalFileBackend(str(path)))
     try:
-        return RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        with _quiet_experimental():
+            return RDBStorage(url, heartbeat_interval=60, grace_period=180)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
         first = str(exc).strip().splitlines()[0]
         raise UserError(
@@ -185,17 +186,17 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> tuple[floa
         model, cost = measure_candidate(candidate, ctx)
     except InfeasibleArchitecture as exc:
         _reject(trial, {"runs_on_input": 1.0}, str(exc))
-    for key, value in (
-        ("arch", cost.arch),
-        ("params", cost.params),
-        ("flops", cost.flops),
-        ("latency_ms", cost.latency.median_ms),
-        ("latency_iqr_ms", cost.latency.iqr_ms),
-        ("latency_device", cost.latency.device),
-        ("latency_threads", cost.latency.threads),
-    ):
-        trial.set_user_attr(key, value)
-    over = ctx.limits.violations(cost.params, cost.latency.median_ms)
+    trial.set_user_attr("arch", cost.arch)
+    trial.set_user_attr("params", cost.params)
+    trial.set_user_attr("flops", cost.flops)
+    if cost.latency is not None:
+        trial.set_user_attr("latency_ms", cost.latency.median_ms)
+        trial.set_user_attr("latency_iqr_ms", cost.latency.iqr_ms)
+        trial.set_user_attr("latency_device", cost.latency.device)
+        trial.set_user_attr("latency_threads", cost.latency.threads)
+    over = ctx.limits.violations(
+        cost.params, cost.latency.median_ms if cost.latency is not None else None
+    )
     if over:
         _reject(trial, over, "; ".join(f"{k} exceeded by {v:g}" for k, v in over.items()))
     trained = train_candidate(model, candidate, ctx)
@@ -307,7 +308,8 @@ def trial_candidate(study: optuna.Study, number: int) -> tuple[Candidate, dict[s
         raise UserError(f"no trial {number} in this run; it has trials 0..{len(trials) - 1}")
     t = trials[number]
     if t.state != TrialState.COMPLETE:
-        raise UserError(f"trial {number} is {t.state.name.lower()}, not a trained student; "
+        state = "infeasible" if "infeasible" in t.user_attrs else t.state.name.lower()
+        raise UserError(f"trial {number} is {state}, not a trained student; "
                         "pick a completed one (see trials.csv)")  # fmt: skip
     return Candidate.from_dict(t.user_attrs["candidate"]), dict(t.user_attrs)
 

@@ -75,12 +75,24 @@ def test_search_writes_the_front_and_resumes(run, tmp_path, capsys, monkeypatch)
         (["--sampler", "cmaes"], "unknown sampler 'cmaes'"),
         (["--data", "cifar10", "--data-dir", "/nonexistent"], "--download"),
         (["--max-params", "lots"], "expected a count like 250000"),
+        (["--teacher-checkpoint", "/nonexistent.pt"], "does not exist"),
+        (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_status_2(run, args, message):
+def test_bad_input_is_one_line_and_exit_status_2(run, args, message, tmp_path):
     code, out, err = run(*args)
     assert code == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    runs = [p for p in tmp_path.iterdir() if p.name != "cache"]
+    assert runs == []  # nothing written for a run that could not start
+
+
+def test_an_unwritable_output_directory_is_refused_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["search", *FAST, "--out", str(blocker / "results")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write to output directory" in err and "--out" in err
 
 
 def test_a_resumed_run_with_other_settings_is_refused(run):
@@ -147,3 +159,13 @@ def test_export_writes_an_onnx_file_that_matches_torch_and_an_int8_one(run, tmp_
     for batch in (1, 5):  # the batch dimension is dynamic
         x = np.zeros((batch, 1, 8, 8), dtype=np.float32)
         assert session.run(None, {"x": x})[0].shape == (batch, 10)
+
+
+def test_limits_nothing_satisfies_end_in_one_line_saying_so_and_keep_the_files(run, tmp_path):
+    code, _, err = run("--max-params", "10")
+    assert code == 2 and err.count("\n") == 1
+    assert "all 3 trials were infeasible, none was trained" in err
+    assert "over --max-params 10 (the smallest has" in err
+    trials = pd.read_csv(tmp_path / "digits-default" / "trials.csv")
+    assert (trials["state"] == "INFEASIBLE").all()
+    assert trials["latency_ms"].isna().all()  # never timed: the size limit failed first
