@@ -180,7 +180,7 @@ def _search(args: argparse.Namespace) -> int:
     print(f"teacher cache: {out.cache}")
     print(f"ran {out.ran_now} trial(s) in {out.seconds:.0f} s; files:")
     for name, path in out.files.items():
-        print(f"  {name:8s} {path}")
+        print(f"  {name:12s} {path}")
     return 0
 
 
@@ -222,7 +222,10 @@ def _export(args: argparse.Namespace) -> int:
 
     out = export_student(args.run_dir, trial=args.trial, int8=args.int8, threads=args.threads)
     f = out.figures
-    print(f"trial {out.trial} exported: {out.files['onnx']} ({f['onnx_bytes'] / 1e3:.0f} kB)")
+    size = f"{f['onnx_bytes'] / 1e3:.0f} kB" + (
+        f", int8 {f['int8_bytes'] / 1e3:.0f} kB" if "int8_bytes" in f else ""
+    )
+    print(f"trial {out.trial} exported: {out.files['onnx']} ({size})")
     print(
         f"  max |onnx - torch| on {f['batch_sizes_checked'][1]} test images and on batch 1: "
         f"{f['max_abs_diff']:.2e}"
@@ -238,7 +241,7 @@ def _export(args: argparse.Namespace) -> int:
         + (f"  int8 {f['int8_latency_ms']:.3f} ms" if "int8_latency_ms" in f else "")
     )
     for name, path in out.files.items():
-        print(f"  {name:8s} {path}")
+        print(f"  {name:12s} {path}")
     return 0
 
 
@@ -258,7 +261,7 @@ def _report(args: argparse.Namespace) -> int:
     from autodistill.pipeline import redraw_report
 
     for name, path in redraw_report(args.run_dir).items():
-        print(f"{name:8s} {path}")
+        print(f"{name:12s} {path}")
     return 0
 
 

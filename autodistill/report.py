@@ -185,7 +185,7 @@ def plot_3d(trials: pd.DataFrame, path: Path, *, teacher: dict[str, Any] | None)
     if not done.empty:
         rest, front = done[~done["pareto"]], done[done["pareto"]]
         for rows, style in (
-            (rest, {"alpha": 0.35, "s": 14, "color": "tab:blue"}),
+            (rest, {"alpha": 0.6, "s": 14, "color": "tab:blue", "label": "other trials"}),
             (front, {"s": 40, "color": "black", "label": "Pareto front"}),
         ):
             ax.scatter(np.log10(rows["params"].astype(float)),

@@ -248,7 +248,12 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial, with the columns of ``trials.csv``."""
     front = {t.number for t in study.best_trials}
     rows = [_row(t, t.number in front) for t in study.get_trials(deepcopy=False)]
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    # Counts stay integers even where a trial has none (pandas would make the column float).
+    for column in ("params", "flops", "latency_threads"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def _row(t: FrozenTrial, on_front: bool) -> dict[str, Any]:
