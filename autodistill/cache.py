@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -65,6 +66,19 @@ def cache_key(
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def tensors_sha256(tensors: Mapping[str, Tensor]) -> str:
+    """A sha256 of named tensors: each name, then its raw bytes, in sorted-name order.
+
+    Only the bytes count, not the dtype, so this both checks a cache file's contents against
+    what was written and names a teacher's weights.
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(tensors[name].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def cache_path(cache_dir: Path, key: str, kind: str = "logits") -> Path:
     return cache_dir / "logits" / f"{key[:24]}.{kind}.safetensors"
 
@@ -72,7 +86,11 @@ def cache_path(cache_dir: Path, key: str, kind: str = "logits") -> Path:
 def load_views(
     cache_dir: Path, key: str, kinds: tuple[str, ...] = ("logits",)
 ) -> TeacherViews | None:
-    """The cached views for ``key`` with every kind asked for, or None if any is missing."""
+    """The cached views for ``key`` with every kind asked for, or None to recompute them.
+
+    None when a file is missing, or (with a warning) when one is unreadable, truncated, written
+    for another key, or fails the checksum stored in it.
+    """
     kinds = _with_logits(kinds)
     tensors: dict[str, Tensor] = {}
     for kind in kinds:
@@ -141,7 +159,8 @@ def compute_views(
         path = cache_path(cache_dir, key, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        save_file(files[kind], str(tmp), metadata={"key": key})
+        metadata = {"key": key, "sha256": tensors_sha256(files[kind])}
+        save_file(files[kind], str(tmp), metadata=metadata)
         tmp.replace(path)  # atomic: a crash never leaves a half-written cache under the real name
         paths.append(path)
     result = TeacherViews(params, shaped["logits"], key, tuple(paths), shaped.get("features"),
@@ -158,17 +177,23 @@ def _with_logits(kinds: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _load(path: Path, key: str) -> dict[str, Tensor] | None:
+    """The tensors of one cache file, or None (with one warning saying why) if not to be trusted."""
     if not path.is_file():
         return None
     try:
-        tensors = load_file(str(path))
-        with open(path, "rb") as f:  # the header's metadata holds the full key
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        stored_key = header.get("__metadata__", {}).get("key")
-    except (SafetensorError, OSError, ValueError) as exc:
-        log.warning("teacher cache %s is unreadable (%s); recomputing", path, exc)
-        return None
-    if stored_key != key:
-        log.warning("teacher cache %s belongs to another key; recomputing", path)
-        return None
-    return tensors
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:  # truncated, or not safetensors at all
+        problem = f"is unreadable ({exc})"
+    else:
+        if metadata.get("key") != key:
+            problem = "belongs to another key"
+        elif "sha256" not in metadata:
+            problem = "has no checksum (written by an older autodistill)"
+        elif tensors_sha256(tensors) != metadata["sha256"]:
+            problem = "fails its checksum: its contents changed after it was written"
+        else:
+            return tensors
+    log.warning("teacher cache %s %s; recomputing", path, problem)
+    return None

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import timm
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from autodistill.cache import tensors_sha256
 from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits
 from autodistill.errors import UserError
@@ -91,11 +93,7 @@ def _shrink_stem(model: nn.Module, spec: InputSpec) -> None:
 
 def weights_sha256(model: nn.Module) -> str:
     """A hash of the weights: the key of everything computed from this teacher."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return tensors_sha256(model.state_dict())
 
 
 def load_checkpoint(model: nn.Module, path: Path, name: str, spec: InputSpec) -> None:
@@ -109,7 +107,11 @@ def load_checkpoint(model: nn.Module, path: Path, name: str, spec: InputSpec) ->
             state = torch.load(path, map_location="cpu", weights_only=True)
             state = state.get("state_dict", state.get("model", state))
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot read teacher checkpoint {path}: {exc}") from None
+        lines = str(exc).strip().splitlines()
+        raise UserError(
+            f"cannot read teacher checkpoint {path}: {lines[0] if lines else type(exc).__name__}; "
+            "give a complete state dict saved with torch.save or safetensors"
+        ) from None
     mine = model.state_dict()
     missing = sorted(set(mine) - set(state))
     unexpected = sorted(set(state) - set(mine))
@@ -172,7 +174,9 @@ def prepare_teacher(
     """The teacher's description, and a function that loads its weights only when called.
 
     A teacher already trained (or a checkpoint already examined) for this data is not built at
-    all: its description comes from the cache. Otherwise it is trained once and cached.
+    all: its description comes from the cache. Otherwise it is trained once and cached. A cached
+    teacher whose weights no longer hash to the ``weights_sha256`` recorded when they were written
+    (a truncated or corrupted file) is trained again, with a warning, never used.
     """
     recipe = recipe or TeacherRecipe()
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
@@ -190,9 +194,15 @@ def prepare_teacher(
         load_checkpoint(model, weights, name, spec)
         return model.eval()
 
-    if meta.is_file() and weights.is_file():
+    cached = _read_info(meta)
+    if cached is not None and checkpoint is not None:  # the key hashes the checkpoint's bytes
         log.info("teacher %s found in cache (%s)", name, meta)
-        return TeacherInfo(**json.loads(meta.read_text())), load
+        return cached, load
+    if cached is not None:
+        state = _verified_weights(weights, cached.weights_sha256)
+        if state is not None:
+            log.info("teacher %s found in cache (%s)", name, meta)
+            return cached, lambda: _from_state(name, spec, state)
     if checkpoint is not None:
         model = load()
         info = _describe(model, name, data, f"checkpoint: {checkpoint}", 0.0, threads)
@@ -206,8 +216,41 @@ def prepare_teacher(
             model, name, data, f"trained: {json.dumps(asdict(recipe))}", seconds, threads
         )
     meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps(info.to_dict(), indent=2))
+    tmp = meta.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info.to_dict(), indent=2))
+    tmp.replace(meta)  # written last: a description on disk means its weights are complete
     return info, (lambda: model.eval())
+
+
+def _read_info(meta: Path) -> TeacherInfo | None:
+    """The cached description of a teacher, or None (warning if it is unreadable)."""
+    if not meta.is_file():
+        return None
+    try:
+        return TeacherInfo(**json.loads(meta.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("cached teacher description %s is unreadable (%s); rebuilding it", meta, exc)
+        return None
+
+
+def _verified_weights(path: Path, sha256: str) -> dict[str, Tensor] | None:
+    """A cached teacher's weights if they hash to what was recorded when they were written."""
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:  # missing, truncated, or not safetensors at all
+        problem = f"is unreadable ({exc})"
+    else:
+        if tensors_sha256(state) == sha256:
+            return state
+        problem = "fails its checksum: its contents changed after it was written"
+    log.warning("cached teacher weights %s %s; training the teacher again", path, problem)
+    return None
+
+
+def _from_state(name: str, spec: InputSpec, state: dict[str, Tensor]) -> nn.Module:
+    model = build_teacher(name, spec)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def _train(

@@ -1,10 +1,17 @@
-"""Teacher cache: cached logits are the teacher's outputs on exactly the stored views."""
+"""Teacher cache: cached logits are the teacher's outputs on exactly the stored views, checked."""
 
 from __future__ import annotations
 
-import torch
+import hashlib
+import logging
+from pathlib import Path
 
-from autodistill.cache import cache_key, compute_views, load_views
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from autodistill.cache import cache_key, compute_views, load_views, tensors_sha256
 from autodistill.data import Augmentation, default_augmentation, normalize
 
 
@@ -41,20 +48,79 @@ def test_key_changes_with_everything_the_logits_depend_on():
     }) == 5  # fmt: skip
 
 
-def test_a_truncated_cache_file_is_detected_and_rebuilt(digits, teacher, tmp_path):
+def _data_offset(path: Path) -> int:
+    """Where a safetensors file's tensor bytes begin: after the 8-byte length and the header."""
+    with open(path, "rb") as f:
+        return 8 + int.from_bytes(f.read(8), "little")
+
+
+def _flip_a_data_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    start = _data_offset(path)
+    data[start + (len(data) - start) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _drop_checksum(path: Path) -> None:
+    """Rewrite the file as a version without checksums wrote it: the same tensors, key only."""
+    with safe_open(str(path), framework="pt") as f:
+        key = f.metadata()["key"]
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    save_file(tensors, str(path), metadata={"key": key})
+
+
+@pytest.mark.parametrize(
+    ("damage", "warning"),
+    [
+        (_flip_a_data_byte, "fails its checksum"),
+        (_truncate, "is unreadable"),
+        (_drop_checksum, "has no checksum"),
+    ],
+    ids=["bit flip", "truncated", "no checksum"],
+)
+def test_a_damaged_cache_file_is_detected_and_rebuilt(
+    digits, teacher, tmp_path, caplog, damage, warning
+):
     _, model = teacher
     aug = default_augmentation(digits.name, digits.image_size)
     key = "ab" * 32
     first = compute_views(model, digits.train, aug, digits.stats, key=key, views=1,
                           cache_dir=tmp_path, progress=False)  # fmt: skip
-    path = first.paths[0]
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    assert load_views(tmp_path, key) is None
+    assert load_views(tmp_path, key) is not None
+    damage(first.paths[0])
+    with caplog.at_level(logging.WARNING, logger="autodistill.cache"):
+        assert load_views(tmp_path, key) is None
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warning in warned[0] and str(first.paths[0]) in warned[0]
     compute_views(model, digits.train, aug, digits.stats, key=key, views=1, cache_dir=tmp_path,
                   progress=False)  # fmt: skip
     again = load_views(tmp_path, key)
     assert again is not None and torch.equal(again.logits, first.logits)
+
+
+def test_every_kind_of_cache_file_is_checked(digits, teacher, tmp_path):
+    _, model = teacher
+    aug = default_augmentation(digits.name, digits.image_size)
+    key = "ef" * 32
+    kinds = ("logits", "features", "attention")
+    views = compute_views(model, digits.train, aug, digits.stats, key=key, views=1,
+                          cache_dir=tmp_path, kinds=kinds, progress=False)  # fmt: skip
+    _flip_a_data_byte(views.paths[2])  # the attention maps
+    assert load_views(tmp_path, key, ("logits", "features")) is not None
+    assert load_views(tmp_path, key, kinds) is None
+
+
+def test_the_checksum_covers_names_and_bytes_in_sorted_order():
+    a, b = torch.arange(4, dtype=torch.float16), torch.ones(2, 3, dtype=torch.int8)
+    expected = hashlib.sha256(b"a" + a.numpy().tobytes() + b"b" + b.numpy().tobytes()).hexdigest()
+    assert tensors_sha256({"b": b, "a": a}) == expected
+    assert tensors_sha256({"b": b, "a": a.flip(0)}) != expected
+    assert tensors_sha256({"c": b, "a": a}) != expected
 
 
 def test_features_and_attention_are_the_teachers_on_the_stored_view(digits, teacher, full_views):

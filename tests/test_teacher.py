@@ -1,6 +1,11 @@
-"""The teacher: adapted to small inputs, trained once and cached, checkpoints checked."""
+"""The teacher: adapted to small inputs, trained once and cached (checksummed), checkpoints read."""
 
 from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,3 +87,93 @@ def test_a_teacher_that_cannot_run_on_the_images_is_refused_in_one_line():
     with pytest.raises(UserError, match="cannot run on 8px images") as err:
         build_teacher("test_convnext", InputSpec(1, 8, 10))
     assert "\n" not in str(err.value)
+
+
+RECIPE = teacher_mod.TeacherRecipe(epochs=3, lr=0.1)  # the recipe of the session's teacher
+
+
+def _prepare(digits, cache_dir, **kwargs):
+    aug = default_augmentation(digits.name, digits.image_size)
+    return prepare_teacher(TEACHER, digits, aug, cache_dir=cache_dir, threads=2, progress=False,
+                           **kwargs)  # fmt: skip
+
+
+def _flip_a_data_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # after the length and the header
+    data[start + (len(data) - start) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "warning"),
+    [
+        (lambda weights, meta: _flip_a_data_byte(weights), "fails its checksum"),
+        (lambda weights, meta: _truncate(weights), "is unreadable"),
+        (lambda weights, meta: _truncate(meta), "description"),
+    ],
+    ids=["bit flip", "truncated weights", "truncated description"],
+)
+def test_a_damaged_cached_teacher_is_trained_again_not_used(
+    digits, cache_dir, teacher, tmp_path, caplog, monkeypatch, damage, warning
+):
+    shutil.copytree(cache_dir / "teachers", tmp_path / "teachers")
+    (weights,) = (tmp_path / "teachers").glob("*.safetensors")
+    damage(weights, weights.with_suffix(".json"))
+    trained = []
+    real_train = teacher_mod._train
+
+    def train(*args):
+        trained.append(1)
+        return real_train(*args)
+
+    monkeypatch.setattr(teacher_mod, "_train", train)
+    with caplog.at_level(logging.WARNING, logger="autodistill.teacher"):
+        info, load = _prepare(digits, tmp_path, recipe=RECIPE)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert trained == [1]
+    assert len(warned) == 1 and warning in warned[0]
+    assert weights_sha256(load()) == info.weights_sha256
+    again, load_again = _prepare(digits, tmp_path, recipe=RECIPE)  # the rebuilt file is trusted
+    assert trained == [1] and again == info
+    assert weights_sha256(load_again()) == info.weights_sha256
+
+
+def _break_header(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[8] = ord("x")  # the header's opening brace: no longer JSON
+    path.write_bytes(bytes(data))
+
+
+def _pickled_namespace(path: Path) -> None:
+    torch.save(argparse.Namespace(epochs=3), path)  # not weights: refused by weights_only
+
+
+@pytest.mark.parametrize(
+    ("suffix", "damage"),
+    [
+        (".safetensors", _truncate),
+        (".safetensors", _break_header),
+        (".pt", _truncate),
+        (".pt", lambda path: path.write_bytes(b"")),
+        (".pt", _pickled_namespace),
+    ],
+    ids=["truncated safetensors", "header", "truncated pt", "empty pt", "not weights"],
+)
+def test_an_unreadable_checkpoint_is_a_one_line_user_error(
+    digits, teacher, tmp_path, suffix, damage
+):
+    _, model = teacher
+    path = tmp_path / f"t{suffix}"
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    damage(path)
+    with pytest.raises(UserError, match="cannot read teacher checkpoint") as err:
+        _prepare(digits, tmp_path / "cache", checkpoint=path)
+    assert "\n" not in str(err.value) and not str(err.value).endswith(": ")
+    assert not (tmp_path / "cache").exists()  # nothing cached for a checkpoint never read
