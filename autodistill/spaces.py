@@ -157,6 +157,8 @@ def resolve_space_path(name_or_path: str) -> Path:
     """A shipped space's name, or a path to a YAML file."""
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"} or path.exists():
+        if path.is_dir():
+            raise UserError(f"search space {str(path)!r} is a folder; give a .yaml file")
         if not path.is_file():
             raise UserError(f"search space file {str(path)!r} does not exist")
         return path
@@ -176,13 +178,37 @@ def load_space(name_or_path: str) -> SearchSpace:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the space file as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot read search space file {path}: {exc.strerror}") from None
+    fix = "; fix the YAML there"
+    try:
+        return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
+        mark, opened = exc.problem_mark or exc.context_mark, exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
-        raise UserError(f"{path}: malformed YAML at {where}: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: malformed YAML: {exc}") from None
+        problem = _one_line(exc.problem or exc.context or type(exc).__name__)
+        if exc.context and opened and mark and opened.line != mark.line:
+            # An unclosed bracket shows up a line later: name where it was opened, too.
+            problem += f" ({exc.context} started at line {opened.line + 1})"
+        raise UserError(f"{path}: malformed YAML at {where}: {problem}{fix}") from None
+    except yaml.YAMLError as exc:  # a ReaderError: a character YAML does not allow
+        raise UserError(f"{path}: malformed YAML: {_one_line(str(exc))}{fix}") from None
+    except ValueError as exc:  # an unquoted value YAML reads as a date or number, but invalid
+        raise UserError(
+            f"{path}: malformed YAML: a value reads as a date or number but is not one "
+            f"({exc}); quote it or correct it"
+        ) from None
+    except RecursionError:
+        raise UserError(f"{path}: malformed YAML: nested too deeply; flatten it") from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def parse_space(
@@ -213,7 +239,7 @@ def _parse_families(raw: Any, where: str, base_dir: Path) -> dict[str, dict[str,
         raise UserError(f"{where}: 'families' must map at least one family name to its parameters")
     out = {}
     for fam, params in raw.items():
-        family = get_family(str(fam))
+        family = _named(get_family, fam, f"{where}: families")
         params = _inherit(params, fam, where, base_dir)
         out[family.name] = _parse_group(
             params, f"{where}: families.{fam}", family.params, required=family.params
@@ -221,22 +247,40 @@ def _parse_families(raw: Any, where: str, base_dir: Path) -> dict[str, dict[str,
     return out
 
 
+def _named(get: Callable[[str], Any], name: Any, where: str) -> Any:
+    """A registry entry by name; an unknown one is reported with the file and block it is in."""
+    try:
+        return get(str(name))
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
 def _inherit(params: Any, fam: str, where: str, base_dir: Path) -> Any:
     """``{from: other_space, ...overrides}`` takes family ``fam`` from another space file."""
     if not isinstance(params, Mapping) or "from" not in params:
         return params
-    other = (base_dir / f"{params['from']}.yaml").resolve()
-    if not other.is_file():
+    name = params["from"]
+    try:
+        other = (base_dir / f"{name}.yaml").resolve()
+        found = other.is_file()
+    except (OSError, ValueError):  # a name no file system accepts, e.g. with a NUL byte
+        other, found = base_dir / f"{name}.yaml", False
+    if not found:
         raise UserError(
-            f"{where}: families.{fam}.from names {params['from']!r}, but {other} does not exist"
+            f"{where}: families.{fam}.from names {name!r}, but {other} does not exist; "
+            f"name a space file in {base_dir}, without '.yaml'"
         )
     base = _read_yaml(other)
-    try:
-        inherited = dict(base["families"][fam])
-    except (KeyError, TypeError):
-        raise UserError(f"{where}: {other} has no family {fam!r} to inherit") from None
-    inherited.update({k: v for k, v in params.items() if k != "from"})
-    return inherited
+    families = base.get("families") if isinstance(base, Mapping) else None
+    inherited = families.get(fam) if isinstance(families, Mapping) else None
+    if not isinstance(inherited, Mapping):
+        raise UserError(f"{where}: {other} has no family {fam!r} block to inherit")
+    if "from" in inherited:
+        raise UserError(
+            f"{where}: families.{fam}.from names {name!r}, whose {fam} block itself inherits "
+            f"from {inherited['from']!r}; name that space instead (one level of 'from')"
+        )
+    return {**inherited, **{k: v for k, v in params.items() if k != "from"}}
 
 
 def _parse_losses(raw: Any, where: str) -> dict[str, dict[str, Param]]:
@@ -246,7 +290,7 @@ def _parse_losses(raw: Any, where: str) -> dict[str, dict[str, Param]]:
         raise UserError(f"{where}: 'distill' must map loss names (e.g. kd) to their parameters")
     out = {}
     for name, params in raw.items():
-        loss = get_loss(str(name))
+        loss = _named(get_loss, name, f"{where}: distill")
         # A loss parameter left out of the space keeps the loss's default value.
         out[loss.name] = _parse_group(params or {}, f"{where}: distill.{name}", loss.params)
     return out
@@ -272,6 +316,11 @@ def _parse_param(spec: Any, where: str, earlier: Mapping[str, Param]) -> Param:
     if not isinstance(spec, Mapping):
         if isinstance(spec, list):
             raise UserError(f"{where}: write a list of options as {{choices: {spec}}}")
+        if not _is_value(spec):
+            raise UserError(
+                f"{where}: a fixed value must be a finite number, a string or a boolean, "
+                f"got {spec!r} (or give {{choices: [...]}} or {{low: ..., high: ...}})"
+            )
         return Param("fixed", value=spec)
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
@@ -286,12 +335,19 @@ def _parse_param(spec: Any, where: str, earlier: Mapping[str, Param]) -> Param:
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
             raise UserError(f"{where}: 'choices' must be a non-empty list")
-        if not all(isinstance(c, str | int | float | bool) for c in choices):
-            raise UserError(f"{where}: choices must be numbers, strings or booleans")
+        if not all(_is_value(c) for c in choices):
+            raise UserError(f"{where}: choices must be finite numbers, strings or booleans")
         if len(set(map(repr, choices))) != len(choices):
             raise UserError(f"{where}: 'choices' has duplicates: {choices}")
         return Param("categorical", choices=tuple(choices), per_stage=per_stage)
     return _parse_range(spec, where, per_stage)
+
+
+def _is_value(v: Any) -> bool:
+    """A fixed value or choice: what Optuna can store and a builder can take."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return isinstance(v, str | int | bool)
 
 
 def _parse_range(spec: Mapping[str, Any], where: str, per_stage: int | str | None) -> Param:
@@ -308,7 +364,7 @@ def _parse_range(spec: Mapping[str, Any], where: str, per_stage: int | str | Non
     if not isinstance(log, bool):
         raise UserError(f"{where}: 'log' must be true or false, got {log!r}")
     if low > high:
-        raise UserError(f"{where}: inverted range: low {low} > high {high}")
+        raise UserError(f"{where}: inverted range: low {low} > high {high}; swap them")
     if step is not None and step <= 0:
         raise UserError(f"{where}: 'step' must be positive, got {step}")
     if log and low <= 0:
@@ -317,7 +373,10 @@ def _parse_range(spec: Mapping[str, Any], where: str, per_stage: int | str | Non
         raise UserError(f"{where}: 'log' and 'step' cannot be combined")
     is_int = all(isinstance(v, int) for v in (low, high) + ((step,) if step else ()))
     if step is not None and (high - low) / step % 1 > 1e-9 and is_int:
-        raise UserError(f"{where}: the range {low}..{high} is not a whole number of steps {step}")
+        raise UserError(
+            f"{where}: the range {low}..{high} is not a whole number of steps {step}; "
+            "make high - low a multiple of step"
+        )
     if low == high:
         return Param("fixed", value=low, per_stage=per_stage)
     return Param(
