@@ -82,8 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=D.threads,
         help="CPU threads for training and latency (0: all cores)",
     )
-    s.add_argument("--storage", help="Optuna storage URL or journal file (default: in the run dir)")
+    s.add_argument(
+        "--jobs",
+        type=int,
+        default=D.jobs,
+        help="worker processes on this machine; they share the budget and the cores",
+    )
+    s.add_argument(
+        "--storage",
+        help="Optuna storage URL or journal file (default: in the run "
+        "dir); workers started anywhere with the same --storage and --study-name "
+        "join one study, e.g. postgresql://user:pass@host/db",
+    )
     s.add_argument("--study-name", help="study name (default: <data>-<space>)")
+    s.add_argument(
+        "--heartbeat",
+        type=int,
+        default=D.heartbeat_s,
+        metavar="SECONDS",
+        help="with a database: a worker silent for 3x this long is dead and its trial runs again",
+    )
     s.add_argument("--out", default=D.out, help="parent of the run directory")
     s.add_argument(
         "--cache-dir", help="teacher cache (default: $AUTODISTILL_CACHE or ~/.cache/autodistill)"
@@ -161,8 +179,9 @@ def _search(args: argparse.Namespace) -> int:
         teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
         teacher_epochs=args.teacher_epochs, views=args.views, budget=args.budget,
         epochs=args.epochs, max_params=args.max_params, max_latency_ms=args.max_latency_ms,
-        sampler=args.sampler, seed=args.seed, threads=args.threads, storage=args.storage,
-        study_name=args.study_name, out=args.out, cache_dir=args.cache_dir,
+        sampler=args.sampler, seed=args.seed, threads=args.threads, jobs=args.jobs,
+        storage=args.storage, heartbeat_s=args.heartbeat, study_name=args.study_name,
+        out=args.out, cache_dir=args.cache_dir,
     )  # fmt: skip
     out = run_search(config, progress=not args.quiet)
     t = out.teacher

@@ -11,11 +11,12 @@ from typing import Any
 import yaml
 
 from autodistill.errors import UserError
+from autodistill.files import write_text_atomic
 
 # Changing any of these after a study has started would mix incomparable trials.
 STUDY_DEFINING = (
     "data", "space", "teacher", "teacher_checkpoint", "teacher_epochs", "views", "epochs",
-    "max_params", "max_latency_ms", "seed", "threads",
+    "max_params", "max_latency_ms", "seed", "worker_threads",
 )  # fmt: skip
 
 
@@ -43,8 +44,10 @@ class SearchConfig:
     max_latency_ms: float | None = None
     sampler: str = "tpe"
     seed: int = 0
-    threads: int = 0  # 0: all cores; also the thread count latency is measured with
+    threads: int = 0  # per worker; 0: the cores shared out among --jobs; latency is timed with it
+    jobs: int = 1  # local worker processes; more workers may join from elsewhere via --storage
     storage: str | None = None
+    heartbeat_s: int = 60  # a database worker silent for 3x this long is dead; its trial reruns
     study_name: str | None = None
     out: str = "results"
     cache_dir: str | None = None
@@ -57,6 +60,9 @@ class SearchConfig:
              f"--teacher-epochs must be at least 1, got {self.teacher_epochs}"),
             (self.views >= 1, f"--views must be at least 1, got {self.views}"),
             (self.threads >= 0, f"--threads must be 0 (all cores) or more, got {self.threads}"),
+            (self.jobs >= 1, f"--jobs must be at least 1, got {self.jobs}"),
+            (self.heartbeat_s >= 1,
+             f"--heartbeat must be at least 1 second, got {self.heartbeat_s}"),
             (self.max_params is None or self.max_params > 0,
              f"--max-params must be positive, got {self.max_params}"),
             (self.max_latency_ms is None or self.max_latency_ms > 0,
@@ -84,7 +90,12 @@ class SearchConfig:
 
     @property
     def resolved_threads(self) -> int:
-        return self.threads or (os.cpu_count() or 1)
+        """Threads of each worker: given, or this machine's cores shared out among the jobs."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
+
+    @property
+    def worker_threads(self) -> int:  # the name a changed-settings message shows
+        return self.resolved_threads
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,9 +126,7 @@ def save_config(config: SearchConfig, run_dir: Path) -> Path:
     }
     doc = {"config": config.to_dict(), "resolved": resolved, "versions": versions}
     path = run_dir / CONFIG_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
+    write_text_atomic(path, yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
@@ -139,4 +148,9 @@ def check_resumable(old: SearchConfig, new: SearchConfig) -> None:
         raise UserError(
             f"{new.run_dir} holds a study made with other settings ({diffs}); "
             "use another --study-name or --out, or the original settings"
+            + (
+                " (--threads sets the threads per worker that latency was timed with)"
+                if "worker_threads" in changed
+                else ""
+            )  # fmt: skip
         )

@@ -1,4 +1,4 @@
-"""The one error type a user can cause; the CLI prints it as one line and exits with status 2."""
+"""Errors a user causes (one line, exit status 2) and interruptions they ask for."""
 
 from __future__ import annotations
 
@@ -8,3 +8,11 @@ class UserError(Exception):
 
     Internal bugs never use this type; they raise ordinary exceptions with tracebacks.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """The user stopped the process (Ctrl-C, SIGINT, or SIGTERM from a scheduler)."""
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name

@@ -18,7 +18,7 @@ from autodistill.errors import UserError
 from autodistill.families import InputSpec, build_student
 from autodistill.measure import count_flops, count_params, measure_latency
 from autodistill.pick import pick, pick_within, top_front
-from autodistill.pipeline import Prepared, prepare
+from autodistill.prepare import Prepared, prepare
 from autodistill.spaces import load_space
 from autodistill.train import TrainConfig, evaluate, fit, make_distiller
 

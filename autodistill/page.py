@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from autodistill.files import write_text_atomic
 from autodistill.report import front_table
 
 _STYLE = """
@@ -140,6 +141,4 @@ def _markdown(title, summary, trials, students, images, run_dir: Path) -> str:
 
 
 def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text)

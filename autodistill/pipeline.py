@@ -10,12 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from autodistill import search
-from autodistill.cache import TeacherViews, cache_key, compute_views, load_views
-from autodistill.candidate import Limits, TrialContext
 from autodistill.config import (
     CONFIG_FILE,
     STUDENTS_DIR,
@@ -24,14 +21,12 @@ from autodistill.config import (
     load_config,
     save_config,
 )
-from autodistill.data.augment import Augmentation, default_augmentation
-from autodistill.data.sources import load_dataset
-from autodistill.data.splits import DatasetSplits
 from autodistill.errors import UserError
 from autodistill.page import write_page
+from autodistill.prepare import prepare
 from autodistill.report import plot_3d, plot_hypervolume, plot_importances, write_outputs
 from autodistill.spaces import load_space
-from autodistill.teacher import TeacherInfo, TeacherRecipe, dataset_fingerprint, prepare_teacher
+from autodistill.workers import interrupts_as_exceptions, join_study, run_local_workers, work
 
 log = logging.getLogger(__name__)
 
@@ -49,50 +44,6 @@ class SearchOutcome:
     cache: str  # what the teacher cache holds and its size on disk
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """Data, augmentation, teacher description and cached teacher views for a configuration."""
-
-    data: DatasetSplits
-    aug: Augmentation
-    teacher: TeacherInfo
-    views: TeacherViews
-    threads: int
-
-    def cache_summary(self) -> str:
-        kinds = ["logits"] + [
-            k
-            for k, t in (("features", self.views.features), ("attention", self.views.maps))
-            if t is not None
-        ]
-        return f"{'/'.join(kinds)} for {self.views.count} views, {self.views.nbytes() / 1e6:.1f} MB"
-
-
-def prepare(config: SearchConfig, kinds: tuple[str, ...], *, progress: bool = True) -> Prepared:
-    """Load the data, then the teacher and its cached outputs (training or computing them once)."""
-    threads = config.resolved_threads
-    torch.set_num_threads(threads)
-    data = load_dataset(
-        config.data, data_dir=config.data_dir, download=config.download, seed=config.seed
-    )
-    aug = default_augmentation(data.name, data.image_size)
-    cache_dir = config.resolved_cache_dir
-    info, load_teacher = prepare_teacher(
-        config.teacher, data, aug, cache_dir=cache_dir, threads=threads,
-        checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
-        recipe=TeacherRecipe(epochs=config.teacher_epochs, seed=config.seed), progress=progress,
-    )  # fmt: skip
-    key = cache_key(
-        info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, config.views
-    )
-    views = load_views(cache_dir, key, kinds) or compute_views(
-        load_teacher(), data.train, aug, data.stats, key=key, views=config.views,
-        cache_dir=cache_dir, kinds=kinds, progress=progress,
-    )  # fmt: skip
-    log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
-    return Prepared(data, aug, info, views, threads)
-
-
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
     """Prepare data, teacher and cache, run (or resume) the study, and write the result files."""
     start = time.perf_counter()
@@ -101,34 +52,35 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchOutcome:
     _check_run_dir(config)
     space = load_space(config.space)
     search.make_sampler(config.sampler, seed=config.seed, budget=config.budget)
-    if config.storage is not None and "://" in config.storage:
-        search.open_storage(config.storage, run_dir)  # a database is checked before the teacher
+    if config.storage is not None:
+        search.open_storage(config.storage, run_dir)  # checked before the teacher is built
+    # One worker builds the teacher and its cache (under a lock); the others load them.
     prep = prepare(config, space.teacher_outputs(), progress=progress)
-    data, aug, info, views, threads = prep.data, prep.aug, prep.teacher, prep.views, prep.threads
     _make_run_dir(config)
-    storage = search.open_storage(config.storage, run_dir)
-    save_config(config, run_dir)
-
-    study = search.open_study(
-        storage, config.name, sampler_name=config.sampler, seed=config.seed, budget=config.budget
-    )
-    ctx = TrialContext(
-        data=data, aug=aug, views=views, epochs=config.epochs, threads=threads,
-        limits=Limits(config.max_params, config.max_latency_ms), seed=config.seed,
-    )  # fmt: skip
-    bar = tqdm(total=config.budget, initial=search.finished_count(study), desc="trials",
-               unit="trial", disable=not progress)  # fmt: skip
+    study = join_study(config, prep)
+    save_config(config, run_dir)  # once the study is joined: a refused run changes nothing
+    before = search.finished_count(study)
+    bar = tqdm(total=config.budget, initial=before, desc="trials", unit="trial",
+               disable=not progress)  # fmt: skip
 
     def on_trial(study, trial) -> None:
         bar.update(1)
         bar.set_postfix_str(search.front_summary(study))
 
+    def on_progress(finished: int) -> None:
+        bar.update(finished - bar.n)
+
     try:
-        ran = search.run(study, space, ctx, budget=config.budget, on_trial=on_trial)
+        with interrupts_as_exceptions():
+            if config.jobs == 1:
+                ran = work(config, study, space, prep, on_trial=on_trial)
+            else:
+                run_local_workers(config, study, on_progress=on_progress)
+                ran = search.finished_count(study) - before
     finally:
         bar.close()
         trials = search.trials_frame(study)
-        teacher = info.to_dict()
+        teacher = prep.teacher.to_dict()
         files = write_outputs(trials, run_dir, teacher=teacher, limits=_limits(config))
     if not trials.empty and (trials["state"] == "INFEASIBLE").all():
         raise UserError(_nothing_feasible(trials, config))  # after the files: nothing is lost

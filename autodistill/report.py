@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from autodistill.files import atomic_path, write_text_atomic  # noqa: E402
+
 FRONT_COLUMNS = ["number", "family", "arch", "loss", "val_accuracy", "params", "flops",
                  "latency_ms"]  # fmt: skip
 
@@ -49,15 +51,12 @@ def write_outputs(
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def _atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text)
 
 
 def plot_front(
@@ -137,10 +136,9 @@ def plot_front(
         fontsize=10,
     )
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def _error(accuracy):
@@ -228,7 +226,6 @@ def plot_importances(importances: dict[str, float], path: Path) -> None:
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    tmp.replace(path)

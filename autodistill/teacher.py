@@ -141,7 +141,8 @@ def load_checkpoint(model: nn.Module, path: Path, name: str, spec: InputSpec) ->
         raise UserError(
             f"teacher checkpoint {path} does not fit --teacher {name} for this data "
             f"({spec.in_chans} channels, {spec.image_size}px, {spec.num_classes} "
-            f"classes): {problem}"
+            f"classes): {problem}; give a --teacher-checkpoint trained on this data with the "
+            "--teacher it was saved from, or leave it out to train one"
         )
     model.load_state_dict(state)
 

@@ -3,16 +3,28 @@ recorded, the front is non-dominated, and a second run resumes."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+
 import optuna
+import pandas as pd
 import pytest
+import torch
 
 from autodistill import candidate, search
+from autodistill.errors import Interrupted
+from autodistill.search import study as controller
 from autodistill.spaces import load_space
+from autodistill.train import TrainingDiverged
 
 
 def _study(tmp_path, budget: int, seed: int = 0) -> optuna.Study:
     storage = search.open_storage(None, tmp_path)
     return search.open_study(storage, "t", sampler_name="random", seed=seed, budget=budget)
+
+
+def _run(study, space, ctx, budget: int) -> int:
+    return search.run(study, space, ctx, budget=budget, sampler_name="random", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +51,7 @@ def test_a_trial_never_runs_the_teacher(tmp_path, space, make_ctx, teacher):
     handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
         study = _study(tmp_path, 3)
-        search.run(study, space, make_ctx(), budget=3)
+        _run(study, space, make_ctx(), 3)
     finally:
         handle.remove()
     assert calls == []
@@ -52,9 +64,9 @@ def test_a_limit_is_checked_before_training_and_nothing_is_trained(
     def refuse(*args, **kwargs):
         raise AssertionError("an infeasible candidate was trained")
 
-    monkeypatch.setattr(search, "train_candidate", refuse)
+    monkeypatch.setattr(controller, "train_candidate", refuse)
     study = _study(tmp_path, 3)
-    search.run(study, space, make_ctx(max_params=1000), budget=3)
+    _run(study, space, make_ctx(max_params=1000), 3)
     frame = search.trials_frame(study)
     assert list(frame["state"]) == ["INFEASIBLE"] * 3
     assert frame["failure_reason"].str.startswith("max_params exceeded by").all()
@@ -63,8 +75,19 @@ def test_a_limit_is_checked_before_training_and_nothing_is_trained(
         assert t.constraints["max_params"] == t.user_attrs["params"] - 1000
 
 
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore"),
+         "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"),
+        (MemoryError(), "MemoryError"),
+        (TrainingDiverged("loss became nan in epoch 1 (kd)"),
+         "TrainingDiverged: loss became nan in epoch 1 (kd)"),
+    ],
+    ids=["cuda-oom", "host-oom", "nan-loss"],
+)  # fmt: skip
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(
-    tmp_path, space, make_ctx, monkeypatch
+    tmp_path, space, make_ctx, monkeypatch, error, reason
 ):
     real = candidate.train_candidate
     calls = []
@@ -72,20 +95,20 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(
     def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise RuntimeError("out of memory while training")
+            raise error
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(search, "train_candidate", flaky)
+    monkeypatch.setattr(controller, "train_candidate", flaky)
     study = _study(tmp_path, 3)
-    search.run(study, space, make_ctx(), budget=3)
+    _run(study, space, make_ctx(), 3)
     frame = search.trials_frame(study)
     assert list(frame["state"]) == ["FAIL", "COMPLETE", "COMPLETE"]
-    assert frame.loc[0, "failure_reason"] == "RuntimeError: out of memory while training"
+    assert frame.loc[0, "failure_reason"] == reason
 
 
 def test_the_front_holds_exactly_the_non_dominated_trials(tmp_path, space, make_ctx):
     study = _study(tmp_path, 6)
-    search.run(study, space, make_ctx(), budget=6)
+    _run(study, space, make_ctx(), 6)
     frame = search.trials_frame(study)
     done = frame[frame["state"] == "COMPLETE"]
     assert len(done) == 6
@@ -105,26 +128,58 @@ def test_the_front_holds_exactly_the_non_dominated_trials(tmp_path, space, make_
 
 def test_a_second_run_resumes_and_runs_only_what_remains(tmp_path, space, make_ctx):
     study = _study(tmp_path, 2)
-    assert search.run(study, space, make_ctx(), budget=2) == 2
+    assert _run(study, space, make_ctx(), 2) == 2
     again = _study(tmp_path, 4)
-    assert search.run(again, space, make_ctx(), budget=4) == 2
-    assert search.run(_study(tmp_path, 4), space, make_ctx(), budget=4) == 0
+    assert _run(again, space, make_ctx(), 4) == 2
+    assert _run(_study(tmp_path, 4), space, make_ctx(), 4) == 0
     numbers = [t.number for t in _study(tmp_path, 4).trials]
     assert numbers == [0, 1, 2, 3]
 
 
-def test_trials_left_running_by_a_dead_process_are_marked_failed(tmp_path):
+def test_a_trial_left_running_by_a_dead_process_is_run_again(tmp_path, space, make_ctx):
     study = _study(tmp_path, 2)
-    study.ask()  # a trial that its process never finished
-    reopened = _study(tmp_path, 2)
-    (t,) = reopened.trials
-    assert t.state == optuna.trial.TrialState.FAIL
-    assert t.user_attrs["failure_reason"].startswith("interrupted")
+    dead = study.ask()  # a trial that its process never finished
+    dead.suggest_float("lr", 2e-3, 1e-2, log=True)
+    dead.set_user_attr("worker", f"{socket.gethostname()}:{_dead_pid()}")
+    assert _run(_study(tmp_path, 2), space, make_ctx(), 2) == 2
+    frame = search.trials_frame(_study(tmp_path, 2))
+    assert list(frame["state"]) == ["RETRIED", "COMPLETE", "COMPLETE"]
+    assert frame.loc[0, "failure_reason"].endswith("stopped; retried as trial 1")
+    assert frame.loc[1, "retry_of"] == 0
+    assert frame.loc[1, "param.lr"] == dead.params["lr"]  # the same candidate
+
+
+def test_an_interrupted_trial_is_queued_again_and_a_rerun_resumes_it(
+    tmp_path, space, make_ctx, monkeypatch
+):
+    def interrupted(*args, **kwargs):
+        raise Interrupted("SIGTERM")
+
+    real = controller.train_candidate
+    monkeypatch.setattr(controller, "train_candidate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(_study(tmp_path, 2), space, make_ctx(), 2)
+    frame = search.trials_frame(_study(tmp_path, 2))
+    assert list(frame["state"]) == ["RETRIED", "WAITING"]
+    assert frame.loc[0, "failure_reason"] == "interrupted by SIGTERM; retried as trial 1"
+
+    monkeypatch.setattr(controller, "train_candidate", real)
+    assert _run(_study(tmp_path, 2), space, make_ctx(), 2) == 2
+    frame = search.trials_frame(_study(tmp_path, 2))
+    assert list(frame["state"]) == ["RETRIED", "COMPLETE", "COMPLETE"]
+    assert frame.loc[1, "param.lr"] == frame.loc[0, "param.lr"]
+    assert pd.isna(frame.loc[1, "failure_reason"])
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def test_infeasible_architectures_are_recorded_not_crashed(tmp_path, make_ctx):
     study = _study(tmp_path, 2)
-    search.run(study, load_space("vit"), make_ctx(), budget=2)
+    _run(study, load_space("vit"), make_ctx(), 2)
     frame = search.trials_frame(study)
     assert set(frame["state"]) <= {"COMPLETE", "INFEASIBLE"}
     bad = frame[frame["state"] == "INFEASIBLE"]

@@ -1,0 +1,79 @@
+"""Everything trials share, made once: the data, the teacher and its cached outputs.
+
+Workers that start together (``--jobs``, or several machines on one cache folder) take a lock
+in the cache folder first: one builds the teacher and its cache, the others wait and load them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+
+from autodistill.cache import TeacherViews, cache_key, compute_views, load_views
+from autodistill.config import SearchConfig
+from autodistill.data.augment import Augmentation, default_augmentation
+from autodistill.data.sources import load_dataset
+from autodistill.data.splits import DatasetSplits
+from autodistill.teacher import TeacherInfo, TeacherRecipe, dataset_fingerprint, prepare_teacher
+
+log = logging.getLogger(__name__)
+BUILD_LOCK = "build.lock"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Data, augmentation, teacher description and cached teacher views for a configuration."""
+
+    data: DatasetSplits
+    aug: Augmentation
+    teacher: TeacherInfo
+    views: TeacherViews
+    threads: int
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What every worker of one study must share: the teacher and its cached outputs."""
+        return {"teacher_sha256": self.teacher.weights_sha256, "teacher_cache_key": self.views.key}
+
+    def cache_summary(self) -> str:
+        kinds = ["logits"] + [
+            k
+            for k, t in (("features", self.views.features), ("attention", self.views.maps))
+            if t is not None
+        ]
+        return f"{'/'.join(kinds)} for {self.views.count} views, {self.views.nbytes() / 1e6:.1f} MB"
+
+
+def prepare(config: SearchConfig, kinds: tuple[str, ...], *, progress: bool = True) -> Prepared:
+    """Load the data, then the teacher and its cached outputs (training or computing them once)."""
+    threads = config.resolved_threads
+    torch.set_num_threads(threads)
+    data = load_dataset(
+        config.data, data_dir=config.data_dir, download=config.download, seed=config.seed
+    )
+    aug = default_augmentation(data.name, data.image_size)
+    cache_dir = config.resolved_cache_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(cache_dir / BUILD_LOCK))
+    if lock.is_locked:
+        log.warning("another worker is building the teacher cache in %s; waiting", cache_dir)
+    with lock:
+        info, load_teacher = prepare_teacher(
+            config.teacher, data, aug, cache_dir=cache_dir, threads=threads,
+            checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
+            recipe=TeacherRecipe(epochs=config.teacher_epochs, seed=config.seed),
+            progress=progress,
+        )  # fmt: skip
+        key = cache_key(
+            info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, config.views
+        )
+        views = load_views(cache_dir, key, kinds) or compute_views(
+            load_teacher(), data.train, aug, data.stats, key=key, views=config.views,
+            cache_dir=cache_dir, kinds=kinds, progress=progress,
+        )  # fmt: skip
+    log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
+    return Prepared(data, aug, info, views, threads)

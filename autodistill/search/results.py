@@ -1,0 +1,175 @@
+"""What a study holds, as users read it: the trials table, the front, hypervolume, importances."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from autodistill.errors import UserError
+from autodistill.search.storage import retries
+from autodistill.spaces import Candidate
+
+log = logging.getLogger(__name__)
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial, with the columns of ``trials.csv``."""
+    front = {t.number for t in study.best_trials}
+    trials = study.get_trials(deepcopy=False)
+    retried = retries(trials)
+    rows = [_row(t, t.number in front, retried.get(t.number)) for t in trials]
+    frame = pd.DataFrame(rows)
+    # Counts stay integers even where a trial has none (pandas would make the column float).
+    for column in ("params", "flops", "latency_threads", "retry_of"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, Any]:
+    a = t.user_attrs
+    cand = Candidate.from_dict(a["candidate"]) if "candidate" in a else None
+    state = t.state.name
+    if t.state == TrialState.PRUNED and "infeasible" in a:
+        state = "INFEASIBLE"
+    reason = a.get("infeasible") or a.get("failure_reason")
+    if retried_as is not None:
+        state = "RETRIED"  # killed or interrupted; run again as trial ``retried_as``
+        why = reason or f"its worker {a.get('worker') or '?'} stopped sending heartbeats"
+        reason = f"{why}; retried as trial {retried_as}"
+    row: dict[str, Any] = {
+        "number": t.number,
+        "state": state,
+        "family": cand.family if cand else None,
+        "arch": a.get("arch"),
+        "loss": cand.loss if cand else None,
+        "params": a.get("params"),
+        "flops": a.get("flops"),
+        "latency_ms": a.get("latency_ms"),
+        "latency_iqr_ms": a.get("latency_iqr_ms"),
+        "val_accuracy": a.get("val_accuracy"),
+        "duration_s": a.get("duration_s"),
+        "pareto": on_front,
+        "failure_reason": reason,
+        "latency_device": a.get("latency_device"),
+        "latency_threads": a.get("latency_threads"),
+        "worker": a.get("worker"),
+        "retry_of": t.system_attrs.get("retry_history", [None])[-1],
+    }
+    for name, value in sorted(t.params.items()):
+        row[f"param.{name}"] = value
+    return row
+
+
+def front_summary(study: optuna.Study) -> str:
+    """A few words for the progress bar: the size and ends of the running front."""
+    front = study.best_trials
+    if not front:
+        return "front: none yet"
+    best = max(front, key=lambda t: t.values[0])
+    small = min(front, key=lambda t: t.values[1])
+    return (
+        f"front {len(front)} | best {best.values[0]:.1f}% "
+        f"| smallest {_human(small.values[1])} @ {small.values[0]:.1f}%"
+    )
+
+
+def _human(n: float) -> str:
+    if math.isnan(n):
+        return "?"
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def trial_candidate(study: optuna.Study, number: int) -> tuple[Candidate, dict[str, Any]]:
+    """The candidate a finished trial trained, and what it recorded (params, latency, ...)."""
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise UserError(f"no trial {number} in this run; it has trials 0..{len(trials) - 1}")
+    t = trials[number]
+    if t.state != TrialState.COMPLETE:
+        state = "infeasible" if "infeasible" in t.user_attrs else t.state.name.lower()
+        raise UserError(f"trial {number} is {state}, not a trained student; "
+                        "pick a completed one (see trials.csv)")  # fmt: skip
+    return Candidate.from_dict(t.user_attrs["candidate"]), dict(t.user_attrs)
+
+
+# Fixed bounds, so hypervolumes of different runs (and samplers) compare: error 0..1,
+# parameters 1e3..1e8 and latency 0.01..1000 ms on log scales, each mapped to 0..1; the
+# reference point is (1, 1, 1), the worst corner.
+HV_PARAMS = (1e3, 1e8)
+HV_LATENCY_MS = (1e-2, 1e3)
+
+
+def normalized_objectives(values: np.ndarray) -> np.ndarray:
+    """(accuracy %, params, latency ms) rows as losses in 0..1: error, log params, log latency."""
+    v = np.asarray(values, dtype=float).reshape(-1, 3)
+    error = 1.0 - v[:, 0] / 100.0
+    params = (np.log10(v[:, 1]) - np.log10(HV_PARAMS[0])) / np.log10(HV_PARAMS[1] / HV_PARAMS[0])
+    lat = (np.log10(v[:, 2]) - np.log10(HV_LATENCY_MS[0])) / np.log10(
+        HV_LATENCY_MS[1] / HV_LATENCY_MS[0]
+    )
+    return np.clip(np.stack([error, params, lat], axis=1), 0.0, 1.0)
+
+
+def hypervolume(values: np.ndarray) -> float:
+    """Hypervolume of (accuracy %, params, latency ms) rows, normalised as above (0..1)."""
+    if len(values) == 0:
+        return 0.0
+    # Optuna's exact WFG implementation; private, so it is reached from this one place only.
+    from optuna._hypervolume import compute_hypervolume
+
+    return float(compute_hypervolume(normalized_objectives(values), np.ones(3)))
+
+
+def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
+    """(trial number, hypervolume of all completed trials up to it), in trial order."""
+    seen: list[list[float]] = []
+    out = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if t.state == TrialState.COMPLETE:
+            seen.append(list(t.values))
+        out.append((t.number, hypervolume(np.array(seen))))
+    return out
+
+
+def importances(study: optuna.Study, top: int = 12) -> dict[str, float]:
+    """Importance for validation accuracy of the ``top`` hyperparameters (Optuna's default
+    evaluator), among those sampled in at least half the completed trials: a conditional
+    parameter seen a handful of times would otherwise rank on noise."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) < 3:
+        return {}
+    counts: dict[str, int] = {}
+    for t in done:
+        for name in t.params:
+            counts[name] = counts.get(name, 0) + 1
+    common = [name for name, n in counts.items() if n >= len(done) / 2]
+    if not common:
+        return {}
+    try:
+        with warnings.catch_warnings():  # "some regimes have < 2 trials": expected at this size
+            warnings.simplefilter("ignore", UserWarning)
+            ranked = optuna.importance.get_param_importances(
+                study, params=common, target=lambda t: t.values[0])  # fmt: skip
+        return dict(list(ranked.items())[:top])
+    except (RuntimeError, ValueError) as exc:  # too few distinct values to tell
+        log.warning("hyperparameter importances unavailable: %s", exc)
+        return {}
+
+
+def serve_dashboard(storage: BaseStorage, *, host: str, port: int) -> None:
+    """Serve optuna-dashboard on this storage until interrupted (blocks)."""
+    import optuna_dashboard
+
+    optuna_dashboard.run_server(storage, host=host, port=port)

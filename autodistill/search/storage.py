@@ -1,0 +1,220 @@
+"""Where a study lives, and what lets several workers share it: claims, heartbeats, stale trials.
+
+The storage is the single source of truth. Workers coordinate through it and through one lock
+per study (``claim``) held only while a trial is created, so a shared budget is never
+overshot. A worker proves it is alive through Optuna's heartbeat on a database, or, on the
+embedded journal file, by its process id on this host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+from filelock import FileLock
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, _CachedStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from autodistill.errors import UserError
+
+log = logging.getLogger(__name__)
+DEFAULT_STORAGE_FILE = "study.journal"
+HEARTBEAT_S = 60  # a database worker silent for GRACE x this long is taken as dead
+GRACE = 3
+
+
+@contextmanager
+def quiet_experimental() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT_S) -> BaseStorage:
+    """The run's embedded journal file by default; a database URL or journal path otherwise.
+
+    A database gets a heartbeat: a trial whose worker stops beating for ``GRACE *
+    heartbeat_s`` seconds is failed and queued again with the same parameters.
+    """
+    if url is None:
+        return JournalStorage(JournalFileBackend(str(run_dir / DEFAULT_STORAGE_FILE)))
+    if "://" not in url:
+        path = Path(url)
+        if not path.parent.is_dir():
+            raise UserError(f"storage {url!r}: folder {path.parent} does not exist; create "
+                            "it, or choose another --storage")  # fmt: skip
+        return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        with quiet_experimental():
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_s,
+                grace_period=GRACE * heartbeat_s,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+            )
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(
+            f"cannot open storage {url!r}: {first}; check the URL, that the "
+            "database server is running, and that its driver is installed "
+            "(pip install -e '.[postgres]' for PostgreSQL)"
+        ) from None
+
+
+def _backend(storage: BaseStorage) -> BaseStorage:
+    """The storage under Optuna's in-process cache (which wraps a database storage)."""
+    return storage._backend if isinstance(storage, _CachedStorage) else storage
+
+
+def worker_id() -> str:
+    """This process, as recorded on the trials it runs: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def claim(storage: BaseStorage, study_name: str) -> Iterator[None]:
+    """Hold the study's claim lock: one worker at a time counts the trials and creates one.
+
+    A journal file or SQLite database is locked with a file beside it; PostgreSQL with a
+    session advisory lock, which the server releases if the worker dies holding it.
+    """
+    backend = _backend(storage)
+    path = _lock_file(backend)
+    if path is not None:
+        with FileLock(f"{path}.claim.lock"):
+            yield
+        return
+    if isinstance(backend, RDBStorage) and backend.engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        key = zlib.crc32(f"autodistill:{study_name}".encode())
+        with backend.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
+    log.warning("no claim lock for this storage: several workers may overshoot the budget")
+    yield
+
+
+def _lock_file(backend: BaseStorage) -> str | None:
+    if isinstance(backend, JournalStorage):
+        return getattr(backend._backend, "_file_path", None)
+    if isinstance(backend, RDBStorage) and backend.engine.dialect.name == "sqlite":
+        return backend.engine.url.database
+    return None
+
+
+def has_heartbeat(storage: BaseStorage) -> bool:
+    backend = _backend(storage)
+    return isinstance(backend, RDBStorage) and backend.get_heartbeat_interval() is not None
+
+
+@contextmanager
+def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
+    """Beat for ``trial_id`` from a background thread while the trial runs (databases only)."""
+    backend = _backend(storage)
+    if not has_heartbeat(storage):
+        yield
+        return
+    interval = backend.get_heartbeat_interval()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                backend.record_heartbeat(trial_id)
+            except Exception as exc:  # noqa: BLE001 - a lost beat is retried, never fatal
+                log.warning("heartbeat for trial id %d failed: %s", trial_id, exc)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="autodistill-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def recover_stale(study: optuna.Study) -> None:
+    """Fail trials whose worker died and queue each again with the same parameters.
+
+    On a database the heartbeat decides; on a journal file, a trial is stale when its worker
+    ran on this host and its process is gone.
+    """
+    if has_heartbeat(study._storage):
+        optuna.storages.fail_stale_trials(study)
+        _clear_inherited(study)
+        return
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _dead_here(t):
+            retry(study, t.number, f"its worker {t.user_attrs.get('worker') or '?'} stopped")
+
+
+def retry(study: optuna.Study, number: int, reason: str) -> None:
+    """Fail a running trial with ``reason`` and queue it again with the same parameters."""
+    trial = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+        study._study_id, number))  # fmt: skip
+    study._storage.set_trial_user_attr(trial._trial_id, "failure_reason", reason)
+    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    with quiet_experimental():
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study._storage.get_trial(
+            trial._trial_id))  # fmt: skip
+    _clear_inherited(study)
+
+
+def _clear_inherited(study: optuna.Study) -> None:
+    """A queued copy inherits its failed attempt's attributes; what was the attempt's goes."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        for key in ("worker", "failure_reason"):
+            if t.user_attrs.get(key) is not None:
+                study._storage.set_trial_user_attr(t._trial_id, key, None)
+
+
+def retries(trials: list[FrozenTrial]) -> dict[int, int]:
+    """Failed trial number -> the number of the trial that runs it again."""
+    return {
+        t.system_attrs["retry_history"][-1]: t.number
+        for t in trials
+        if t.system_attrs.get("retry_history")
+    }
+
+
+def _dead_here(trial: FrozenTrial) -> bool:
+    """Whether the trial's worker ran on this host and its process no longer exists.
+
+    A running trial with no worker recorded was left by a version that ran one process only.
+    """
+    if "worker" not in trial.user_attrs:
+        return True
+    host, _, pid = str(trial.user_attrs.get("worker") or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's live process
+        return False
+    return False
+
+
+def liveness_known(storage: BaseStorage, trial: FrozenTrial) -> bool:
+    """Whether this worker can tell if ``trial``'s worker dies (so waiting on it is safe)."""
+    if has_heartbeat(storage):
+        return True
+    host, _, _ = str(trial.user_attrs.get("worker") or "").rpartition(":")
+    return host == socket.gethostname()

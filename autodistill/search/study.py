@@ -1,0 +1,266 @@
+"""The controller: samples candidates, checks limits, trains, and records, as one of many workers.
+
+Each worker loops: under the study's claim lock it fails trials of dead workers (queueing them
+again), counts the trials that use the budget, and creates one more if the budget allows; then
+it runs that trial with a heartbeat. So any number of workers on any number of machines run
+exactly ``budget`` trials between them, and a killed worker's trial is run again by another.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from autodistill.candidate import (
+    InfeasibleArchitecture,
+    TrialContext,
+    measure_candidate,
+    train_candidate,
+)
+from autodistill.errors import UserError
+from autodistill.search.storage import (
+    claim,
+    heartbeat,
+    liveness_known,
+    quiet_experimental,
+    recover_stale,
+    retries,
+    retry,
+    worker_id,
+)
+from autodistill.spaces import Param, SearchSpace
+
+log = logging.getLogger(__name__)
+OBJECTIVES = ("val_accuracy", "params", "latency_ms")
+DIRECTIONS = ("maximize", "minimize", "minimize")
+SAMPLERS = ("tpe", "random", "nsga2", "gp")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+POLL_S = 2.0  # how often an idle worker looks for trials to retry while others finish
+
+# Failures are logged once by this module, with their reason; Optuna's own tracebacks are noise.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def make_sampler(name: str, *, seed: int, budget: int) -> optuna.samplers.BaseSampler:
+    """The sampler for ``name``; TPE by default, as it handles conditional spaces in tens of trials.
+
+    Multivariate TPE with ``group`` models each family's parameters jointly, and
+    ``constant_liar`` keeps parallel workers from proposing the same point.
+    """
+    if name == "tpe":
+        with quiet_experimental():  # ``group`` is stable in practice, labelled experimental
+            return optuna.samplers.TPESampler(
+                multivariate=True,
+                group=True,
+                constant_liar=True,
+                n_startup_trials=max(5, min(10, budget // 4)),
+                seed=seed,
+            )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            population_size=max(4, min(20, budget // 3)), seed=seed
+        )
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    raise UserError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+
+
+def open_study(
+    storage: BaseStorage,
+    name: str,
+    *,
+    sampler_name: str,
+    seed: int,
+    budget: int,
+    identity: dict[str, str] | None = None,
+) -> optuna.Study:
+    """Create the study, or join it to resume or to add a worker.
+
+    ``identity`` (teacher weights, cache key) is stored with the study by the first worker;
+    a later worker with another teacher is refused, as its trials would not compare.
+    """
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        directions=list(DIRECTIONS),
+        sampler=make_sampler(sampler_name, seed=seed, budget=budget),
+        load_if_exists=True,
+    )
+    with quiet_experimental():
+        study.set_metric_names(list(OBJECTIVES))
+    for key, value in (identity or {}).items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+        elif study.user_attrs[key] != value:
+            raise UserError(
+                f"study {name!r} was made with {key} {study.user_attrs[key][:12]}, this worker "
+                f"has {value[:12]}: give every worker the same teacher (a shared --cache-dir "
+                "or the same --teacher-checkpoint)"
+            )
+    return study
+
+
+def load_study(storage: BaseStorage, name: str) -> optuna.Study:
+    """An existing study, read-only use (reports)."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UserError(f"no study {name!r} in this storage; found: {names or 'none'}") from None
+
+
+def budget_used(trials: list[FrozenTrial], *, running: bool = True) -> int:
+    """Trials that count against the budget: finished or running, but not a failed attempt
+    that was queued again (its retry counts instead)."""
+    retried = retries(trials)
+    states = FINISHED + ((TrialState.RUNNING,) if running else ())
+    return sum(t.state in states and t.number not in retried for t in trials)
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials with a result (trained, infeasible or failed), not counting retried attempts."""
+    return budget_used(study.get_trials(deepcopy=False), running=False)
+
+
+def run(
+    study: optuna.Study,
+    space: SearchSpace,
+    ctx: TrialContext,
+    *,
+    budget: int,
+    sampler_name: str,
+    seed: int,
+    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> int:
+    """Take trials until the study holds ``budget`` of them; returns how many this worker ran.
+
+    A worker with nothing left to start waits while other live workers still run trials,
+    so a trial that one of them loses is run again rather than missing from the budget.
+    """
+    storage = study._storage
+    objective = make_objective(space, ctx)
+    ran = 0
+    while True:
+        with claim(storage, study.study_name):
+            recover_stale(study)
+            trials = study.get_trials(deepcopy=False)
+            trial = None
+            if budget_used(trials) < budget:
+                # One seed per trial number: the same --seed proposes the same first trials,
+                # and workers starting together do not propose the same ones.
+                study.sampler = make_sampler(sampler_name, seed=seed + len(trials), budget=budget)
+                trial = study.ask()
+                trial.set_user_attr("worker", worker_id())
+        if trial is None:
+            if not any(t.state == TrialState.RUNNING and liveness_known(storage, t)
+                       for t in trials):  # fmt: skip
+                return ran
+            time.sleep(POLL_S)
+            continue
+        _run_trial(study, trial, objective)
+        ran += 1
+        if on_trial is not None:
+            on_trial(study, storage.get_trial(trial._trial_id))
+
+
+def _run_trial(
+    study: optuna.Study, trial: Trial, objective: Callable[[Trial], tuple[float, float, float]]
+) -> None:
+    """Run one trial and record how it ended; an interruption queues it again, then re-raises."""
+    try:
+        with heartbeat(study._storage, trial._trial_id):
+            values = objective(trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+    except KeyboardInterrupt as exc:
+        with claim(study._storage, study.study_name):
+            retry(study, trial.number, f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}")
+        raise
+    except Exception:  # noqa: BLE001 - recorded with its reason by the objective; search goes on
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        study.tell(trial, list(values))
+
+
+def _suggest(trial: Trial) -> Callable[[str, Param], Any]:
+    def suggest(name: str, p: Param) -> Any:
+        if p.kind == "categorical":
+            return trial.suggest_categorical(name, list(p.choices))
+        if p.kind == "int":
+            return trial.suggest_int(
+                name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log
+            )
+        return trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)
+
+    return suggest
+
+
+def make_objective(
+    space: SearchSpace, ctx: TrialContext
+) -> Callable[[Trial], tuple[float, float, float]]:
+    """The Optuna objective: measure first, refuse what breaks a limit, then train."""
+
+    def objective(trial: Trial) -> tuple[float, float, float]:
+        start = time.perf_counter()
+        try:
+            return _evaluate(trial, space, ctx)
+        except (optuna.TrialPruned, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            lines = str(exc).strip().splitlines()
+            reason = type(exc).__name__ + (f": {lines[0]}" if lines else "")
+            trial.set_user_attr("failure_reason", reason)
+            log.warning("trial %d failed: %s", trial.number, reason)
+            raise
+        finally:
+            trial.set_user_attr("duration_s", round(time.perf_counter() - start, 2))
+
+    return objective
+
+
+def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> tuple[float, float, float]:
+    candidate = space.sample(_suggest(trial))
+    trial.set_user_attr("candidate", candidate.to_dict())
+    try:
+        model, cost = measure_candidate(candidate, ctx)
+    except InfeasibleArchitecture as exc:
+        _reject(trial, {"runs_on_input": 1.0}, str(exc))
+    trial.set_user_attr("arch", cost.arch)
+    trial.set_user_attr("params", cost.params)
+    trial.set_user_attr("flops", cost.flops)
+    if cost.latency is not None:
+        trial.set_user_attr("latency_ms", cost.latency.median_ms)
+        trial.set_user_attr("latency_iqr_ms", cost.latency.iqr_ms)
+        trial.set_user_attr("latency_device", cost.latency.device)
+        trial.set_user_attr("latency_threads", cost.latency.threads)
+    over = ctx.limits.violations(
+        cost.params, cost.latency.median_ms if cost.latency is not None else None
+    )
+    if over:
+        _reject(trial, over, "; ".join(f"{k} exceeded by {v:g}" for k, v in over.items()))
+    trained = train_candidate(model, candidate, ctx)
+    trial.set_user_attr("val_accuracy", trained.val_accuracy)
+    trial.set_user_attr("train_s", round(trained.seconds, 2))
+    trial.set_user_attr("history", trained.history)
+    # Latency is rounded to its measurement resolution so noise does not reorder the front.
+    return (
+        round(100.0 * trained.val_accuracy, 2),
+        float(cost.params),
+        round(cost.latency.median_ms, 3),
+    )
+
+
+def _reject(trial: Trial, violations: dict[str, float], reason: str) -> NoReturn:
+    """Record an untrained, infeasible candidate; TPE learns the region from the violations."""
+    for key, amount in violations.items():
+        trial.set_constraint(key, amount)
+    trial.set_user_attr("infeasible", reason)
+    raise optuna.TrialPruned(reason)

@@ -1,0 +1,131 @@
+"""Workers: the loop one process runs over a study's trials, and ``--jobs N`` of them here.
+
+Every worker, local or on another machine, is the same loop (``work``); the budget, the claims
+and the recovery of dead workers' trials live in the study's storage, not in any process.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import optuna
+
+from autodistill import search
+from autodistill.candidate import Limits, TrialContext
+from autodistill.config import SearchConfig
+from autodistill.errors import Interrupted, UserError
+from autodistill.prepare import Prepared, prepare
+from autodistill.spaces import SearchSpace, load_space
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its trial and leave
+
+
+@contextmanager
+def interrupts_as_exceptions() -> Iterator[None]:
+    """SIGTERM (a scheduler, ``kill``) and SIGINT (Ctrl-C) raise ``Interrupted`` naming the
+    signal, so the running trial is recorded and queued again before the process ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def join_study(config: SearchConfig, prep: Prepared) -> optuna.Study:
+    """Open the run's storage and create or join its study, refusing a different teacher."""
+    storage = search.open_storage(config.storage, config.run_dir, heartbeat_s=config.heartbeat_s)
+    return search.open_study(
+        storage, config.name, sampler_name=config.sampler, seed=config.seed,
+        budget=config.budget, identity=prep.identity,
+    )  # fmt: skip
+
+
+def work(
+    config: SearchConfig,
+    study: optuna.Study,
+    space: SearchSpace,
+    prep: Prepared,
+    *,
+    on_trial: Callable[[optuna.Study, Any], None] | None = None,
+) -> int:
+    """One worker: take trials until the study's budget is used; returns how many it ran."""
+    ctx = TrialContext(
+        data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
+        threads=prep.threads, limits=Limits(config.max_params, config.max_latency_ms),
+        seed=config.seed,
+    )  # fmt: skip
+    return search.run(
+        study, space, ctx, budget=config.budget, sampler_name=config.sampler,
+        seed=config.seed, on_trial=on_trial,
+    )  # fmt: skip
+
+
+def run_local_workers(
+    config: SearchConfig, study: optuna.Study, *, on_progress: Callable[[int], None]
+) -> None:
+    """Run ``config.jobs`` worker processes on this machine until the budget is used.
+
+    ``on_progress`` gets the number of finished trials about once a second. Ctrl-C or SIGTERM
+    stops the workers the same way (each records and queues its running trial) and re-raises.
+    """
+    ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+    procs = [
+        ctx.Process(target=_worker_main, args=(config.to_dict(), i), name=f"worker-{i}")
+        for i in range(config.jobs)
+    ]
+    for p in procs:
+        p.start()
+    reported: set[str] = set()
+    try:
+        while any(p.is_alive() for p in procs):
+            procs[0].join(timeout=1.0)
+            on_progress(search.finished_count(study))
+            for p in procs:
+                if p.exitcode not in (None, 0) and p.name not in reported:
+                    reported.add(p.name)
+                    log.warning("%s (pid %s) ended with status %s; the others go on and run "
+                                "its trial again", p.name, p.pid, p.exitcode)  # fmt: skip
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: the worker records and queues its trial
+        for p in procs:
+            p.join(timeout=STOP_TIMEOUT_S)
+        raise
+    on_progress(search.finished_count(study))
+    if all(p.exitcode != 0 for p in procs):
+        raise RuntimeError(f"all {config.jobs} workers failed (exit statuses "
+                           f"{[p.exitcode for p in procs]}); see their messages above")  # fmt: skip
+
+
+def _worker_main(config_dict: dict[str, Any], index: int) -> None:
+    """A local worker process: load what the parent prepared, join the study, work."""
+    logging.basicConfig(level=logging.WARNING,
+                        format=f"%(levelname)s worker-{index} %(name)s: %(message)s")  # fmt: skip
+    config = SearchConfig.from_dict(config_dict)
+    try:
+        with interrupts_as_exceptions():
+            space = load_space(config.space)
+            prep = prepare(config, space.teacher_outputs(), progress=False)
+            work(config, join_study(config, prep), space, prep)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except UserError as exc:
+        print(f"autodistill: worker-{index}: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,192 @@
+"""Many workers on one study, under faults: exactly the budget runs, nothing twice, nothing lost.
+
+Workers are real ``autodistill search`` processes. The database tests need a PostgreSQL server
+(``.ci/run`` starts one on loopback and sets ``AUTODISTILL_TEST_POSTGRES``); in CI they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from autodistill import search
+
+POSTGRES = os.environ.get("AUTODISTILL_TEST_POSTGRES")
+BUDGET = 12
+SPACE = """\
+description: tiny ResNets for the worker tests (a continuous lr, so no two samples coincide)
+families:
+  resnet:
+    stem_stride: 1
+    depths: {low: 1, high: 2, per_stage: 4}
+    width: {choices: [8, 16]}
+distill:
+  kd: {temperature: {low: 1.0, high: 6.0}, alpha: 0.5}
+train:
+  lr: {low: 0.002, high: 0.02, log: true}
+"""
+
+
+def _command(tmp_path: Path, *extra: str) -> list[str]:
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE)
+    return [
+        sys.executable, "-m", "autodistill.cli", "search", "--data", "digits", "--space",
+        str(space), "--budget", str(BUDGET), "--epochs", "2", "--teacher", "test_resnet",
+        "--teacher-epochs", "1", "--views", "2", "--quiet", "--out", str(tmp_path / "out"),
+        "--cache-dir", str(tmp_path / "cache"), *extra,
+    ]  # fmt: skip
+
+
+def _start(cmd: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _kill_mid_trial(storage, name: str, procs: list[subprocess.Popen], *, children: bool) -> int:
+    """SIGKILL a worker while its trial trains: one of ``procs``, or one of their children."""
+    pids = None if children else {p.pid for p in procs}
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert all(p.poll() is None for p in procs), "a worker ended before the kill"
+        time.sleep(0.3)
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        except KeyError:  # the study does not exist yet
+            continue
+        for t in trials:
+            pid = int(str(t.user_attrs.get("worker") or "x:0").rpartition(":")[2])
+            started = t.datetime_start.timestamp() if t.datetime_start else time.time()
+            # Past its first trial (the teacher is built) and about a second into training.
+            if (t.state == TrialState.RUNNING and t.number >= 2 and "arch" in t.user_attrs
+                    and time.time() - started > 0.5 and (pids is None or pid in pids)):  # fmt: skip
+                os.kill(pid, signal.SIGKILL)
+                return t.number
+    raise AssertionError("no trial was seen running")
+
+
+def _check(study: optuna.Study, killed: int, logs: list[Path]) -> None:
+    """Exactly BUDGET trials with a result, each parameter set once; the killed trial reran."""
+    trials = study.get_trials()
+    text = "\n".join(p.read_text() for p in logs)
+    assert search.finished_count(study) == BUDGET, text
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    frame = search.trials_frame(study)
+    retried = frame[frame["state"] == "RETRIED"]
+    assert list(retried["number"]) == [killed], frame[["number", "state", "failure_reason"]]
+    assert "stopped" in retried["failure_reason"].iloc[0]
+    rerun = frame[frame["retry_of"] == killed]
+    assert len(rerun) == 1 and rerun["state"].iloc[0] == "COMPLETE"
+    counted = frame[frame["state"] != "RETRIED"]
+    assert len(counted) == BUDGET
+    assert counted["number"].is_unique
+    assert not counted["param.lr"].duplicated().any()  # no candidate trained twice
+    assert rerun["param.lr"].iloc[0] == study.trials[killed].params["lr"]
+    # The front is exactly the non-dominated completed trials.
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+
+    def dominated(t):
+        return any(
+            all(o.values[i] * s >= t.values[i] * s for i, s in enumerate((1, -1, -1)))
+            and o.values != t.values
+            for o in done
+        )
+
+    assert {t.number for t in study.best_trials} == {t.number for t in done if not dominated(t)}
+
+
+@pytest.mark.skipif(not POSTGRES and os.environ.get("CI") != "true",
+                    reason="set AUTODISTILL_TEST_POSTGRES to a PostgreSQL URL")  # fmt: skip
+def test_three_workers_on_postgresql_share_the_budget_and_survive_a_kill(tmp_path):
+    assert POSTGRES, "CI must provide a PostgreSQL server (AUTODISTILL_TEST_POSTGRES)"
+    name = f"workers-{uuid.uuid4().hex[:8]}"
+    cmd = _command(tmp_path, "--storage", POSTGRES, "--study-name", name, "--threads", "1",
+                   "--heartbeat", "1")  # fmt: skip
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+    workers = [_start(cmd, log) for log in logs]
+    storage = search.open_storage(POSTGRES, tmp_path)
+    try:
+        killed = _kill_mid_trial(storage, name, workers, children=False)
+        codes = [w.wait(timeout=600) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert sorted(codes) == [-signal.SIGKILL, 0, 0], [p.read_text() for p in logs]
+    study = optuna.load_study(study_name=name, storage=storage)
+    _check(study, killed, logs)
+    # The teacher was built by one worker and loaded by the others.
+    assert len(list((tmp_path / "cache" / "teachers").glob("*.safetensors"))) == 1
+    assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) >= 2
+    # A worker that finished last wrote the result files from the whole study.
+    csv = pd.read_csv(tmp_path / "out" / name / "trials.csv")
+    assert (csv["state"] != "RETRIED").sum() == BUDGET
+
+
+def test_two_local_jobs_on_the_journal_file_survive_a_kill(tmp_path):
+    log = tmp_path / "search.log"
+    parent = _start(_command(tmp_path, "--jobs", "2"), log)
+    journal = tmp_path / "out" / "digits-tiny" / "study.journal"
+    try:
+        deadline = time.monotonic() + 240
+        while not journal.exists() and time.monotonic() < deadline:
+            assert parent.poll() is None, log.read_text()
+            time.sleep(0.3)
+        storage = search.open_storage(str(journal), tmp_path)
+        killed = _kill_mid_trial(storage, "digits-tiny", [parent], children=True)
+        code = parent.wait(timeout=600)
+    finally:
+        parent.kill()
+    assert code == 0, log.read_text()
+    study = optuna.load_study(study_name="digits-tiny", storage=storage)
+    _check(study, killed, [log])
+    pids = {t.user_attrs["worker"] for t in study.trials if t.user_attrs.get("worker")}
+    assert len(pids) >= 2 and all(not p.endswith(f":{parent.pid}") for p in pids)
+    csv = pd.read_csv(tmp_path / "out" / "digits-tiny" / "trials.csv")
+    assert (csv["state"] != "RETRIED").sum() == BUDGET
+
+
+def test_sigterm_records_the_trial_keeps_the_rest_and_a_rerun_resumes(tmp_path):
+    log = tmp_path / "search.log"
+    cmd = _command(tmp_path, "--threads", "1")
+    proc = _start(cmd, log)
+    journal = tmp_path / "out" / "digits-tiny" / "study.journal"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.3)
+            if not journal.exists():
+                continue
+            storage = search.open_storage(str(journal), tmp_path)
+            study = optuna.load_study(study_name="digits-tiny", storage=storage)
+            if any(t.state == TrialState.RUNNING and t.number >= 2 and "arch" in t.user_attrs
+                   for t in study.get_trials()):  # fmt: skip
+                proc.send_signal(signal.SIGTERM)
+                break
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert code == 130, log.read_text()
+    assert "run the same command to resume" in log.read_text()
+    frame = pd.read_csv(tmp_path / "out" / "digits-tiny" / "trials.csv")
+    interrupted = frame[frame["state"] == "RETRIED"]
+    assert len(interrupted) == 1
+    assert interrupted["failure_reason"].iloc[0].startswith("interrupted by SIGTERM")
+    kept = int((frame["state"] == "COMPLETE").sum())
+    assert kept >= 2
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    frame = pd.read_csv(tmp_path / "out" / "digits-tiny" / "trials.csv")
+    assert (frame["state"] != "RETRIED").sum() == BUDGET
+    again = frame[frame["retry_of"] == interrupted["number"].iloc[0]]
+    assert again["param.lr"].iloc[0] == interrupted["param.lr"].iloc[0]
