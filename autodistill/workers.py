@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import optuna
-
 from autodistill import search
 from autodistill.candidate import Limits, TrialContext
 from autodistill.config import SearchConfig
@@ -47,7 +45,7 @@ def interrupts_as_exceptions() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def join_study(config: SearchConfig, prep: Prepared) -> optuna.Study:
+def join_study(config: SearchConfig, prep: Prepared) -> search.Study:
     """Open the run's storage and create or join its study, refusing a different teacher."""
     storage = search.open_storage(config.storage, config.run_dir, heartbeat_s=config.heartbeat_s)
     return search.open_study(
@@ -58,11 +56,11 @@ def join_study(config: SearchConfig, prep: Prepared) -> optuna.Study:
 
 def work(
     config: SearchConfig,
-    study: optuna.Study,
+    study: search.Study,
     space: SearchSpace,
     prep: Prepared,
     *,
-    on_trial: Callable[[optuna.Study, Any], None] | None = None,
+    on_trial: Callable[[search.Study, Any], None] | None = None,
 ) -> int:
     """One worker: take trials until the study's budget is used; returns how many it ran."""
     ctx = TrialContext(
@@ -77,7 +75,7 @@ def work(
 
 
 def run_local_workers(
-    config: SearchConfig, study: optuna.Study, *, on_progress: Callable[[int], None]
+    config: SearchConfig, study: search.Study, *, on_progress: Callable[[int], None]
 ) -> None:
     """Run ``config.jobs`` worker processes on this machine until the budget is used.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from optuna import Study
+
 from autodistill.search.results import (
     front_summary,
     hypervolume,
@@ -32,6 +34,7 @@ __all__ = [
     "HEARTBEAT_S",
     "OBJECTIVES",
     "SAMPLERS",
+    "Study",
     "finished_count",
     "front_summary",
     "hypervolume",
