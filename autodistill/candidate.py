@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -13,7 +14,9 @@ from autodistill.data.splits import DatasetSplits
 from autodistill.families import InfeasibleArchitecture, InputSpec, build_student, get_family
 from autodistill.measure import Latency, count_flops, count_params, measure_latency
 from autodistill.spaces import Candidate
-from autodistill.train import EpochCallback, TrainConfig, evaluate, fit, make_distiller
+from autodistill.train import TrainConfig, evaluate, fit, make_distiller
+
+RungCallback = Callable[[int, float], None]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class TrialContext:
     threads: int
     limits: Limits = field(default_factory=Limits)
     seed: int = 0
+    early_stop: bool = False  # stop trials others dominate at an epoch rung (search decides)
 
     @property
     def spec(self) -> InputSpec:
@@ -97,9 +101,13 @@ def train_candidate(
     model: nn.Module,
     candidate: Candidate,
     ctx: TrialContext,
-    on_epoch: EpochCallback | None = None,
+    on_rung: RungCallback | None = None,
 ) -> Trained:
-    """Distil the student against the cached teacher views and score it on validation."""
+    """Distil the student against the cached teacher views and score it on validation.
+
+    ``on_rung(epoch, val_accuracy)`` is called after every epoch but the last; it may raise to
+    stop the training there.
+    """
     start = time.perf_counter()
     hp = candidate.train
     cfg = TrainConfig(
@@ -108,6 +116,7 @@ def train_candidate(
         weight_decay=float(hp.get("weight_decay", 0.0)),
         batch_size=int(hp.get("batch_size", 64)),
         seed=ctx.seed,
+        channels_last=get_family(candidate.family).channels_last,
     )
     stats = ctx.data.stats
     spec = ctx.spec
@@ -115,6 +124,11 @@ def train_candidate(
         candidate.loss, candidate.distill, model, (spec.in_chans, spec.image_size, spec.image_size),
         spec.num_classes, ctx.views,
     )  # fmt: skip
+
+    def on_epoch(epoch: int, _: dict[str, float]) -> None:
+        if on_rung is not None and epoch + 1 < ctx.epochs:
+            on_rung(epoch + 1, evaluate(model, ctx.data.val, stats))
+
     history = fit(
         model, ctx.data.train, ctx.aug, stats, cfg, views=ctx.views, distiller=distiller,
         on_epoch=on_epoch,

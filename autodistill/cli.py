@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="augmented views per training image in the teacher cache",
     )
     s.add_argument("--epochs", type=int, default=D.epochs, help="brief training epochs per trial")
+    s.add_argument(
+        "--no-early-stop",
+        action="store_true",
+        help="train every feasible trial for all --epochs (by default a trial stops "
+        "at an epoch where an earlier trial is more accurate, as small and as fast)",
+    )
     s.add_argument("--max-params", type=_count, help="refuse students above this (e.g. 200k)")
     s.add_argument("--max-latency-ms", type=float, help="refuse students slower than this")
     s.add_argument("--sampler", default=D.sampler, help="tpe (default), random, nsga2 or gp")
@@ -178,7 +184,8 @@ def _search(args: argparse.Namespace) -> int:
         data=args.data, data_dir=args.data_dir, download=args.download, space=args.space,
         teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
         teacher_epochs=args.teacher_epochs, views=args.views, budget=args.budget,
-        epochs=args.epochs, max_params=args.max_params, max_latency_ms=args.max_latency_ms,
+        epochs=args.epochs, early_stop=not args.no_early_stop, max_params=args.max_params,
+        max_latency_ms=args.max_latency_ms,
         sampler=args.sampler, seed=args.seed, threads=args.threads, jobs=args.jobs,
         storage=args.storage, heartbeat_s=args.heartbeat, study_name=args.study_name,
         out=args.out, cache_dir=args.cache_dir,

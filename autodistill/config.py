@@ -40,6 +40,7 @@ class SearchConfig:
     views: int = 4  # augmented views of each training image that the teacher labels once
     budget: int = 50
     epochs: int = 3  # brief training per trial; a final student trains far longer
+    early_stop: bool = True  # stop a trial at an epoch when earlier trials dominate it there
     max_params: int | None = None
     max_latency_ms: float | None = None
     sampler: str = "tpe"

@@ -60,6 +60,9 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+ROUNDS = 3
+
+
 def measure_latency(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -68,8 +71,11 @@ def measure_latency(
     device: torch.device | str = "cpu",
     warmup: int = 10,
     min_run_time: float = 0.3,
+    warmup_s: float = 0.1,
 ) -> Latency:
-    """Median forward latency at batch 1 in eval mode, after ``warmup`` untimed runs.
+    """Median forward latency at batch 1 in eval mode: after at least ``warmup`` untimed runs
+    lasting at least ``warmup_s`` (a few runs of a 1 ms model do not warm caches and clocks),
+    the median of the least disturbed of ``ROUNDS`` rounds sharing ``min_run_time``.
 
     ``torch.utils.benchmark.Timer`` pins the thread count while timing, synchronises CUDA, and
     groups runs into blocks so timer overhead stays below 0.1% of what it measures.
@@ -79,17 +85,24 @@ def measure_latency(
     model.eval()
     x = torch.zeros(1, *input_shape, device=device)
     with torch.inference_mode():
-        for _ in range(warmup):
+        start, runs = time.perf_counter(), 0
+        while runs < warmup or time.perf_counter() - start < warmup_s:
             model(x)
+            runs += 1
         timer = Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
-        m = timer.blocked_autorange(min_run_time=min_run_time)
+        # Several short rounds, keeping the least disturbed one: on a shared machine a burst of
+        # other work slows a whole round, and a median cannot remove what lasts that long.
+        rounds = [
+            timer.blocked_autorange(min_run_time=min_run_time / ROUNDS) for _ in range(ROUNDS)
+        ]
     model.train(was_training)
+    m = min(rounds, key=lambda r: r.median)
     return Latency(
         median_ms=m.median * 1e3,
         iqr_ms=m.iqr * 1e3,
         device=device_name(device),
         threads=threads,
-        runs=len(m.times) * m.number_per_run,
+        runs=sum(len(r.times) * r.number_per_run for r in rounds),
     )
 
 

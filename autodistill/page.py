@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from autodistill.files import write_text_atomic
-from autodistill.report import front_table
+from autodistill.report import front_table, state_counts
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -74,11 +74,7 @@ def write_page(
     images: dict[str, Path],
 ) -> dict[str, Path]:
     """Write report.html (self-contained) and report.md beside the images."""
-    done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
-    summary = (f"{len(trials)} trials: {len(done)} trained, "
-               f"{int((trials['state'] == 'INFEASIBLE').sum()) if len(trials) else 0} infeasible "
-               f"(never trained), {int((trials['state'] == 'FAIL').sum()) if len(trials) else 0} "
-               f"failed.")  # fmt: skip
+    summary = f"{len(trials)} trials: {state_counts(trials)}."
     if teacher:
         summary += (f" Teacher {teacher['name']}: {teacher['params']:,} params, val "
                     f"{100 * teacher['val_accuracy']:.2f}%, "

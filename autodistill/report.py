@@ -59,6 +59,19 @@ def _atomic_text(text: str, path: Path) -> None:
     write_text_atomic(path, text)
 
 
+def state_counts(trials: pd.DataFrame) -> str:
+    """'40 trained, 6 stopped early, 4 infeasible (never trained), 0 failed' (retries apart)."""
+    n = trials["state"].value_counts() if not trials.empty else pd.Series(dtype=int)
+    parts = [f"{int(n.get('COMPLETE', 0))} trained"]
+    if n.get("STOPPED", 0):
+        parts.append(f"{int(n['STOPPED'])} stopped early")
+    parts.append(f"{int(n.get('INFEASIBLE', 0))} infeasible (never trained)")
+    parts.append(f"{int(n.get('FAIL', 0))} failed")
+    if n.get("RETRIED", 0):
+        parts.append(f"{int(n['RETRIED'])} retried")
+    return ", ".join(parts)
+
+
 def plot_front(
     trials: pd.DataFrame,
     path: Path,
@@ -124,15 +137,12 @@ def plot_front(
     axes[0].invert_yaxis()  # the y axis is shared: invert once, so better is up
     axes[0].set_ylabel("validation accuracy (log scale of the error; up is better)")
     axes[1].legend(loc="best", fontsize=8)
-    n_done = len(done)
-    n_inf = int((trials["state"] == "INFEASIBLE").sum()) if not trials.empty else 0
-    n_fail = int((trials["state"] == "FAIL").sum()) if not trials.empty else 0
     device = ""
     if not done.empty and done["latency_device"].notna().any():
         row = done.iloc[0]
         device = f" | latency on {row['latency_device']}, {int(row['latency_threads'])} threads"
     fig.suptitle(
-        f"{n_done} trained, {n_inf} infeasible (never trained), {n_fail} failed{device}",
+        f"{state_counts(trials)}{device}",
         fontsize=10,
     )
     fig.tight_layout()

@@ -66,7 +66,7 @@ def work(
     ctx = TrialContext(
         data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
         threads=prep.threads, limits=Limits(config.max_params, config.max_latency_ms),
-        seed=config.seed,
+        seed=config.seed, early_stop=config.early_stop,
     )  # fmt: skip
     return search.run(
         study, space, ctx, budget=config.budget, sampler_name=config.sampler,

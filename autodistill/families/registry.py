@@ -38,13 +38,16 @@ class Family:
     build: Builder
     describe: Describer
     doc: str
+    # Train in NHWC. Off for every family: on the 2-core Xeon (torch 2.15, oneDNN) the trial
+    # loop ran within +-5% either way (results/benchmarks/training_efficiency.md).
+    channels_last: bool = False
 
 
 FAMILIES: dict[str, Family] = {}
 
 
 def register_family(
-    name: str, *, params: tuple[str, ...], describe: Describer
+    name: str, *, params: tuple[str, ...], describe: Describer, channels_last: bool = False
 ) -> Callable[[Builder], Builder]:
     """Register ``build(arch, spec) -> nn.Module`` as the family ``name``."""
 
@@ -52,7 +55,7 @@ def register_family(
         if name in FAMILIES:
             raise ValueError(f"family {name!r} registered twice")
         doc = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
-        FAMILIES[name] = Family(name, params, build, describe, doc)
+        FAMILIES[name] = Family(name, params, build, describe, doc, channels_last)
         return build
 
     return wrap

@@ -142,7 +142,7 @@ class Distiller(nn.Module):
     def forward(self, out: Outputs) -> dict[str, Tensor]:
         return self.loss.fn(out, self.modules_by_name(), **self.params)
 
-    def after_step(self, out: Outputs) -> dict[str, float]:
+    def after_step(self, out: Outputs) -> dict[str, Tensor]:
         """Train the loss's own adversary (if any) on this batch; the student is held fixed."""
         if self.loss.update is None or self._aux_opt is None:
             return {}
@@ -156,4 +156,4 @@ class Distiller(nn.Module):
         parts = self.loss.update(detached, self.modules_by_name(), **self.params)
         total(parts).backward()
         self._aux_opt.step()
-        return {k: float(v.detach()) for k, v in parts.items()}
+        return {k: v.detach() for k, v in parts.items()}  # no host sync: the trainer sums them

@@ -26,6 +26,7 @@ from autodistill.search.study import (
     make_sampler,
     open_study,
     run,
+    sample_candidates,
 )
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "open_storage",
     "open_study",
     "run",
+    "sample_candidates",
     "serve_dashboard",
     "trial_candidate",
     "trials_frame",

@@ -40,7 +40,9 @@ def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, An
     state = t.state.name
     if t.state == TrialState.PRUNED and "infeasible" in a:
         state = "INFEASIBLE"
-    reason = a.get("infeasible") or a.get("failure_reason")
+    elif t.state == TrialState.PRUNED and "stopped" in a:
+        state = "STOPPED"  # early: dominated at an epoch rung; val_accuracy is the rung's
+    reason = a.get("infeasible") or a.get("stopped") or a.get("failure_reason")
     if retried_as is not None:
         state = "RETRIED"  # killed or interrupted; run again as trial ``retried_as``
         why = reason or f"its worker {a.get('worker') or '?'} stopped sending heartbeats"

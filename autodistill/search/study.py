@@ -18,12 +18,14 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from autodistill.candidate import (
+    Cost,
     InfeasibleArchitecture,
     TrialContext,
     measure_candidate,
     train_candidate,
 )
 from autodistill.errors import UserError
+from autodistill.search import early_stop
 from autodistill.search.storage import (
     claim,
     heartbeat,
@@ -34,7 +36,7 @@ from autodistill.search.storage import (
     retry,
     worker_id,
 )
-from autodistill.spaces import Param, SearchSpace
+from autodistill.spaces import Candidate, Param, SearchSpace
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("val_accuracy", "params", "latency_ms")
@@ -246,7 +248,7 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> tuple[floa
     )
     if over:
         _reject(trial, over, "; ".join(f"{k} exceeded by {v:g}" for k, v in over.items()))
-    trained = train_candidate(model, candidate, ctx)
+    trained = train_candidate(model, candidate, ctx, on_rung=_rung_check(trial, cost, ctx))
     trial.set_user_attr("val_accuracy", trained.val_accuracy)
     trial.set_user_attr("train_s", round(trained.seconds, 2))
     trial.set_user_attr("history", trained.history)
@@ -258,9 +260,39 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> tuple[floa
     )
 
 
+def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, float], None]:
+    """Record the accuracy at each rung; stop the trial there if others dominate it."""
+    rungs: dict[str, float] = {}
+
+    def at_rung(epoch: int, accuracy: float) -> None:
+        rungs[str(epoch)] = round(100.0 * accuracy, 2)
+        trial.set_user_attr(early_stop.RUNGS_ATTR, dict(rungs))
+        if not ctx.early_stop:
+            return
+        point = early_stop.Point(rungs[str(epoch)], cost.params, cost.latency.median_ms)
+        seen = early_stop.seen_at(trial.study.get_trials(deepcopy=False), epoch,
+                                  exclude=trial.number)  # fmt: skip
+        stop, dominators = early_stop.should_stop(point, seen)
+        if stop:
+            reason = (f"stopped after epoch {epoch} of {ctx.epochs}: {dominators} of "
+                      f"{len(seen)} trials at that epoch were more accurate, as small and "
+                      "as fast")  # fmt: skip
+            trial.set_user_attr("stopped", reason)
+            trial.set_user_attr("val_accuracy", accuracy)
+            raise optuna.TrialPruned(reason)
+
+    return at_rung
+
+
 def _reject(trial: Trial, violations: dict[str, float], reason: str) -> NoReturn:
     """Record an untrained, infeasible candidate; TPE learns the region from the violations."""
     for key, amount in violations.items():
         trial.set_constraint(key, amount)
     trial.set_user_attr("infeasible", reason)
     raise optuna.TrialPruned(reason)
+
+
+def sample_candidates(space: SearchSpace, n: int, *, seed: int) -> list[Candidate]:
+    """``n`` candidates drawn uniformly from ``space`` (for benchmarks and baselines)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return [space.sample(_suggest(study.ask())) for _ in range(n)]
