@@ -25,8 +25,9 @@ from autodistill.errors import UserError
 from autodistill.page import write_page
 from autodistill.prepare import prepare
 from autodistill.report import plot_3d, plot_hypervolume, plot_importances, write_outputs
+from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import load_space
-from autodistill.workers import interrupts_as_exceptions, join_study, run_local_workers, work
+from autodistill.workers import join_study, run_local_workers, work
 
 log = logging.getLogger(__name__)
 

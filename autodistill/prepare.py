@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from autodistill.cache import TeacherViews, cache_key, compute_views, load_views
 from autodistill.config import SearchConfig
@@ -59,9 +59,12 @@ def prepare(config: SearchConfig, kinds: tuple[str, ...], *, progress: bool = Tr
     cache_dir = config.resolved_cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(cache_dir / BUILD_LOCK))
-    if lock.is_locked:
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
         log.warning("another worker is building the teacher cache in %s; waiting", cache_dir)
-    with lock:
+        lock.acquire()
+    try:
         info, load_teacher = prepare_teacher(
             config.teacher, data, aug, cache_dir=cache_dir, threads=threads,
             checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
@@ -75,5 +78,7 @@ def prepare(config: SearchConfig, kinds: tuple[str, ...], *, progress: bool = Tr
             load_teacher(), data.train, aug, data.stats, key=key, views=config.views,
             cache_dir=cache_dir, kinds=kinds, progress=progress,
         )  # fmt: skip
+    finally:
+        lock.release()
     log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
     return Prepared(data, aug, info, views, threads)

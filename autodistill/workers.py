@@ -6,51 +6,36 @@ and the recovery of dead workers' trials live in the study's storage, not in any
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
-import signal
+import multiprocessing.connection
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from autodistill import search
 from autodistill.candidate import Limits, TrialContext
-from autodistill.config import SearchConfig
-from autodistill.errors import Interrupted, UserError
+from autodistill.config import STUDY_DEFINING, SearchConfig
+from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
+from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its trial and leave
 
 
-@contextmanager
-def interrupts_as_exceptions() -> Iterator[None]:
-    """SIGTERM (a scheduler, ``kill``) and SIGINT (Ctrl-C) raise ``Interrupted`` naming the
-    signal, so the running trial is recorded and queued again before the process ends."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def join_study(config: SearchConfig, prep: Prepared) -> search.Study:
     """Open the run's storage and create or join its study, refusing a different teacher."""
     storage = search.open_storage(config.storage, config.run_dir, heartbeat_s=config.heartbeat_s)
+    # Every worker of a study, on any machine, must train and time trials the same way.
+    settings = {k: getattr(config, k) for k in STUDY_DEFINING if k != "worker_threads"}
+    settings.update(early_stop=config.early_stop, heartbeat_s=config.heartbeat_s)
+    identity = {**prep.identity, "settings": json.dumps(settings, sort_keys=True)}
     return search.open_study(
         storage, config.name, sampler_name=config.sampler, seed=config.seed,
-        budget=config.budget, identity=prep.identity,
+        budget=config.budget, identity=identity,
     )  # fmt: skip
 
 
@@ -92,7 +77,7 @@ def run_local_workers(
     reported: set[str] = set()
     try:
         while any(p.is_alive() for p in procs):
-            procs[0].join(timeout=1.0)
+            multiprocessing.connection.wait([p.sentinel for p in procs if p.is_alive()], 1.0)
             on_progress(search.finished_count(study))
             for p in procs:
                 if p.exitcode not in (None, 0) and p.name not in reported:

@@ -28,12 +28,21 @@ import optuna
 from autodistill import search
 
 SEARCH = [sys.executable, "-m", "autodistill.cli", "search", "--quiet"]
+FIXED_SPACE = """\
+description: one small ResNet; only the learning rate is sampled
+families:
+  resnet: {stem_stride: 2, depths: 1, width: 16}
+distill:
+  kd: {temperature: 4.0, alpha: 0.9}
+train:
+  lr: {low: 0.002, high: 0.02, log: true}
+"""
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=int, default=12)
-    p.add_argument("--space", default="resnet")
+    p.add_argument("--space", default=None, help="default: one fixed ResNet, lr sampled")
     p.add_argument("--postgres", default=os.environ.get("AUTODISTILL_TEST_POSTGRES"))
     p.add_argument("--kill", action="store_true", help="kill one database worker mid-trial")
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
@@ -41,7 +50,11 @@ def main() -> None:
     cores = os.cpu_count() or 1
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="autodistill-workers-"))
-    common = ["--budget", str(args.budget), "--space", args.space, "--out", str(work)]
+    if args.space is None:  # every trial costs the same, so trials per minute compare
+        args.space = str(work / "fixed.yaml")
+        Path(args.space).write_text(FIXED_SPACE)
+    common = ["--budget", str(args.budget), "--space", args.space, "--out", str(work),
+              "--no-early-stop"]  # fmt: skip
 
     rows = []
     rows.append(_timed("1 worker", [SEARCH + common + ["--study-name", f"one-{tag}"]]))
@@ -49,8 +62,8 @@ def main() -> None:
                                                        "--jobs", "2"]]))  # fmt: skip
     if args.postgres:
         name = f"pg-{tag}"
-        cmd = SEARCH + common + ["--study-name", name, "--storage", args.postgres,
-                                 "--threads", str(max(1, cores // 2)), "--heartbeat", "5"]  # fmt: skip
+        cmd = SEARCH + common + ["--study-name", name, "--storage", args.postgres, "--threads",
+                                 str(max(1, cores // 2)), "--heartbeat", "5"]  # fmt: skip
         rows.append(_timed("2 workers, PostgreSQL", [cmd, cmd], kill=args.kill,
                            storage=args.postgres, name=name))  # fmt: skip
     base = rows[0]["trials_per_min"]
@@ -118,7 +131,8 @@ def _kill_one(url: str, name: str, procs: list[subprocess.Popen]) -> int:
 
 def _markdown(meta: dict, rows: list[dict]) -> str:
     lines = [
-        f"# Workers: {meta['budget']} trials of `{meta['space']}` on {meta['data']}",
+        f"# Workers: {meta['budget']} equal trials (one fixed ResNet, lr sampled) on "
+        f"{meta['data']}",
         "",
         f"`{meta['command']}` on {meta['cpu']}, {meta['cores']} cores, {meta['date']}.",
         "",

@@ -10,10 +10,10 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "autodistill"
 # Lower number = lower layer. A module may import only modules of its own layer or below.
 LAYERS = {
-    "errors": 0, "files": 0, "config": 1, "data": 1, "forward": 1, "cache": 1, "families": 2,
-    "losses": 2, "spaces": 3, "measure": 4, "train": 4, "teacher": 5, "candidate": 5, "search": 6,
-    "pick": 7, "report": 7, "page": 7, "prepare": 8, "workers": 9, "pipeline": 10, "fulltrain": 10,
-    "export": 11, "cli": 12,
+    "errors": 0, "files": 0, "signals": 0, "config": 1, "data": 1, "forward": 1, "cache": 1,
+    "families": 2, "losses": 2, "spaces": 3, "measure": 4, "train": 4, "teacher": 5,
+    "candidate": 5, "search": 6, "pick": 7, "report": 7, "page": 7, "prepare": 8, "workers": 9,
+    "pipeline": 10, "fulltrain": 10, "export": 11, "cli": 12,
 }  # fmt: skip
 
 

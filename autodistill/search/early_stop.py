@@ -38,14 +38,14 @@ class Point:
         )
 
 
-def seen_at(trials: Iterable[FrozenTrial], rung: int, *, exclude: int) -> list[Point]:
+def seen_at(trials: Iterable[FrozenTrial], rung: int, *, exclude: set[int]) -> list[Point]:
     """Every other trial's point at ``rung``: finished, stopped there or later, or running."""
     out = []
     for t in trials:
-        if t.number == exclude or t.state == TrialState.WAITING:
+        if t.number in exclude or t.state == TrialState.WAITING:
             continue
-        acc = t.user_attrs.get(RUNGS_ATTR, {}).get(str(rung))
-        if acc is not None and "latency_ms" in t.user_attrs:
+        acc = (t.user_attrs.get(RUNGS_ATTR) or {}).get(str(rung))
+        if acc is not None and t.user_attrs.get("latency_ms") is not None:
             out.append(Point(acc, t.user_attrs["params"], t.user_attrs["latency_ms"]))
     return out
 

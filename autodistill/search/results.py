@@ -36,13 +36,16 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, Any]:
     a = t.user_attrs
-    cand = Candidate.from_dict(a["candidate"]) if "candidate" in a else None
+    cand = Candidate.from_dict(a["candidate"]) if a.get("candidate") else None
     state = t.state.name
     if t.state == TrialState.PRUNED and "infeasible" in a:
         state = "INFEASIBLE"
     elif t.state == TrialState.PRUNED and "stopped" in a:
         state = "STOPPED"  # early: dominated at an epoch rung; val_accuracy is the rung's
     reason = a.get("infeasible") or a.get("stopped") or a.get("failure_reason")
+    if t.state == TrialState.FAIL and reason is None and a.get("worker"):
+        reason = (f"its worker {a['worker']} stopped sending heartbeats (this candidate was "
+                  "already retried the most times allowed)")  # fmt: skip
     if retried_as is not None:
         state = "RETRIED"  # killed or interrupted; run again as trial ``retried_as``
         why = reason or f"its worker {a.get('worker') or '?'} stopped sending heartbeats"

@@ -8,6 +8,7 @@ embedded journal file, by its process id on this host.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 DEFAULT_STORAGE_FILE = "study.journal"
 HEARTBEAT_S = 60  # a database worker silent for GRACE x this long is taken as dead
 GRACE = 3
+MAX_RETRIES = 2  # a candidate that kills its worker every time (out of memory) stops there
 
 
 @contextmanager
@@ -37,6 +39,10 @@ def quiet_experimental() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
+
+
+with quiet_experimental():
+    RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
 
 
 def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT_S) -> BaseStorage:
@@ -59,7 +65,7 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
                 url,
                 heartbeat_interval=heartbeat_s,
                 grace_period=GRACE * heartbeat_s,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+                heartbeat_stale_trial_callback=RETRY,
             )
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
         first = str(exc).strip().splitlines()[0]
@@ -165,22 +171,33 @@ def recover_stale(study: optuna.Study) -> None:
 
 
 def retry(study: optuna.Study, number: int, reason: str) -> None:
-    """Fail a running trial with ``reason`` and queue it again with the same parameters."""
-    trial = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
-        study._study_id, number))  # fmt: skip
-    study._storage.set_trial_user_attr(trial._trial_id, "failure_reason", reason)
+    """Fail a running trial with ``reason`` and queue it again with the same parameters
+    (unless it already finished: another worker judged it stale first)."""
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    if storage.get_trial(trial_id).state != TrialState.RUNNING:
+        return
+    storage.set_trial_user_attr(trial_id, "failure_reason", reason)
     study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    # A copy: the journal storage hands out its cached trial, whose retry history the
+    # callback would otherwise extend in place.
     with quiet_experimental():
-        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study._storage.get_trial(
-            trial._trial_id))  # fmt: skip
+        RETRY(study, copy.deepcopy(storage.get_trial(trial_id)))
     _clear_inherited(study)
 
 
+def beat_once(storage: BaseStorage, trial_id: int) -> None:
+    """A first heartbeat at once: a trial without one is never found stale by Optuna."""
+    if has_heartbeat(storage):
+        _backend(storage).record_heartbeat(trial_id)
+
+
 def _clear_inherited(study: optuna.Study) -> None:
-    """A queued copy inherits its failed attempt's attributes; what was the attempt's goes."""
+    """A queued copy inherits its failed attempt's attributes (worker, reason, accuracy at a
+    rung, ...); they were the attempt's, so they go. Its parameters stay."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        for key in ("worker", "failure_reason"):
-            if t.user_attrs.get(key) is not None:
+        for key, value in t.user_attrs.items():
+            if value is not None:
                 study._storage.set_trial_user_attr(t._trial_id, key, None)
 
 
@@ -198,9 +215,10 @@ def _dead_here(trial: FrozenTrial) -> bool:
 
     A running trial with no worker recorded was left by a version that ran one process only.
     """
-    if "worker" not in trial.user_attrs:
+    worker = trial.user_attrs.get("worker")
+    if not worker or worker == worker_id():  # this process runs one trial at a time
         return True
-    host, _, pid = str(trial.user_attrs.get("worker") or "").rpartition(":")
+    host, _, pid = str(worker).rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -209,7 +227,15 @@ def _dead_here(trial: FrozenTrial) -> bool:
         return True
     except PermissionError:  # someone else's live process
         return False
-    return False
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A process that ended but was not reaped yet still answers ``kill(pid, 0)``."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def liveness_known(storage: BaseStorage, trial: FrozenTrial) -> bool:

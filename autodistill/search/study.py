@@ -8,12 +8,16 @@ exactly ``budget`` trials between them, and a killed worker's trial is run again
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any, NoReturn
 
+import numpy as np
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
@@ -27,6 +31,7 @@ from autodistill.candidate import (
 from autodistill.errors import UserError
 from autodistill.search import early_stop
 from autodistill.search.storage import (
+    beat_once,
     claim,
     heartbeat,
     liveness_known,
@@ -36,6 +41,7 @@ from autodistill.search.storage import (
     retry,
     worker_id,
 )
+from autodistill.signals import deferred
 from autodistill.spaces import Candidate, Param, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -102,12 +108,20 @@ def open_study(
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
         elif study.user_attrs[key] != value:
-            raise UserError(
-                f"study {name!r} was made with {key} {study.user_attrs[key][:12]}, this worker "
-                f"has {value[:12]}: give every worker the same teacher (a shared --cache-dir "
-                "or the same --teacher-checkpoint)"
-            )
+            raise UserError(_identity_mismatch(name, key, study.user_attrs[key], value))
     return study
+
+
+def _identity_mismatch(name: str, key: str, theirs: str, mine: str) -> str:
+    if key == "settings":
+        old, new = json.loads(theirs), json.loads(mine)
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        diffs = ", ".join(f"{k}: {old.get(k)!r} here {new.get(k)!r}" for k in keys)
+        return (f"study {name!r} was made with other settings ({diffs}); start this worker with "
+                "the study's settings, or use another --study-name")  # fmt: skip
+    return (f"study {name!r} was made with {key} {theirs[:12]}, this worker has {mine[:12]}: "
+            "give every worker the same teacher (a shared --cache-dir or the same "
+            "--teacher-checkpoint)")  # fmt: skip
 
 
 def load_study(storage: BaseStorage, name: str) -> optuna.Study:
@@ -151,16 +165,7 @@ def run(
     objective = make_objective(space, ctx)
     ran = 0
     while True:
-        with claim(storage, study.study_name):
-            recover_stale(study)
-            trials = study.get_trials(deepcopy=False)
-            trial = None
-            if budget_used(trials) < budget:
-                # One seed per trial number: the same --seed proposes the same first trials,
-                # and workers starting together do not propose the same ones.
-                study.sampler = make_sampler(sampler_name, seed=seed + len(trials), budget=budget)
-                trial = study.ask()
-                trial.set_user_attr("worker", worker_id())
+        trial, trials = _claim(study, budget, sampler_name, seed)
         if trial is None:
             if not any(t.state == TrialState.RUNNING and liveness_known(storage, t)
                        for t in trials):  # fmt: skip
@@ -173,6 +178,34 @@ def run(
             on_trial(study, storage.get_trial(trial._trial_id))
 
 
+def _claim(
+    study: optuna.Study, budget: int, sampler_name: str, seed: int
+) -> tuple[Trial | None, list[FrozenTrial]]:
+    """Under the claim lock: recover dead workers' trials, then create a trial if the budget
+    allows. A signal meanwhile is held back until the bookkeeping is done."""
+    storage = study._storage
+    trial = None
+    try:
+        with deferred(), claim(storage, study.study_name):
+            recover_stale(study)
+            trials = study.get_trials(deepcopy=False)
+            if budget_used(trials) < budget:
+                # One seed per (--seed, trial number): the same --seed proposes the same
+                # first trials, and workers starting together do not propose the same ones.
+                state = np.random.SeedSequence([seed, len(trials)]).generate_state(1)[0]
+                study.sampler = make_sampler(sampler_name, seed=int(state), budget=budget)
+                trial = study.ask()
+                trial.set_user_attr("worker", worker_id())
+                beat_once(storage, trial._trial_id)
+    except KeyboardInterrupt as exc:  # held back until the claim was done: undo the claim
+        if trial is not None:
+            with deferred(), claim(storage, study.study_name):
+                retry(study, trial.number,
+                      f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}")  # fmt: skip
+        raise
+    return trial, trials
+
+
 def _run_trial(
     study: optuna.Study, trial: Trial, objective: Callable[[Trial], tuple[float, float, float]]
 ) -> None:
@@ -181,15 +214,18 @@ def _run_trial(
         with heartbeat(study._storage, trial._trial_id):
             values = objective(trial)
     except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     except KeyboardInterrupt as exc:
-        with claim(study._storage, study.study_name):
+        with deferred(), claim(study._storage, study.study_name):
             retry(study, trial.number, f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}")
         raise
+    except UpdateFinishedTrialError:
+        log.warning("trial %d was failed by another worker (its heartbeat looked stale) and "
+                    "queued again there; this attempt is dropped", trial.number)  # fmt: skip
     except Exception:  # noqa: BLE001 - recorded with its reason by the objective; search goes on
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     else:
-        study.tell(trial, list(values))
+        study.tell(trial, list(values), skip_if_finished=True)
 
 
 def _suggest(trial: Trial) -> Callable[[str, Param], Any]:
@@ -214,16 +250,18 @@ def make_objective(
         start = time.perf_counter()
         try:
             return _evaluate(trial, space, ctx)
-        except (optuna.TrialPruned, KeyboardInterrupt):
+        except (optuna.TrialPruned, KeyboardInterrupt, UpdateFinishedTrialError):
             raise
         except Exception as exc:
             lines = str(exc).strip().splitlines()
             reason = type(exc).__name__ + (f": {lines[0]}" if lines else "")
-            trial.set_user_attr("failure_reason", reason)
             log.warning("trial %d failed: %s", trial.number, reason)
+            with suppress(UpdateFinishedTrialError):
+                trial.set_user_attr("failure_reason", reason)
             raise
         finally:
-            trial.set_user_attr("duration_s", round(time.perf_counter() - start, 2))
+            with suppress(UpdateFinishedTrialError):
+                trial.set_user_attr("duration_s", round(time.perf_counter() - start, 2))
 
     return objective
 
@@ -270,8 +308,12 @@ def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, f
         if not ctx.early_stop:
             return
         point = early_stop.Point(rungs[str(epoch)], cost.params, cost.latency.median_ms)
-        seen = early_stop.seen_at(trial.study.get_trials(deepcopy=False), epoch,
-                                  exclude=trial.number)  # fmt: skip
+        trials = trial.study.get_trials(deepcopy=False)
+        # Not itself, nor an earlier attempt at it, nor any attempt that was run again.
+        mine = set(trial.study._storage.get_trial(trial._trial_id).system_attrs.get(
+            "retry_history", []))  # fmt: skip
+        exclude = {trial.number} | mine | set(retries(trials))
+        seen = early_stop.seen_at(trials, epoch, exclude=exclude)
         stop, dominators = early_stop.should_stop(point, seen)
         if stop:
             reason = (f"stopped after epoch {epoch} of {ctx.epochs}: {dominators} of "
