@@ -44,7 +44,7 @@ HAND_PICKED = [  # five timm students a user might try by hand, all with default
                      "kernels": [3, 3, 5], "expansions": [4, 4, 6], "head": 512}),  # large-ish
     ("mobilenetv3", {"stem_stride": 2, "width": 0.5, "stages": 2, "depths": [1, 1],
                      "kernels": [3, 3], "expansions": [3, 6], "head": 256}),  # small-ish
-    ("convnext", {"patch_size": 2, "depths": [1, 1, 1, 1], "width": 16, "kernel": 7}),
+    ("convnext", {"patch_size": 1, "depths": [1, 1, 1, 1], "width": 16, "kernel": 7}),
 ]  # fmt: skip
 DEFAULT_KD = {"temperature": 4.0, "alpha": 0.9}
 
@@ -60,6 +60,12 @@ def run_search(name: str, out: Path, budget: int, *args: str) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return read_run(name, out, list(args), wall, cpu)
+
+
+def read_run(name: str, out: Path, args: list[str], wall: float, cpu: float | None) -> dict:
+    """A finished run's trials, read back from its study."""
     storage = search.open_storage(None, out / name)
     study = optuna.load_study(study_name=name, storage=storage)
     start = min(t.datetime_start for t in study.trials if t.datetime_start)
@@ -75,8 +81,8 @@ def run_search(name: str, out: Path, budget: int, *args: str) -> dict:
     done = np.array([t["values"] for t in trials if t["values"]])
     print(f"{name}: {wall:.0f} s, hv {search.hypervolume(done):.4f}", file=sys.stderr)
     return {
-        "name": name, "args": list(args), "wall_s": round(wall, 1),
-        "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
+        "name": name, "args": args, "wall_s": round(wall, 1),
+        "cpu_s": None if cpu is None else round(cpu, 1),
         "hypervolume": round(search.hypervolume(done), 5), "trials": trials,
         "stopped": sum(t["stopped"] for t in trials),
     }  # fmt: skip
@@ -120,27 +126,43 @@ def main() -> None:
     p.add_argument("--skip-cold", action="store_true", help="no run from an empty cache")
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     p.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
+    p.add_argument("--recover", type=Path, metavar="WORK_DIR",
+                   help="reuse the finished runs of an interrupted invocation from its work dir "
+                   "(wall times from its runs.jsonl)")  # fmt: skip
     args = p.parse_args()
     if args.render:
         raw = json.loads((args.out / "search_runs.json").read_text())
         _write(args.out, raw)
         return
-    work = Path(tempfile.mkdtemp(prefix="autodistill-search-runs-"))
+    work = args.recover or Path(tempfile.mkdtemp(prefix="autodistill-search-runs-"))
     prepare(SearchConfig(), load_space("default").teacher_outputs(), progress=False)  # cached
-    runs = {}
-    runs["tpe-0"] = run_search("tpe-0", work, args.budget, "--seed", "0")
-    runs["tpe-0-no-early-stop"] = run_search("tpe-0-no-early-stop", work, args.budget,
-                                             "--seed", "0", "--no-early-stop")  # fmt: skip
+    done = {}
+    log = work / "runs.jsonl"  # each finished run, so an interrupted invocation can resume
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            r = json.loads(line)
+            done[r["name"]] = read_run(r["name"], work, r["args"], r["wall_s"], r["cpu_s"])
+    plan = [("tpe-0", ["--seed", "0"]),
+            ("tpe-0-no-early-stop", ["--seed", "0", "--no-early-stop"])]  # fmt: skip
     for seed in range(args.seeds):
         if seed:
-            runs[f"tpe-{seed}"] = run_search(f"tpe-{seed}", work, args.budget, "--seed", str(seed))
-        runs[f"random-{seed}"] = run_search(f"random-{seed}", work, args.budget, "--seed",
-                                            str(seed), "--sampler", "random")  # fmt: skip
-    picked = hand_picked(SearchConfig().epochs)
+            plan.append((f"tpe-{seed}", ["--seed", str(seed)]))
+        plan.append((f"random-{seed}", ["--seed", str(seed), "--sampler", "random"]))
     if not args.skip_cold:
         cold_cache = Path(tempfile.mkdtemp(prefix="autodistill-cold-cache-"))
-        runs["cold"] = run_search("cold", work, args.budget, "--seed", "0", "--cache-dir",
-                                  str(cold_cache))  # fmt: skip
+        plan.append(("cold", ["--seed", "0", "--cache-dir", str(cold_cache)]))
+    runs = {}
+    picked = None
+    for name, run_args in plan:
+        if name == "cold":  # after the cached runs; the hand-picked students use that teacher
+            picked = hand_picked(SearchConfig().epochs)
+        if name not in done:
+            done[name] = run_search(name, work, args.budget, *run_args)
+            with log.open("a") as f:
+                f.write(json.dumps({k: done[name][k] for k in ("name", "args", "wall_s",
+                                                                "cpu_s")}) + "\n")  # fmt: skip
+        runs[name] = done[name]
+    picked = picked or hand_picked(SearchConfig().epochs)
     raw = {
         "meta": {
             "command": "python benchmarks/search_runs.py " + " ".join(sys.argv[1:]),
@@ -188,15 +210,17 @@ def _write(out: Path, raw: dict) -> None:
     es = {"hv_with": on["hypervolume"], "hv_without": target, "stopped": on["stopped"],
           "trial_s_with": round(last_on, 1), "trial_s_without": round(last_off, 1),
           "cpu_s_with": on["cpu_s"], "cpu_s_without": off["cpu_s"],
-          "time_ratio": round(on["cpu_s"] / off["cpu_s"], 3),
+          "time_ratio": round(on["cpu_s"] / off["cpu_s"], 3) if on["cpu_s"] and off["cpu_s"]
+          else round(last_on / last_off, 3),
           "seconds_to_reach_hv_without": None if reach is None else round(reach, 1)}  # fmt: skip
     md = ["# Early stopping at epoch rungs (three objectives)", "", head, "",
           "| | trials stopped | hypervolume | CPU s (whole run) | s of trials |",
           "|---|---|---|---|---|",
-          f"| without | 0 | {target:.4f} | {off['cpu_s']:.0f} | {last_off:.0f} |",
-          f"| with (default) | {on['stopped']} | {on['hypervolume']:.4f} | {on['cpu_s']:.0f} | "
+          f"| without | 0 | {target:.4f} | {off['cpu_s'] or '-'} | {last_off:.0f} |",
+          f"| with (default) | {on['stopped']} | {on['hypervolume']:.4f} | {on['cpu_s'] or '-'} | "
           f"{last_on:.0f} |", "",
-          f"CPU time with / without: **{es['time_ratio']:.2f}x**; hypervolume with / without: "
+          f"Time with / without: **{es['time_ratio']:.2f}x** (CPU seconds where recorded, else "
+          f"seconds of trials: one process, fixed threads); hypervolume with / without: "
           f"**{on['hypervolume'] / target:.3f}x**."]  # fmt: skip
     if reach is not None:
         md.append(f"The run with early stopping reached the final hypervolume of the run "
@@ -204,10 +228,15 @@ def _write(out: Path, raw: dict) -> None:
                   "time).")  # fmt: skip
     _save(out, "early_stopping", {"meta": m, **es}, md)
     # End to end.
-    e2e = {"cached_wall_s": on["wall_s"]}
+    others = {k: r["wall_s"] for k, r in runs.items() if k.startswith("tpe-") and
+              "no-early" not in k}  # fmt: skip
+    e2e = {"cached_wall_s": on["wall_s"], "cached_wall_s_other_seeds": others}
     md = [f"# End to end: `autodistill search --budget {m['budget']}`", "", head, "",
           "| teacher | wall time |", "|---|---|",
-          f"| cached | {on['wall_s'] / 60:.1f} min ({on['wall_s']:.0f} s) |"]  # fmt: skip
+          f"| cached (default command, seed 0) | {on['wall_s'] / 60:.1f} min "
+          f"({on['wall_s']:.0f} s) |",
+          f"| cached, the same command with seeds {', '.join(k[4:] for k in others)} | "
+          + ", ".join(f"{v / 60:.1f} min" for v in others.values()) + " |"]  # fmt: skip
     if "cold" in runs:
         e2e["cold_wall_s"] = runs["cold"]["wall_s"]
         cold = runs["cold"]["wall_s"]

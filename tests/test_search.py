@@ -3,6 +3,7 @@ recorded, the front is non-dominated, and a second run resumes."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from autodistill import candidate, search
-from autodistill.errors import Interrupted
+from autodistill.errors import Interrupted, UserError
 from autodistill.search import study as controller
 from autodistill.spaces import load_space
 from autodistill.train import TrainingDiverged
@@ -184,3 +185,18 @@ def test_infeasible_architectures_are_recorded_not_crashed(tmp_path, make_ctx):
     assert set(frame["state"]) <= {"COMPLETE", "INFEASIBLE"}
     bad = frame[frame["state"] == "INFEASIBLE"]
     assert bad["failure_reason"].str.contains("does not divide|cannot run").all()
+
+
+def test_a_worker_with_another_teacher_or_other_settings_is_refused(tmp_path):
+    def join(teacher: str, epochs: int) -> optuna.Study:
+        storage = search.open_storage(None, tmp_path)
+        identity = {"teacher_sha256": teacher, "settings": json.dumps({"epochs": epochs})}
+        return search.open_study(storage, "t", sampler_name="random", seed=0, budget=2,
+                                 identity=identity)  # fmt: skip
+
+    join("a" * 64, 3)
+    join("a" * 64, 3)  # the same teacher and settings: joins
+    with pytest.raises(UserError, match=r"other settings \(epochs: 3 here 5\)"):
+        join("a" * 64, 5)
+    with pytest.raises(UserError, match="teacher_sha256 aaaaaaaaaaaa, this worker has bbbb"):
+        join("b" * 64, 3)
