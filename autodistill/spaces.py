@@ -304,7 +304,8 @@ def _parse_group(
     out: dict[str, Param] = {}
     for key, spec in raw.items():
         if key not in allowed:
-            raise UserError(f"{where}: unknown parameter {key!r}; allowed: {', '.join(allowed)}")
+            known = f"allowed: {', '.join(allowed)}" if allowed else "it takes no parameters"
+            raise UserError(f"{where}: unknown parameter {key!r}; {known}")
         out[str(key)] = _parse_param(spec, f"{where}.{key}", earlier=out)
     missing = [k for k in required if k not in out]
     if missing:

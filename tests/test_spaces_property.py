@@ -231,6 +231,13 @@ def _check_error(exc: UserError, source: str) -> None:
 @example({"families": {"resnet": {"from": "default"}}})  # a block that inherits in turn
 @example({"families": {"resnet": {"stem_stride": datetime.date(2001, 1, 1)}}})
 @example({"families": {"resnet": {"stem_stride": math.nan}}})
+@example(
+    {
+        "families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 8}},
+        "distill": {"ce": {"per_stage": "alpha"}},
+        "train": {"lr": 0.01},
+    }
+)  # a parameter for a loss that takes none
 def test_random_documents_give_a_valid_space_or_one_clear_error(doc):
     try:
         space = parse_space(doc)
