@@ -60,7 +60,7 @@ def prepare(config: SearchConfig, kinds: tuple[str, ...], *, progress: bool = Tr
     cache_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(cache_dir / BUILD_LOCK))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=5)  # another worker reading the cache holds it for a moment
     except Timeout:
         log.warning("another worker is building the teacher cache in %s; waiting", cache_dir)
         lock.acquire()
