@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import ImageSet
+from autodistill.files import atomic_path
 from autodistill.forward import forward_parts, map_size
 
 log = logging.getLogger(__name__)
@@ -158,10 +159,9 @@ def compute_views(
     for kind in kinds:
         path = cache_path(cache_dir, key, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
         metadata = {"key": key, "sha256": tensors_sha256(files[kind])}
-        save_file(files[kind], str(tmp), metadata=metadata)
-        tmp.replace(path)  # atomic: a crash never leaves a half-written cache under the real name
+        with atomic_path(path) as tmp:  # a crash never leaves a half-written file under its name
+            save_file(files[kind], str(tmp), metadata=metadata)
         paths.append(path)
     result = TeacherViews(params, shaped["logits"], key, tuple(paths), shaped.get("features"),
                           shaped.get("maps"))  # fmt: skip

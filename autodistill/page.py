@@ -81,8 +81,8 @@ def write_page(
                     f"test {100 * teacher['test_accuracy']:.2f}%, "
                     f"{teacher['latency_ms']:.3f} ms.")  # fmt: skip
     paths = {"html": run_dir / "report.html", "md": run_dir / "report.md"}
-    _atomic(paths["html"], _html(title, summary, trials, students, images))
-    _atomic(paths["md"], _markdown(title, summary, trials, students, images, run_dir))
+    write_text_atomic(paths["html"], _html(title, summary, trials, students, images))
+    write_text_atomic(paths["md"], _markdown(title, summary, trials, students, images, run_dir))
     return paths
 
 
@@ -134,7 +134,3 @@ def _markdown(title, summary, trials, students, images, run_dir: Path) -> str:
     for key, path in images.items():
         lines.append(f"![{key}]({path.relative_to(run_dir)})")
     return "\n".join(lines) + "\n"
-
-
-def _atomic(path: Path, text: str) -> None:
-    write_text_atomic(path, text)

@@ -46,17 +46,13 @@ def write_outputs(
     plot_front(trials, paths["plot"], teacher=teacher, limits=limits or {})
     if teacher is not None:
         paths["teacher"] = run_dir / "teacher.json"
-        _atomic_text(json.dumps(teacher, indent=2), paths["teacher"])
+        write_text_atomic(paths["teacher"], json.dumps(teacher, indent=2))
     return paths
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-
-
-def _atomic_text(text: str, path: Path) -> None:
-    write_text_atomic(path, text)
 
 
 def state_counts(trials: pd.DataFrame) -> str:

@@ -22,6 +22,7 @@ from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
+from autodistill.files import atomic_path, write_text_atomic
 from autodistill.measure import count_params, measure_latency
 from autodistill.train import TrainConfig, evaluate, fit
 
@@ -210,16 +211,14 @@ def prepare_teacher(
     else:
         model, seconds = _train(name, spec, data, aug, recipe, progress)
         weights.parent.mkdir(parents=True, exist_ok=True)
-        tmp = weights.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        tmp.replace(weights)
+        with atomic_path(weights) as tmp:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
         info = _describe(
             model, name, data, f"trained: {json.dumps(asdict(recipe))}", seconds, threads
         )
     meta.parent.mkdir(parents=True, exist_ok=True)
-    tmp = meta.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info.to_dict(), indent=2))
-    tmp.replace(meta)  # written last: a description on disk means its weights are complete
+    # Written last: a description on disk means its weights are complete.
+    write_text_atomic(meta, json.dumps(info.to_dict(), indent=2))
     return info, (lambda: model.eval())
 
 

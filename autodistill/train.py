@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import ImageSet
+from autodistill.files import atomic_path
 from autodistill.forward import forward_parts
 from autodistill.losses import Dims, Distiller, Outputs, get_loss, total
 
@@ -150,9 +151,8 @@ def fit(
 
 def _save(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: an interrupted save leaves the previous epoch's checkpoint
+    with atomic_path(path) as tmp:  # an interrupted save leaves the previous epoch's checkpoint
+        torch.save(state, tmp)
 
 
 def _missing_outputs(distiller: Distiller, views: TeacherViews | None) -> list[str]:
