@@ -9,7 +9,7 @@
 
 Writes results/benchmarks/latency.{json,md}.
 
-    python benchmarks/latency.py [--repeats 5] [--trials results/mnist5k-default/trials.csv]
+    python benchmarks/latency.py [--repeats 5] [--trials results/examples/mnist5k-default/trials.csv]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--trials", type=Path, default=Path("results/mnist5k-default/trials.csv"))
+    p.add_argument("--trials", type=Path, default=Path("results/examples/mnist5k-default/trials.csv"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
