@@ -9,7 +9,7 @@
 
 Writes results/benchmarks/latency.{json,md}.
 
-    python benchmarks/latency.py [--repeats 5] [--trials results/examples/mnist5k-default/trials.csv]
+    python benchmarks/latency.py [--repeats 5] [--trials RUN_DIR/trials.csv]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from scipy.stats import kendalltau
 from autodistill.families import InputSpec, build_student, get_family
 from autodistill.measure import device_name, measure_latency
 
+EXAMPLE_TRIALS = Path("results/examples/mnist5k-default/trials.csv")
 STUDENT = ("resnet", {"stem_stride": 2, "depths": [2, 1, 1, 2], "width": 24})
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--trials", type=Path, default=Path("results/examples/mnist5k-default/trials.csv"))
+    p.add_argument("--trials", type=Path, default=EXAMPLE_TRIALS)
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
