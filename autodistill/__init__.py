@@ -1,3 +1,68 @@
-"""autodistill: multi-objective search for small, fast students by knowledge distillation."""
+"""autodistill: multi-objective search for small, fast students by knowledge distillation.
+
+    import autodistill
+    run = autodistill.search(budget=50, data="mnist5k")
+    run.front                                   # the Pareto front, a pandas DataFrame
+    autodistill.train(run.run_dir, pick="knee")
+    student = autodistill.load_student(run.run_dir, trial=int(run.front["number"].iloc[0]))
+
+The names below are imported on first use, so ``import autodistill`` (and ``autodistill
+--help``) does not wait for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "search": "api", "train": "api", "export": "api", "report": "api", "load_student": "api",
+    "spaces": "api", "dashboard": "api", "SearchResult": "api", "ReportResult": "api",
+    "UserError": "errors", "Progress": "progress", "OBJECTIVES": "objectives",
+}  # fmt: skip
+
+__all__ = [
+    "OBJECTIVES",
+    "Progress",
+    "ReportResult",
+    "SearchResult",
+    "UserError",
+    "__version__",
+    "dashboard",
+    "export",
+    "load_student",
+    "report",
+    "search",
+    "spaces",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from autodistill.api import (
+        ReportResult,
+        SearchResult,
+        dashboard,
+        export,
+        load_student,
+        report,
+        search,
+        spaces,
+        train,
+    )
+    from autodistill.errors import UserError
+    from autodistill.objectives import OBJECTIVES
+    from autodistill.progress import Progress
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'autodistill' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"autodistill.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

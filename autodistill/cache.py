@@ -20,39 +20,42 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import ImageSet
 from autodistill.files import atomic_path
-from autodistill.forward import forward_parts, map_size
+from autodistill.forward import OUTPUT_KINDS, forward_outputs, map_size
+from autodistill.progress import Progress, silent
 
 log = logging.getLogger(__name__)
-KINDS = ("logits", "features", "attention")
 
 
 @dataclass(frozen=True)
 class TeacherViews:
     """Cached teacher outputs for N training images in V views.
 
-    ``params`` int8 ``[V, N, 3]`` (dx, dy, flip); ``logits`` fp16 ``[V, N, C]``; ``features``
-    fp16 ``[V, N, D]`` and ``maps`` fp16 ``[V, N, K, r*r]`` when cached.
+    ``params`` int8 ``[V, N, 3]`` (dx, dy, flip); ``outputs`` by kind (``forward.OUTPUT_KINDS``):
+    ``logits`` fp16 ``[V, N, C]`` always, ``features`` fp16 ``[V, N, D]`` and ``attention`` fp16
+    ``[V, N, K, r*r]`` when cached.
     """
 
     params: Tensor
-    logits: Tensor
+    outputs: dict[str, Tensor]
     key: str
     paths: tuple[Path, ...]
-    features: Tensor | None = None
-    maps: Tensor | None = None
 
     @property
     def count(self) -> int:
-        return int(self.logits.shape[0])
+        return int(self.outputs["logits"].shape[0])
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self.outputs)
 
     @property
     def map_size(self) -> int:
-        return int(round(self.maps.shape[-1] ** 0.5)) if self.maps is not None else 0
+        maps = self.outputs.get("attention")
+        return int(round(maps.shape[-1] ** 0.5)) if maps is not None else 0
 
     def nbytes(self) -> int:
         """Size of the cache files on disk."""
@@ -95,18 +98,16 @@ def load_views(
     kinds = _with_logits(kinds)
     tensors: dict[str, Tensor] = {}
     for kind in kinds:
-        got = _load(cache_path(cache_dir, key, kind), key)
+        got = _load(cache_path(cache_dir, key, kind), key, kind)
         if got is None:
             return None
         tensors.update(got)
     log.info("teacher %s loaded from cache %s", "/".join(kinds), cache_dir / "logits")
     return TeacherViews(
         params=tensors["params"],
-        logits=tensors["logits"],
+        outputs={k: tensors[k] for k in kinds},
         key=key,
         paths=tuple(cache_path(cache_dir, key, k) for k in kinds),
-        features=tensors.get("features"),
-        maps=tensors.get("maps"),
     )
 
 
@@ -121,11 +122,14 @@ def compute_views(
     cache_dir: Path,
     kinds: tuple[str, ...] = ("logits",),
     batch_size: int = 500,
-    progress: bool = True,
+    device: torch.device | str = "cpu",
+    progress: Progress = silent,
 ) -> TeacherViews:
     """Run the teacher once over ``views`` augmented views of every image and store its outputs.
 
     View 0 is the un-augmented image; the others are sampled with a seed derived from the key.
+    The teacher runs on ``device``; what is stored is on the CPU, so a cache built on a GPU
+    is read by any worker.
     """
     kinds = _with_logits(kinds)
     gen = torch.Generator().manual_seed(int(key[:15], 16))
@@ -133,28 +137,22 @@ def compute_views(
     params = torch.stack([aug.sample(n, gen) for _ in range(views)])
     params[0].zero_()
     size = map_size(int(train.images.shape[-1]))
-    chunks: dict[str, list[Tensor]] = {"logits": [], "features": [], "maps": []}
-    teacher.eval()
-    bar = tqdm(total=views * n, desc="teacher outputs", unit="img", disable=not progress)
+    chunks: dict[str, list[Tensor]] = {k: [] for k in kinds}
+    device = torch.device(device)
+    teacher.eval().to(device)
+    task, done = "teacher outputs", 0
     with torch.inference_mode():
         for v in range(views):
             for i in range(0, n, batch_size):
                 x = aug.apply(train.images[i : i + batch_size], params[v, i : i + batch_size])
-                logits, feats, maps = forward_parts(
-                    teacher, normalize(x, *stats), features="features" in kinds,
-                    maps="attention" in kinds, size=size,
-                )  # fmt: skip
-                for name, value in (("logits", logits), ("features", feats), ("maps", maps)):
-                    if value is not None:
-                        chunks[name].append(value.half())
-                bar.update(len(x))
-    bar.close()
-    shaped = {k: torch.cat(c).view(views, n, *c[0].shape[1:]) for k, c in chunks.items() if c}
-    files = {
-        "logits": {"logits": shaped["logits"], "params": params},
-        "features": {"features": shaped.get("features")},
-        "attention": {"maps": shaped.get("maps")},
-    }
+                x = normalize(x, *stats).to(device, non_blocking=True)
+                for name, value in forward_outputs(teacher, x, kinds, size).items():
+                    chunks[name].append(value.half().cpu())
+                done += len(x)
+                progress(task, done, views * n, unit="img")
+    shaped = {k: torch.cat(c).view(views, n, *c[0].shape[1:]) for k, c in chunks.items()}
+    # One file per kind; the view parameters go with the logits, which every loss reads.
+    files = {k: {k: shaped[k], **({"params": params} if k == "logits" else {})} for k in kinds}
     paths = []
     for kind in kinds:
         path = cache_path(cache_dir, key, kind)
@@ -163,20 +161,19 @@ def compute_views(
         with atomic_path(path) as tmp:  # a crash never leaves a half-written file under its name
             save_file(files[kind], str(tmp), metadata=metadata)
         paths.append(path)
-    result = TeacherViews(params, shaped["logits"], key, tuple(paths), shaped.get("features"),
-                          shaped.get("maps"))  # fmt: skip
+    result = TeacherViews(params, shaped, key, tuple(paths))
     log.info("teacher outputs cached: %s (%.1f MB)", "/".join(kinds), result.nbytes() / 1e6)
     return result
 
 
 def _with_logits(kinds: tuple[str, ...]) -> tuple[str, ...]:
-    unknown = set(kinds) - set(KINDS)
+    unknown = set(kinds) - set(OUTPUT_KINDS)
     if unknown:
         raise ValueError(f"unknown teacher output kinds {sorted(unknown)}")
-    return tuple(k for k in KINDS if k == "logits" or k in kinds)
+    return tuple(k for k in OUTPUT_KINDS if k == "logits" or k in kinds)
 
 
-def _load(path: Path, key: str) -> dict[str, Tensor] | None:
+def _load(path: Path, key: str, kind: str) -> dict[str, Tensor] | None:
     """The tensors of one cache file, or None (with one warning saying why) if not to be trusted."""
     if not path.is_file():
         return None
@@ -191,6 +188,8 @@ def _load(path: Path, key: str) -> dict[str, Tensor] | None:
             problem = "belongs to another key"
         elif "sha256" not in metadata:
             problem = "has no checksum (written by an older autodistill)"
+        elif kind not in tensors:
+            problem = f"has no {kind!r} tensor (written by an older autodistill)"
         elif tensors_sha256(tensors) != metadata["sha256"]:
             problem = "fails its checksum: its contents changed after it was written"
         else:

@@ -4,18 +4,40 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from autodistill import __version__
 from autodistill.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
+    """One line and exit status 2 on a usage error; no prefix of an option is taken for it
+    (``--epoch 1`` is an error, not ``--epochs 1``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:  # one line, exit status 2, no usage dump
         self.exit(2, f"autodistill: error: {message} (see '{self.prog} --help')\n")
+
+
+class _Help(argparse.HelpFormatter):
+    """Each default shown once: appended where the help does not already say it, and not at
+    all where there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False
+                or default == argparse.SUPPRESS or not action.option_strings):  # fmt: skip
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _count(text: str) -> int:
@@ -27,11 +49,38 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected a count like 250000, 250k or 1.5M, got {text!r}"
         ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive count, got {text!r}")
     return int(value)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _limit_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, verb: str) -> None:
+    """``--max-<objective>`` for every objective measured before training."""
+    from autodistill.objectives import limitable
+
+    for objective in limitable():
+        parser.add_argument(
+            objective.option, dest=f"max_{objective.name}",
+            type=_count if objective.decimals == 0 else _positive,
+            help=f"{verb} {objective.label} above this"
+            + (" (e.g. 200k)" if objective.decimals == 0 else ""),
+        )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
     from autodistill.config import SearchConfig
+    from autodistill.device import CHOICES
+    from autodistill.objectives import OBJECTIVES
 
     D = SearchConfig()  # noqa: N806 - the defaults live in one place: the config
     p = _Parser(
@@ -44,13 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"autodistill {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("search", help="search for students on the accuracy/size/latency front",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    s = sub.add_parser("search", help="search for students on the accuracy/size/latency front")
     s.add_argument("--budget", type=int, default=D.budget, help="trials in the study")
     s.add_argument(
         "--data",
         default=D.data,
-        help="mnist5k (default), digits, mnist, fashion-mnist, cifar10, cifar100, "
+        help="mnist5k (the default), digits, mnist, fashion-mnist, cifar10, cifar100, "
         "svhn or imagefolder:PATH",
     )
     s.add_argument("--data-dir", default=D.data_dir, help="where downloadable datasets live")
@@ -75,11 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-early-stop",
         action="store_true",
         help="train every feasible trial for all --epochs (by default a trial stops "
-        "at an epoch where an earlier trial is more accurate, as small and as fast)",
+        "at an epoch where an earlier trial is more accurate and no worse on the others)",
     )
-    s.add_argument("--max-params", type=_count, help="refuse students above this (e.g. 200k)")
-    s.add_argument("--max-latency-ms", type=float, help="refuse students slower than this")
-    s.add_argument("--sampler", default=D.sampler, help="tpe (default), random, nsga2 or gp")
+    s.add_argument(
+        "--objectives",
+        default=",".join(D.objectives),
+        help="what the front trades off, two or more of: " + ", ".join(OBJECTIVES),
+    )
+    _limit_options(s, "refuse students with")
+    s.add_argument("--device", default=D.device, help=f"where to train: {CHOICES}")
+    s.add_argument("--sampler", default=D.sampler, help="tpe (the default), random, nsga2 or gp")
     s.add_argument("--seed", type=int, default=D.seed,
                    help="seed of the data split, teacher, sampler and training")  # fmt: skip
     s.add_argument(
@@ -96,11 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--storage",
-        help="Optuna storage URL or journal file (default: in the run "
+        help="Optuna storage URL or journal file (by default study.journal in the run "
         "dir); workers started anywhere with the same --storage and --study-name "
         "join one study, e.g. postgresql://user:pass@host/db",
     )
-    s.add_argument("--study-name", help="study name (default: <data>-<space>)")
+    s.add_argument("--study-name", help="study name (by default <data>-<space>)")
     s.add_argument(
         "--heartbeat",
         type=int,
@@ -110,28 +163,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out", default=D.out, help="parent of the run directory")
     s.add_argument(
-        "--cache-dir", help="teacher cache (default: $AUTODISTILL_CACHE or ~/.cache/autodistill)"
+        "--cache-dir", help="teacher cache (by default $AUTODISTILL_CACHE or ~/.cache/autodistill)"
     )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="fully train a student of a run and test it once")
     t.add_argument("run_dir", type=Path, help="a run directory made by 'autodistill search'")
-    how = t.add_argument_group("which student (one of; default --pick knee)")
+    how = t.add_argument_group("which student (one of; by default --pick knee)")
     how.add_argument("--trial", type=int, help="this trial number")
     how.add_argument(
         "--pick",
         choices=("knee", "best", "smallest", "fastest"),
         help="a point of the front by rule",
     )
-    how.add_argument("--max-params", type=_count, help="most accurate within this size")
-    how.add_argument("--max-latency-ms", type=float, help="most accurate within this latency")
+    _limit_options(how, "the most accurate student without")
     how.add_argument(
         "--top",
         type=int,
         help="the K most accurate front points, and how well "
         "brief training ranked them (Kendall tau)",
     )
-    t.add_argument("--epochs", type=int, default=30, help="full training epochs (default 30)")
+    t.add_argument("--epochs", type=int, default=30, help="full training epochs")
+    t.add_argument("--device", help=f"where to train: {CHOICES} (by default the run's)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = sub.add_parser("export", help="export a trained student to ONNX (and int8), check, time")
@@ -153,6 +206,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Bars:
+    """The library's progress reports drawn as tqdm bars, one per task."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, task: str, done: int, total: int, *, unit: str = "", note: str = "") -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        bar = self.bars.get(task)
+        if bar is None:
+            bar = self.bars[task] = tqdm(total=total, initial=done, desc=task, unit=unit or "it")
+        bar.update(done - bar.n)
+        if note:
+            bar.set_postfix_str(note)
+        if done >= total:
+            self.close(task)
+
+    def close(self, task: str | None = None) -> None:
+        for name in [task] if task is not None else list(self.bars):
+            bar = self.bars.pop(name, None)
+            if bar is not None:
+                bar.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -163,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.command != "spaces":
+            from autodistill.study import quiet_optuna_logs
+
+            quiet_optuna_logs()
         return _COMMANDS[args.command](args)
     except UserError as exc:
         print(f"autodistill: error: {exc}", file=sys.stderr)
@@ -175,30 +260,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _search(args: argparse.Namespace) -> int:
-    from autodistill.config import SearchConfig
-    from autodistill.pipeline import run_search
-    from autodistill.report import front_table
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k.startswith("max_")}
 
-    config = SearchConfig(
-        data=args.data, data_dir=args.data_dir, download=args.download, space=args.space,
-        teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
-        teacher_epochs=args.teacher_epochs, views=args.views, budget=args.budget,
-        epochs=args.epochs, early_stop=not args.no_early_stop, max_params=args.max_params,
-        max_latency_ms=args.max_latency_ms,
-        sampler=args.sampler, seed=args.seed, threads=args.threads, jobs=args.jobs,
-        storage=args.storage, heartbeat_s=args.heartbeat, study_name=args.study_name,
-        out=args.out, cache_dir=args.cache_dir,
-    )  # fmt: skip
-    out = run_search(config, progress=not args.quiet)
+
+def _search(args: argparse.Namespace) -> int:
+    from autodistill import api
+    from autodistill.render import front_table
+
+    bars = _Bars(not args.quiet)
+    try:
+        out = api.search(
+            budget=args.budget, data=args.data, data_dir=args.data_dir, download=args.download,
+            space=args.space, teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
+            teacher_epochs=args.teacher_epochs, views=args.views, epochs=args.epochs,
+            no_early_stop=args.no_early_stop, objectives=args.objectives, **_limits(args),
+            device=args.device, sampler=args.sampler, seed=args.seed, threads=args.threads,
+            jobs=args.jobs, storage=args.storage, study_name=args.study_name,
+            heartbeat=args.heartbeat, out=args.out, cache_dir=args.cache_dir, progress=bars,
+        )  # fmt: skip
+    finally:
+        bars.close()
     t = out.teacher
     states = out.trials["state"].value_counts().to_dict() if not out.trials.empty else {}
     print(
-        f"\nPareto front of {config.name} ({len(out.trials)} trials: "
+        f"\nPareto front of {out.run_dir.name} ({len(out.trials)} trials: "
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
-        + ")"
+        + f"; objectives {', '.join(out.objectives)})"
     )
-    print(front_table(out.trials))
+    print(front_table(out.trials, out.objectives))
     print(
         f"\nteacher {t['name']}: {t['params']:,} params, val {100 * t['val_accuracy']:.2f}%, "
         f"test {100 * t['test_accuracy']:.2f}%, {t['latency_ms']:.3f} ms"
@@ -211,16 +301,20 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from autodistill.fulltrain import train_students
+    from autodistill import api
 
-    out = train_students(
-        args.run_dir, trial=args.trial, rule=args.pick, max_params=args.max_params,
-        max_latency_ms=args.max_latency_ms, top=args.top, epochs=args.epochs,
-        progress=not args.quiet,
-    )  # fmt: skip
+    bars = _Bars(not args.quiet)
+    try:
+        out = api.train(
+            args.run_dir, trial=args.trial, pick=args.pick, **_limits(args), top=args.top,
+            epochs=args.epochs, device=args.device, progress=bars,
+        )  # fmt: skip
+    finally:
+        bars.close()
     for s in out.students:
         t = s["teacher"]
-        print(f"\ntrial {s['trial']}: {s['arch']} ({s['loss']}), {s['epochs']} epochs")
+        print(f"\ntrial {s['trial']}: {s['arch']} ({s['loss']}), {s['epochs']} epochs, "
+              f"seed {s['recipe']['seed']}")  # fmt: skip
         print(
             f"  test accuracy  {100 * s['test_accuracy']:.2f}%  (teacher {t['name']} "
             f"{100 * t['test_accuracy']:.2f}%, retention {100 * s['retention']:.1f}%)"
@@ -244,9 +338,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from autodistill.export import export_student
+    from autodistill import api
 
-    out = export_student(args.run_dir, trial=args.trial, int8=args.int8, threads=args.threads)
+    out = api.export(args.run_dir, trial=args.trial, int8=args.int8, threads=args.threads)
     f = out.figures
     size = f"{f['onnx_bytes'] / 1e3:.0f} kB" + (
         f", int8 {f['int8_bytes'] / 1e3:.0f} kB" if "int8_bytes" in f else ""
@@ -272,31 +366,47 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from autodistill import search
-    from autodistill.config import load_config
+    from autodistill import api
 
-    config = load_config(args.run_dir)
-    storage = search.open_storage(config.storage, args.run_dir)
-    search.load_study(storage, config.name)  # a clear error before the server starts
-    print(f"optuna-dashboard for {config.name}: http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    search.serve_dashboard(storage, host=args.host, port=args.port)
+    print(f"optuna-dashboard for {args.run_dir}: http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    api.dashboard(args.run_dir, host=args.host, port=args.port)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from autodistill.pipeline import redraw_report
+    from autodistill import api
+    from autodistill.objectives import get_objective
+    from autodistill.render import state_counts
 
-    for name, path in redraw_report(args.run_dir).items():
-        print(f"{name:12s} {path}")
+    out = api.report(args.run_dir)
+    print(f"{out.name}: {len(out.trials)} trials ({state_counts(out.trials)}); "
+          f"objectives {', '.join(out.objectives)}; {len(out.front)} on the front")  # fmt: skip
+    for name in out.objectives:
+        objective = get_objective(name)
+        if out.front.empty or name not in out.front:
+            continue
+        values = out.front[name].astype(float)
+        row = out.front.loc[values.idxmax() if objective.maximize else values.idxmin()]
+        print(f"  best {name:13s} {objective.text(row[name]):>12s}  trial {int(row['number'])} "
+              f"({row['arch']}, {row['loss']})")  # fmt: skip
+    if out.teacher:
+        t = out.teacher
+        print(f"  teacher {t['name']}: val {100 * t['val_accuracy']:.2f}%, "
+              f"{t['params']:,} params, {t['latency_ms']:.3f} ms")  # fmt: skip
+    for s in out.students:
+        print(f"  trained trial {s['trial']}: test {100 * s['test_accuracy']:.2f}% after "
+              f"{s['epochs']} epochs, {s['params']:,} params")  # fmt: skip
+    print("files:")
+    for name, path in out.files.items():
+        print(f"  {name:12s} {path}")
     return 0
 
 
 def _spaces(args: argparse.Namespace) -> int:
-    from autodistill.spaces import list_spaces, load_space
+    from autodistill import api
 
-    for name in list_spaces():
-        space = load_space(name)
-        print(f"{name}: {space.description}")
+    for space in api.spaces():
+        print(f"{space.name}: {space.description}")
         for param, desc in space.table():
             print(f"  {param:28s} {desc}")
         print()

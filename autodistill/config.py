@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, fields
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from autodistill.device import resolve_device
 from autodistill.errors import UserError
 from autodistill.files import write_text_atomic
+from autodistill.objectives import DEFAULT, get_objective, parse_objectives
 
 # Changing any of these after a study has started would mix incomparable trials.
 STUDY_DEFINING = (
     "data", "space", "teacher", "teacher_checkpoint", "teacher_epochs", "views", "epochs",
-    "max_params", "max_latency_ms", "seed", "worker_threads",
+    "objectives", "limits", "seed", "worker_threads", "device_type",
 )  # fmt: skip
 
 
@@ -41,8 +46,9 @@ class SearchConfig:
     budget: int = 50
     epochs: int = 3  # brief training per trial; a final student trains far longer
     early_stop: bool = True  # stop a trial at an epoch when earlier trials dominate it there
-    max_params: int | None = None
-    max_latency_ms: float | None = None
+    objectives: tuple[str, ...] = DEFAULT  # what the front trades off (objectives registry)
+    limits: dict[str, float] = field(default_factory=dict)  # objective -> the most it may be
+    device: str = "auto"  # where students and the teacher train (and, for now, are timed)
     sampler: str = "tpe"
     seed: int = 0
     threads: int = 0  # per worker; 0: the cores shared out among --jobs; latency is timed with it
@@ -64,22 +70,33 @@ class SearchConfig:
             (self.jobs >= 1, f"--jobs must be at least 1, got {self.jobs}"),
             (self.heartbeat_s >= 1,
              f"--heartbeat must be at least 1 second, got {self.heartbeat_s}"),
-            (self.max_params is None or self.max_params > 0,
-             f"--max-params must be positive, got {self.max_params}"),
-            (self.max_latency_ms is None or self.max_latency_ms > 0,
-             f"--max-latency-ms must be positive, got {self.max_latency_ms}"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        object.__setattr__(self, "objectives", parse_objectives(self.objectives))
+        for name, value in self.limits.items():
+            objective = get_objective(name)
+            if not objective.limitable:
+                raise UserError(f"{name} cannot be limited (only what is measured before "
+                                "training and smaller is better)")  # fmt: skip
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise UserError(f"{objective.option} must be a positive finite number, "
+                                f"got {value!r}")  # fmt: skip
 
     @property
     def name(self) -> str:
         """The study name: given, or ``<data>-<space>``."""
         if self.study_name:
             return self.study_name
-        data = self.data.replace("imagefolder:", "folder-").replace("/", "_").strip("_")
-        return f"{data}-{Path(self.space).stem}"
+        data = self.data
+        if data.startswith("imagefolder:"):  # the folder's own name, not its whole path
+            data = "folder-" + (Path(data.split(":", 1)[1].rstrip("/\\")).name or "root")
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{data}-{Path(self.space).stem}")
 
     @property
     def run_dir(self) -> Path:
@@ -98,11 +115,35 @@ class SearchConfig:
     def worker_threads(self) -> int:  # the name a changed-settings message shows
         return self.resolved_threads
 
+    @property
+    def resolved_device(self) -> torch.device:
+        """The device to train on; a UserError when it is not on this machine."""
+        return resolve_device(self.device)
+
+    @property
+    def device_type(self) -> str:
+        """cpu, cuda or mps: every worker of a study times latency on the same kind."""
+        return self.resolved_device.type
+
+    def with_device(self, device: str) -> SearchConfig:
+        return replace(self, device=device)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["objectives"] = list(self.objectives)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
+        d = dict(d)
+        # Runs made before objectives were a registry kept their two limits as fields.
+        limits = dict(d.get("limits") or {})
+        for old, name in (("max_params", "params"), ("max_latency_ms", "latency_ms")):
+            if d.get(old) is not None:
+                limits.setdefault(name, d[old])
+        d["limits"] = limits
+        if "objectives" in d:
+            d["objectives"] = tuple(d["objectives"])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -121,6 +162,7 @@ def save_config(config: SearchConfig, run_dir: Path) -> Path:
             versions[pkg] = None
     resolved = {
         "threads": config.resolved_threads,
+        "device": str(config.resolved_device),
         "cache_dir": str(config.resolved_cache_dir),
         "storage": config.storage or str(config.run_dir / "study.journal"),
         "study_name": config.name,

@@ -1,7 +1,8 @@
-"""Run a timm model for what distillation reads: logits, pooled features and attention maps.
+"""Run a timm model for what distillation reads: its outputs by name (logits, features, attention).
 
 Teacher (for the cache) and student (in training) go through the same function, so their
-features and maps are defined identically.
+features and maps are defined identically, and one name follows each output from here through
+the cache to the losses.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# logits [B, C]; features: pooled pre-logit features [B, D]; attention: per-stage attention maps
+# [B, K, r*r], L2-normalised, deepest last.
+OUTPUT_KINDS = ("logits", "features", "attention")
 ATTENTION_STAGES = 3  # the deepest stages whose attention maps are matched
+
+Named = dict[str, Tensor]
 
 
 def map_size(image_size: int) -> int:
@@ -30,24 +36,29 @@ def attention_map(feature: Tensor, size: int) -> Tensor:
     return F.normalize(q.flatten(1), dim=1)
 
 
-def forward_parts(
-    model: nn.Module, x: Tensor, *, features: bool = False, maps: bool = False, size: int = 0
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """(logits, pooled pre-logit features or None, attention maps ``[B, K, size*size]`` or None).
+def forward_outputs(
+    model: nn.Module, x: Tensor, kinds: frozenset[str] | set[str] | tuple[str, ...], size: int = 0
+) -> Named:
+    """The model's outputs of ``kinds`` (logits always), by name; ``size`` is the attention grid.
 
     Uses timm's ``forward_intermediates`` / ``forward_head(pre_logits=True)`` /
     ``get_classifier`` so it works for every timm family; plain ``model(x)`` when only logits
     are wanted.
     """
-    if not (features or maps):
-        return model(x), None, None
-    stacked = None
-    if maps:
+    unknown = set(kinds) - set(OUTPUT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown output kinds {sorted(unknown)}; known: {OUTPUT_KINDS}")
+    if not (set(kinds) - {"logits"}):
+        return {"logits": model(x)}
+    out: Named = {}
+    if "attention" in kinds:
         k = min(ATTENTION_STAGES, len(model.feature_info))
         final, stages = model.forward_intermediates(x, indices=k)
-        stacked = torch.stack([attention_map(f, size) for f in stages], dim=1)
+        out["attention"] = torch.stack([attention_map(f, size) for f in stages], dim=1)
     else:
         final = model.forward_features(x)
     pooled = model.forward_head(final, pre_logits=True)
-    logits = model.get_classifier()(pooled)
-    return logits, (pooled if features else None), stacked
+    out["logits"] = model.get_classifier()(pooled)
+    if "features" in kinds:
+        out["features"] = pooled
+    return out

@@ -11,13 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-# torch.utils.benchmark imports cpp_extension, which warns "No CUDA runtime is found" on every
-# CUDA build of torch run without a GPU; it says nothing about timing, so keep it quiet.
-logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-from torch.utils.benchmark import Timer  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -37,20 +33,44 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass at batch 1 (torch's own counter; a multiply-add is 2)."""
+    """FLOPs of one forward pass at batch 1 (torch's own counter; a multiply-add is 2), on the
+    model's device."""
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
+    device = next(model.parameters()).device
     with torch.inference_mode(), counter:
-        model(torch.zeros(1, *input_shape))
+        model(torch.zeros(1, *input_shape, device=device))
     model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def serialized_bytes(model: nn.Module) -> int:
+    """Bytes of the student as it is saved (its fp32 state dict as safetensors): what ships."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return len(save(state))
+
+
+def _timer() -> type:
+    """torch's Timer. Importing it imports cpp_extension, which warns "No CUDA runtime is found"
+    on every CUDA build of torch run without a GPU; that says nothing about timing, so it is
+    silenced for the import only."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils.benchmark import Timer
+    finally:
+        logger.setLevel(level)
+    return Timer
 
 
 def device_name(device: torch.device) -> str:
     """A human name for the device the latency was measured on."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (mps)"
     try:  # Linux names the CPU model here; platform.processor() is often empty
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -81,8 +101,9 @@ def measure_latency(
     groups runs into blocks so timer overhead stays below 0.1% of what it measures.
     """
     device = torch.device(device)
+    Timer = _timer()  # noqa: N806 - a class
     was_training = model.training
-    model.eval()
+    model.eval().to(device)
     x = torch.zeros(1, *input_shape, device=device)
     with torch.inference_mode():
         start, runs = time.perf_counter(), 0

@@ -18,6 +18,7 @@ from autodistill.config import SearchConfig
 from autodistill.data.augment import Augmentation, default_augmentation
 from autodistill.data.sources import load_dataset
 from autodistill.data.splits import DatasetSplits
+from autodistill.progress import Progress, silent
 from autodistill.teacher import TeacherInfo, TeacherRecipe, dataset_fingerprint, prepare_teacher
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class Prepared:
     teacher: TeacherInfo
     views: TeacherViews
     threads: int
+    device: torch.device
 
     @property
     def identity(self) -> dict[str, str]:
@@ -40,18 +42,17 @@ class Prepared:
         return {"teacher_sha256": self.teacher.weights_sha256, "teacher_cache_key": self.views.key}
 
     def cache_summary(self) -> str:
-        kinds = ["logits"] + [
-            k
-            for k, t in (("features", self.views.features), ("attention", self.views.maps))
-            if t is not None
-        ]
-        return f"{'/'.join(kinds)} for {self.views.count} views, {self.views.nbytes() / 1e6:.1f} MB"
+        kinds = "/".join(self.views.outputs)
+        return f"{kinds} for {self.views.count} views, {self.views.nbytes() / 1e6:.1f} MB"
 
 
-def prepare(config: SearchConfig, kinds: tuple[str, ...], *, progress: bool = True) -> Prepared:
-    """Load the data, then the teacher and its cached outputs (training or computing them once)."""
+def prepare(
+    config: SearchConfig, kinds: tuple[str, ...], *, progress: Progress = silent
+) -> Prepared:
+    """Load the data, then the teacher and its cached outputs (training or computing them once,
+    on the run's device)."""
     threads = config.resolved_threads
-    torch.set_num_threads(threads)
+    device = config.resolved_device
     data = load_dataset(
         config.data, data_dir=config.data_dir, download=config.download, seed=config.seed
     )
@@ -76,9 +77,9 @@ def prepare(config: SearchConfig, kinds: tuple[str, ...], *, progress: bool = Tr
         )
         views = load_views(cache_dir, key, kinds) or compute_views(
             load_teacher(), data.train, aug, data.stats, key=key, views=config.views,
-            cache_dir=cache_dir, kinds=kinds, progress=progress,
+            cache_dir=cache_dir, kinds=kinds, device=device, progress=progress,
         )  # fmt: skip
     finally:
         lock.release()
     log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
-    return Prepared(data, aug, info, views, threads)
+    return Prepared(data, aug, info, views, threads, device)

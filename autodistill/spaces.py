@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ import yaml
 
 from autodistill.errors import UserError
 from autodistill.families import get_family
-from autodistill.losses import TEACHER_OUTPUTS, get_loss
+from autodistill.forward import OUTPUT_KINDS
+from autodistill.losses import get_loss
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+# The shipped spaces are package data, so an installed wheel has them; the repository's top-level
+# search_spaces/ is a link to this folder, for users to read and copy.
+SPACES_DIR = Path(str(resources.files("autodistill") / "search_spaces"))
 TRAIN_PARAMS = ("lr", "weight_decay", "batch_size")
 _SPEC_KEYS = {"choices", "low", "high", "log", "step", "per_stage"}
 
@@ -106,7 +110,7 @@ class SearchSpace:
     def teacher_outputs(self) -> tuple[str, ...]:
         """The teacher outputs any of this space's losses reads (what the cache must hold)."""
         needs = set().union(*(get_loss(name).needs for name in self.losses))
-        return tuple(k for k in TEACHER_OUTPUTS if k in needs or k == "logits")
+        return tuple(k for k in OUTPUT_KINDS if k in needs or k == "logits")
 
     def table(self) -> list[tuple[str, str]]:
         """(qualified name, description) for every parameter, for ``autodistill spaces``."""

@@ -15,7 +15,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from autodistill.cache import tensors_sha256
 from autodistill.data.augment import Augmentation
@@ -24,7 +23,8 @@ from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
 from autodistill.measure import count_params, measure_latency
-from autodistill.train import TrainConfig, evaluate, fit
+from autodistill.progress import Progress, silent
+from autodistill.trainer import TrainConfig, evaluate, fit
 
 log = logging.getLogger(__name__)
 DEFAULT_TEACHER = "resnet18"
@@ -169,14 +169,16 @@ def prepare_teacher(
     *,
     cache_dir: Path,
     threads: int,
+    device: torch.device | str = "cpu",
     checkpoint: Path | None = None,
     recipe: TeacherRecipe | None = None,
-    progress: bool = True,
+    progress: Progress = silent,
 ) -> tuple[TeacherInfo, TeacherLoader]:
     """The teacher's description, and a function that loads its weights only when called.
 
     A teacher already trained (or a checkpoint already examined) for this data is not built at
-    all: its description comes from the cache. Otherwise it is trained once and cached. A cached
+    all: its description comes from the cache. Otherwise it is trained once and cached, on
+    ``device``, and stored from the CPU so that any worker reads it. A cached
     teacher whose weights no longer hash to the ``weights_sha256`` recorded when they were written
     (a truncated or corrupted file) is trained again, with a warning, never used.
     """
@@ -206,13 +208,14 @@ def prepare_teacher(
             log.info("teacher %s found in cache (%s)", name, meta)
             return cached, lambda: _from_state(name, spec, state)
     if checkpoint is not None:
-        model = load()
+        model = load().to(device)
         info = _describe(model, name, data, f"checkpoint: {checkpoint}", 0.0, threads)
     else:
-        model, seconds = _train(name, spec, data, aug, recipe, progress)
+        model, seconds = _train(name, spec, data, aug, recipe, device, progress)
         weights.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(weights) as tmp:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      str(tmp))  # fmt: skip
         info = _describe(
             model, name, data, f"trained: {json.dumps(asdict(recipe))}", seconds, threads
         )
@@ -259,7 +262,8 @@ def _train(
     data: DatasetSplits,
     aug: Augmentation,
     recipe: TeacherRecipe,
-    progress: bool,
+    device: torch.device | str,
+    progress: Progress,
 ) -> tuple[nn.Module, float]:
     log.info("training teacher %s (%d epochs)", name, recipe.epochs)
     model = build_teacher(name, spec)
@@ -271,10 +275,12 @@ def _train(
         weight_decay=recipe.weight_decay,
         seed=recipe.seed,
         optimizer="sgd",
+        device=str(device),
     )
-    bar = tqdm(total=recipe.epochs, desc=f"teacher {name}", unit="epoch", disable=not progress)
-    fit(model, data.train, aug, data.stats, cfg, on_epoch=lambda e, s: bar.update(1))
-    bar.close()
+    task = f"teacher {name}"
+    progress(task, 0, recipe.epochs, unit="epoch")
+    fit(model, data.train, aug, data.stats, cfg,
+        on_epoch=lambda e, _: progress(task, e + 1, recipe.epochs, unit="epoch"))  # fmt: skip
     return model, time.perf_counter() - start
 
 
@@ -282,7 +288,8 @@ def _describe(
     model: nn.Module, name: str, data: DatasetSplits, source: str, secs: float, threads: int
 ) -> TeacherInfo:
     shape = (data.in_chans, data.image_size, data.image_size)
-    latency = measure_latency(model, shape, threads=threads)
+    device = next(model.parameters()).device
+    latency = measure_latency(model, shape, threads=threads, device=device)
     return TeacherInfo(
         name=name,
         params=count_params(model),

@@ -29,8 +29,9 @@ from autodistill.data.augment import Augmentation, normalize
 from autodistill.families import InputSpec, build_student, get_family
 from autodistill.measure import device_name
 from autodistill.prepare import prepare
+from autodistill.recipe import distil, recipe_for
+from autodistill.spaces import Candidate
 from autodistill.teacher import build_teacher
-from autodistill.train import TrainConfig, fit, make_distiller
 
 # The median-cost student of benchmarks/training_efficiency.py's sample.
 STUDENT = ("resnet", {"stem_stride": 2, "depths": [2, 1, 1, 2], "width": 24})
@@ -59,28 +60,26 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = p.parse_args()
     config = SearchConfig()
-    prep = prepare(config, ("logits",), progress=False)
+    prep = prepare(config, ("logits",))
     data = prep.data
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
-    shape = (spec.in_chans, spec.image_size, spec.image_size)
     teacher = build_teacher(config.teacher, spec)
     weights = config.resolved_cache_dir / "teachers"
     teacher.load_state_dict(_teacher_state(weights, prep.teacher.weights_sha256))
     teacher.eval()
     logits = OnlineLogits(teacher, data.train.images, prep.views.params, prep.aug, data.stats,
                           spec.num_classes)  # fmt: skip
-    online = dataclasses.replace(prep.views, logits=logits)
+    online = dataclasses.replace(prep.views, outputs={"logits": logits})
 
     def trial(how: str) -> float:
         torch.manual_seed(0)
         model = build_student(*STUDENT, spec)
         views: TeacherViews = online if how == "online" else prep.views
         loss = "ce" if how == "ce" else "kd"
-        distiller = make_distiller(loss, {}, model, shape, spec.num_classes, views)
-        cfg = TrainConfig(epochs=args.epochs, lr=5e-3,
-                          channels_last=get_family(STUDENT[0]).channels_last)  # fmt: skip
+        cand = Candidate(STUDENT[0], STUDENT[1], loss, {}, {"lr": 5e-3})
+        cfg = recipe_for(cand, epochs=args.epochs, seed=0)  # the trials' own recipe
         t0 = time.perf_counter()
-        fit(model, data.train, prep.aug, data.stats, cfg, views=views, distiller=distiller)
+        distil(model, cand, cfg, data=data, aug=prep.aug, views=views)
         return time.perf_counter() - t0
 
     times: dict[str, list[float]] = {"ce": [], "cached": [], "online": []}

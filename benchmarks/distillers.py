@@ -24,8 +24,10 @@ from autodistill.data import default_augmentation, load_dataset
 from autodistill.families import InputSpec, build_student, get_family
 from autodistill.losses import LOSSES
 from autodistill.measure import count_params, device_name
+from autodistill.recipe import distil, recipe_for
+from autodistill.spaces import Candidate
 from autodistill.teacher import TeacherRecipe, dataset_fingerprint, prepare_teacher
-from autodistill.train import TrainConfig, evaluate, fit, make_distiller
+from autodistill.trainer import evaluate
 
 STUDENTS = {  # fixed points of search_spaces/default.yaml
     "small": ("mobilenetv3", {"stem_stride": 2, "width": 0.25, "stages": 2, "depths": [1, 1],
@@ -67,7 +69,6 @@ def main() -> None:
         kinds=kinds,
     )  # fmt: skip
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
-    shape = (spec.in_chans, spec.image_size, spec.image_size)
 
     rows = []
     for size, (family, arch) in STUDENTS.items():
@@ -76,10 +77,11 @@ def main() -> None:
             for seed in range(args.seeds):
                 torch.manual_seed(seed)
                 model = build_student(family, arch, spec)
-                distiller = make_distiller(loss, {}, model, shape, spec.num_classes, views)
-                cfg = TrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=1e-4, seed=seed)
+                # Each loss at its defaults, in the trials' own recipe.
+                cand = Candidate(family, arch, loss, {}, {"lr": args.lr, "weight_decay": 1e-4})
+                cfg = recipe_for(cand, epochs=args.epochs, seed=seed)
                 start = time.perf_counter()
-                fit(model, data.train, aug, data.stats, cfg, views=views, distiller=distiller)
+                distil(model, cand, cfg, data=data, aug=aug, views=views)
                 secs.append((time.perf_counter() - start) / args.epochs)
                 accs.append(100 * evaluate(model, data.val, data.stats))
             rows.append({

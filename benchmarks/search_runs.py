@@ -30,12 +30,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from autodistill import search
-from autodistill.candidate import TrialContext, measure_candidate, train_candidate
+from autodistill import study as search
 from autodistill.config import SearchConfig
 from autodistill.measure import device_name
+from autodistill.objectives import DEFAULT
 from autodistill.prepare import prepare
 from autodistill.spaces import Candidate, load_space
+from autodistill.study.evaluate import TrialContext, measure_candidate, train_candidate
 
 HAND_PICKED = [  # five timm students a user might try by hand, all with default KD
     ("resnet", {"stem_stride": 1, "depths": [2, 2, 2, 2], "width": 32}),  # ResNet-18 layout
@@ -73,17 +74,18 @@ def read_run(name: str, out: Path, args: list[str], wall: float, cpu: float | No
     for t in sorted(study.trials, key=lambda t: t.number):
         trials.append({
             "number": t.number, "state": t.state.name,
-            "values": list(t.values) if t.state.name == "COMPLETE" else None,
+            "values": [t.user_attrs[n] for n in DEFAULT] if t.state.name == "COMPLETE"
+            else None,
             "done_s": (t.datetime_complete - start).total_seconds() if t.datetime_complete
             else None,
             "stopped": "stopped" in t.user_attrs, "infeasible": "infeasible" in t.user_attrs,
         })  # fmt: skip
     done = np.array([t["values"] for t in trials if t["values"]])
-    print(f"{name}: {wall:.0f} s, hv {search.hypervolume(done):.4f}", file=sys.stderr)
+    print(f"{name}: {wall:.0f} s, hv {search.hypervolume(done, DEFAULT):.4f}", file=sys.stderr)
     return {
         "name": name, "args": args, "wall_s": round(wall, 1),
         "cpu_s": None if cpu is None else round(cpu, 1),
-        "hypervolume": round(search.hypervolume(done), 5), "trials": trials,
+        "hypervolume": round(search.hypervolume(done, DEFAULT), 5), "trials": trials,
         "stopped": sum(t["stopped"] for t in trials),
     }  # fmt: skip
 
@@ -95,14 +97,14 @@ def hv_curve(run: dict) -> list[tuple[float, float]]:
                     key=lambda t: t["done_s"]):  # fmt: skip
         if t["values"]:
             seen.append(t["values"])
-        out.append((t["done_s"], search.hypervolume(np.array(seen)) if seen else 0.0))
+        out.append((t["done_s"], search.hypervolume(np.array(seen), DEFAULT) if seen else 0.0))
     return out
 
 
 def hand_picked(epochs: int) -> dict:
     """Train the five hand-picked students with the trial recipe; their front's hypervolume."""
     config = SearchConfig()
-    prep = prepare(config, ("logits",), progress=False)
+    prep = prepare(config, ("logits",))
     ctx = TrialContext(data=prep.data, aug=prep.aug, views=prep.views, epochs=epochs,
                        threads=prep.threads, seed=config.seed)  # fmt: skip
     rows = []
@@ -111,12 +113,10 @@ def hand_picked(epochs: int) -> dict:
                          train={"lr": 5e-3})  # fmt: skip
         model, cost = measure_candidate(cand, ctx)
         trained = train_candidate(model, cand, ctx)
-        rows.append({"arch": cost.arch, "params": cost.params,
-                     "latency_ms": round(cost.latency.median_ms, 3),
-                     "val_accuracy": round(100 * trained.val_accuracy, 2)})  # fmt: skip
+        rows.append({"arch": cost.arch, **cost.values, **trained.values})
         print(rows[-1], file=sys.stderr)
-    values = np.array([[r["val_accuracy"], r["params"], r["latency_ms"]] for r in rows])
-    return {"students": rows, "hypervolume": round(search.hypervolume(values), 5)}
+    values = np.array([[r[n] for n in DEFAULT] for r in rows])
+    return {"students": rows, "hypervolume": round(search.hypervolume(values, DEFAULT), 5)}
 
 
 def main() -> None:
@@ -135,7 +135,7 @@ def main() -> None:
         _write(args.out, raw)
         return
     work = args.recover or Path(tempfile.mkdtemp(prefix="autodistill-search-runs-"))
-    prepare(SearchConfig(), load_space("default").teacher_outputs(), progress=False)  # cached
+    prepare(SearchConfig(), load_space("default").teacher_outputs())  # cached
     done = {}
     log = work / "runs.jsonl"  # each finished run, so an interrupted invocation can resume
     if log.is_file():

@@ -13,6 +13,7 @@ same threads. Writes results/benchmarks/training_efficiency.{json,md}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -27,9 +28,9 @@ from autodistill.config import SearchConfig
 from autodistill.families import InfeasibleArchitecture, InputSpec, build_student, get_family
 from autodistill.measure import device_name
 from autodistill.prepare import prepare
-from autodistill.search import sample_candidates
+from autodistill.recipe import distil, recipe_for
 from autodistill.spaces import load_space
-from autodistill.train import TrainConfig, fit, make_distiller
+from autodistill.study import sample_candidates
 
 
 def matmul_flops_per_s(n: int = 2048, repeats: int = 10) -> float:
@@ -64,7 +65,7 @@ def main() -> None:
     args = p.parse_args()
     config = SearchConfig()
     space = load_space("default")
-    prep = prepare(config, space.teacher_outputs(), progress=False)
+    prep = prepare(config, space.teacher_outputs())
     threads = torch.get_num_threads()
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
     shape = (spec.in_chans, spec.image_size, spec.image_size)
@@ -89,14 +90,10 @@ def main() -> None:
         for fmt in ("nchw", "channels_last"):
             torch.manual_seed(0)
             model = build_student(cand.family, cand.arch, spec)
-            distiller = make_distiller(cand.loss, cand.distill, model, shape, spec.num_classes,
-                                       prep.views)  # fmt: skip
-            cfg = TrainConfig(epochs=1, lr=float(hp["lr"]), batch_size=batch,
-                              weight_decay=float(hp.get("weight_decay", 0.0)),
-                              channels_last=fmt == "channels_last")  # fmt: skip
+            cfg = dataclasses.replace(recipe_for(cand, epochs=1, seed=0),
+                                      channels_last=fmt == "channels_last")  # fmt: skip
             t0 = time.perf_counter()
-            fit(model, prep.data.train, prep.aug, prep.data.stats, cfg, views=prep.views,
-                distiller=distiller)  # fmt: skip
+            distil(model, cand, cfg, data=prep.data, aug=prep.aug, views=prep.views)
             seconds = time.perf_counter() - t0
             achieved = row["train_flops_per_image"] * n_train / seconds
             row[f"{fmt}_epoch_s"] = round(seconds, 2)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import optuna
 
-from autodistill import search
+from autodistill import study as search
 
 SEARCH = [sys.executable, "-m", "autodistill.cli", "search", "--quiet"]
 FIXED_SPACE = """\

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from autodistill.cache import cache_key, compute_views
-from autodistill.candidate import Limits, TrialContext
 from autodistill.data import default_augmentation, load_dataset
+from autodistill.study.evaluate import Limits, TrialContext
 from autodistill.teacher import TeacherRecipe, dataset_fingerprint, prepare_teacher
 
 TEACHER = "test_resnet"  # timm's own tiny test model: trains in a second
@@ -36,8 +36,7 @@ def teacher(digits, cache_dir):
     aug = default_augmentation(digits.name, digits.image_size)
     info, load = prepare_teacher(
         TEACHER, digits, aug, cache_dir=cache_dir, threads=2,
-        recipe=TeacherRecipe(epochs=3, lr=0.1), progress=False,
-    )  # fmt: skip
+        recipe=TeacherRecipe(epochs=3, lr=0.1), )  # fmt: skip
     return info, load()
 
 
@@ -46,7 +45,7 @@ def _views(digits, teacher, cache_dir, kinds: tuple[str, ...]):
     aug = default_augmentation(digits.name, digits.image_size)
     key = cache_key(info.weights_sha256, digits.name, dataset_fingerprint(digits), "train", aug, 2)
     return compute_views(model, digits.train, aug, digits.stats, key=key, views=2,
-                         cache_dir=cache_dir, kinds=kinds, progress=False)  # fmt: skip
+                         cache_dir=cache_dir, kinds=kinds)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +63,11 @@ def full_views(digits, teacher, cache_dir):
 @pytest.fixture()
 def make_ctx(digits, views):
     def make(**limits) -> TrialContext:
+        """``max_params=1000`` style limits, as on the command line."""
+        most = {k.removeprefix("max_"): v for k, v in limits.items()}
         return TrialContext(
             data=digits, aug=default_augmentation(digits.name, digits.image_size), views=views,
-            epochs=1, threads=2, limits=Limits(**limits), seed=0,
+            epochs=1, threads=2, limits=Limits(most), seed=0,
         )  # fmt: skip
 
     return make

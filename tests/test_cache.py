@@ -23,16 +23,18 @@ def test_cached_logits_are_the_teacher_on_the_stored_view(digits, teacher, views
         x = aug.apply(digits.train.images[idx], views.params[v, idx])
         with torch.inference_mode():
             expected = model(normalize(x, *digits.stats))
-        assert torch.allclose(views.logits[v, idx].float(), expected, atol=2e-2, rtol=1e-2)
-    assert views.logits.dtype == torch.float16 and views.params.dtype == torch.int8
+        assert torch.allclose(
+            views.outputs["logits"][v, idx].float(), expected, atol=2e-2, rtol=1e-2
+        )
+    assert views.outputs["logits"].dtype == torch.float16 and views.params.dtype == torch.int8
     assert views.params[0].abs().sum() == 0  # view 0 is the plain image
     assert views.params[1].abs().sum() > 0
 
 
 def test_a_second_lookup_reads_the_file_and_other_keys_miss(views, cache_dir):
     again = load_views(cache_dir, views.key)
-    assert again is not None and torch.equal(again.logits, views.logits)
-    assert views.nbytes() > views.logits.numel() * 2
+    assert again is not None and torch.equal(again.outputs["logits"], views.outputs["logits"])
+    assert views.nbytes() > views.outputs["logits"].numel() * 2
     assert load_views(cache_dir, "0" * 64) is None
 
 
@@ -90,17 +92,16 @@ def test_a_damaged_cache_file_is_detected_and_rebuilt(
     aug = default_augmentation(digits.name, digits.image_size)
     key = "ab" * 32
     first = compute_views(model, digits.train, aug, digits.stats, key=key, views=1,
-                          cache_dir=tmp_path, progress=False)  # fmt: skip
+                          cache_dir=tmp_path)  # fmt: skip
     assert load_views(tmp_path, key) is not None
     damage(first.paths[0])
     with caplog.at_level(logging.WARNING, logger="autodistill.cache"):
         assert load_views(tmp_path, key) is None
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and warning in warned[0] and str(first.paths[0]) in warned[0]
-    compute_views(model, digits.train, aug, digits.stats, key=key, views=1, cache_dir=tmp_path,
-                  progress=False)  # fmt: skip
+    compute_views(model, digits.train, aug, digits.stats, key=key, views=1, cache_dir=tmp_path)
     again = load_views(tmp_path, key)
-    assert again is not None and torch.equal(again.logits, first.logits)
+    assert again is not None and torch.equal(again.outputs["logits"], first.outputs["logits"])
 
 
 def test_every_kind_of_cache_file_is_checked(digits, teacher, tmp_path):
@@ -109,7 +110,7 @@ def test_every_kind_of_cache_file_is_checked(digits, teacher, tmp_path):
     key = "ef" * 32
     kinds = ("logits", "features", "attention")
     views = compute_views(model, digits.train, aug, digits.stats, key=key, views=1,
-                          cache_dir=tmp_path, kinds=kinds, progress=False)  # fmt: skip
+                          cache_dir=tmp_path, kinds=kinds)  # fmt: skip
     _flip_a_data_byte(views.paths[2])  # the attention maps
     assert load_views(tmp_path, key, ("logits", "features")) is not None
     assert load_views(tmp_path, key, kinds) is None
@@ -124,32 +125,33 @@ def test_the_checksum_covers_names_and_bytes_in_sorted_order():
 
 
 def test_features_and_attention_are_the_teachers_on_the_stored_view(digits, teacher, full_views):
-    from autodistill.forward import forward_parts, map_size
+    from autodistill.forward import forward_outputs, map_size
 
     _, model = teacher
     aug = default_augmentation(digits.name, digits.image_size)
     idx = torch.arange(0, len(digits.train), 101)
     x = aug.apply(digits.train.images[idx], full_views.params[1, idx])
     with torch.inference_mode():
-        logits, feats, maps = forward_parts(
-            model,
-            normalize(x, *digits.stats),
-            features=True,
-            maps=True,
-            size=map_size(digits.image_size),
-        )
-    assert torch.allclose(full_views.logits[1, idx].float(), logits, atol=2e-2, rtol=1e-2)
-    assert torch.allclose(full_views.features[1, idx].float(), feats, atol=2e-2, rtol=1e-2)
-    assert torch.allclose(full_views.maps[1, idx].float(), maps, atol=2e-3)
-    assert full_views.maps.shape[2] == 3 and full_views.map_size == map_size(digits.image_size)
+        got = forward_outputs(model, normalize(x, *digits.stats), ("features", "attention"),
+                              map_size(digits.image_size))  # fmt: skip
+    logits, feats, maps = got["logits"], got["features"], got["attention"]
+    assert torch.allclose(
+        full_views.outputs["logits"][1, idx].float(), logits, atol=2e-2, rtol=1e-2
+    )
+    assert torch.allclose(
+        full_views.outputs["features"][1, idx].float(), feats, atol=2e-2, rtol=1e-2
+    )
+    assert torch.allclose(full_views.outputs["attention"][1, idx].float(), maps, atol=2e-3)
+    assert full_views.outputs["attention"].shape[2] == 3 and full_views.map_size == map_size(
+        digits.image_size
+    )
 
 
 def test_a_cache_of_logits_only_misses_when_features_are_asked_for(digits, teacher, tmp_path):
     _, model = teacher
     aug = default_augmentation(digits.name, digits.image_size)
     key = "cd" * 32
-    compute_views(model, digits.train, aug, digits.stats, key=key, views=1, cache_dir=tmp_path,
-                  progress=False)  # fmt: skip
+    compute_views(model, digits.train, aug, digits.stats, key=key, views=1, cache_dir=tmp_path)
     assert load_views(tmp_path, key, ("logits",)) is not None
     assert load_views(tmp_path, key, ("logits", "features")) is None
 

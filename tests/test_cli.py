@@ -165,7 +165,7 @@ def test_limits_nothing_satisfies_end_in_one_line_saying_so_and_keep_the_files(r
     code, _, err = run("--max-params", "10")
     assert code == 2 and err.count("\n") == 1
     assert "all 3 trials were infeasible, none was trained" in err
-    assert "over --max-params 10 (the smallest has" in err
+    assert "over --max-params 10 (the lowest is " in err
     trials = pd.read_csv(tmp_path / "digits-default" / "trials.csv")
     assert (trials["state"] == "INFEASIBLE").all()
     assert trials["latency_ms"].isna().all()  # never timed: the size limit failed first

@@ -1,4 +1,5 @@
-"""forward_parts: the same logits as model(x) for every family, plus features and attention maps."""
+"""forward_outputs: the same logits as model(x) for every family, plus features and attention
+maps."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from autodistill.families import FAMILIES, InfeasibleArchitecture, InputSpec, build_student
-from autodistill.forward import ATTENTION_STAGES, forward_parts, map_size
+from autodistill.forward import ATTENTION_STAGES, forward_outputs, map_size
 from autodistill.spaces import load_space
 from autodistill.teacher import build_teacher
 from tests.test_spaces import random_suggest
@@ -30,7 +31,8 @@ def test_parts_match_the_plain_forward_for_every_family(family):
     x = torch.randn(3, 1, 28, 28)
     size = map_size(28)
     with torch.no_grad():
-        logits, feats, maps = forward_parts(model, x, features=True, maps=True, size=size)
+        got = forward_outputs(model, x, ("features", "attention"), size)
+        logits, feats, maps = got["logits"], got["features"], got["attention"]
         plain = model(x)
     assert torch.allclose(logits, plain, atol=1e-5)
     assert feats.ndim == 2 and feats.shape[0] == 3
@@ -42,6 +44,6 @@ def test_parts_match_the_plain_forward_for_every_family(family):
 def test_the_default_teacher_gives_three_stage_maps():
     model = build_teacher("resnet18", InputSpec(1, 28, 10)).eval()
     with torch.no_grad():
-        _, feats, maps = forward_parts(model, torch.randn(2, 1, 28, 28), features=True,
-                                       maps=True, size=7)  # fmt: skip
+        got = forward_outputs(model, torch.randn(2, 1, 28, 28), ("features", "attention"), 7)
+        feats, maps = got["features"], got["attention"]
     assert feats.shape == (2, 512) and maps.shape == (2, 3, 49)

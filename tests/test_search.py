@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from autodistill import candidate, search
+from autodistill import study as search
 from autodistill.errors import Interrupted, UserError
-from autodistill.search import study as controller
 from autodistill.spaces import load_space
-from autodistill.train import TrainingDiverged
+from autodistill.study import controller
+from autodistill.study import evaluate as candidate
+from autodistill.trainer import TrainingDiverged
 
 
 def _study(tmp_path, budget: int, seed: int = 0) -> optuna.Study:
@@ -25,7 +26,7 @@ def _study(tmp_path, budget: int, seed: int = 0) -> optuna.Study:
 
 
 def _run(study, space, ctx, budget: int) -> int:
-    return search.run(study, space, ctx, budget=budget, sampler_name="random", seed=0)
+    return search.run(study, space, ctx, budget=budget)
 
 
 @pytest.fixture(scope="module")

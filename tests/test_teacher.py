@@ -40,7 +40,6 @@ def test_a_cached_teacher_is_not_built_again(digits, cache_dir, teacher, monkeyp
         cache_dir=cache_dir,
         threads=2,
         recipe=teacher_mod.TeacherRecipe(epochs=3, lr=0.1),
-        progress=False,
     )
     assert info == teacher[0]
 
@@ -57,8 +56,7 @@ def test_a_checkpoint_with_other_classes_is_refused(tmp_path, digits, cache_dir)
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))
     aug = default_augmentation(digits.name, digits.image_size)
     with pytest.raises(UserError, match="classifier has 3 classes but the data has 10"):
-        prepare_teacher(TEACHER, digits, aug, cache_dir=cache_dir, threads=2, checkpoint=path,
-                        progress=False)  # fmt: skip
+        prepare_teacher(TEACHER, digits, aug, cache_dir=cache_dir, threads=2, checkpoint=path)
 
 
 def test_a_fitting_checkpoint_is_used_as_is(tmp_path, digits, cache_dir, teacher):
@@ -67,7 +65,7 @@ def test_a_fitting_checkpoint_is_used_as_is(tmp_path, digits, cache_dir, teacher
     torch.save(model.state_dict(), path)
     aug = default_augmentation(digits.name, digits.image_size)
     got, load = prepare_teacher(TEACHER, digits, aug, cache_dir=cache_dir, threads=2,
-                                checkpoint=path, progress=False)  # fmt: skip
+                                checkpoint=path)  # fmt: skip
     assert got.weights_sha256 == info.weights_sha256
     assert got.source == f"checkpoint: {path}"
     assert weights_sha256(load()) == info.weights_sha256
@@ -94,8 +92,7 @@ RECIPE = teacher_mod.TeacherRecipe(epochs=3, lr=0.1)  # the recipe of the sessio
 
 def _prepare(digits, cache_dir, **kwargs):
     aug = default_augmentation(digits.name, digits.image_size)
-    return prepare_teacher(TEACHER, digits, aug, cache_dir=cache_dir, threads=2, progress=False,
-                           **kwargs)  # fmt: skip
+    return prepare_teacher(TEACHER, digits, aug, cache_dir=cache_dir, threads=2, **kwargs)
 
 
 def _flip_a_data_byte(path: Path) -> None:

@@ -11,7 +11,7 @@ from torch import nn
 from autodistill.data import default_augmentation
 from autodistill.families import InputSpec, build_student
 from autodistill.losses import Dims, Distiller, get_loss
-from autodistill.train import TrainConfig, TrainingDiverged, evaluate, fit, make_distiller
+from autodistill.trainer import TrainConfig, TrainingDiverged, evaluate, fit, make_distiller
 
 
 def _student(digits):
@@ -36,7 +36,8 @@ def views_logits_only(digits):
     from autodistill.cache import TeacherViews
 
     n = len(digits.train)
-    return TeacherViews(torch.zeros(1, n, 3, dtype=torch.int8), torch.zeros(1, n, 10), "k", ())
+    return TeacherViews(torch.zeros(1, n, 3, dtype=torch.int8), {"logits": torch.zeros(1, n, 10)},
+                        "k", ())  # fmt: skip
 
 
 def test_a_teacher_loss_without_the_cache_is_refused(digits):

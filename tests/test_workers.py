@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from autodistill import search
+from autodistill import study as search
 
 POSTGRES = os.environ.get("AUTODISTILL_TEST_POSTGRES")
 BUDGET = 12

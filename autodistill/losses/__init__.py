@@ -5,7 +5,6 @@ from __future__ import annotations
 from autodistill.losses import adversarial, feature, logit  # noqa: F401  (registers)
 from autodistill.losses.registry import (
     LOSSES,
-    TEACHER_OUTPUTS,
     Dims,
     Distiller,
     Loss,
@@ -17,7 +16,6 @@ from autodistill.losses.registry import (
 
 __all__ = [
     "LOSSES",
-    "TEACHER_OUTPUTS",
     "Dims",
     "Distiller",
     "Loss",

@@ -41,7 +41,9 @@ def _update(
     alpha: float,
 ) -> dict[str, Tensor]:  # fmt: skip
     return {
-        "disc": discriminator_loss(modules["disc"], out.logits, out.teacher_logits, temperature)
+        "disc": discriminator_loss(
+            modules["disc"], out.student["logits"], out.teacher["logits"], temperature
+        )
     }
 
 
@@ -67,9 +69,9 @@ def adversarial_loss(
     BCE(D(p_t), real) + BCE(D(p_s), fake).
     """
     t = float(temperature)
-    fooled = modules["disc"](_soft(out.logits, t))
+    fooled = modules["disc"](_soft(out.student["logits"], t))
     return {
-        "ce": F.cross_entropy(out.logits, out.targets),
-        "kd": alpha * t * t * kl_soft(out.logits, out.teacher_logits, t),
+        "ce": F.cross_entropy(out.student["logits"], out.targets),
+        "kd": alpha * t * t * kl_soft(out.student["logits"], out.teacher["logits"], t),
         "adv": weight * F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled)),
     }

@@ -37,10 +37,10 @@ def hint_loss(
     W a learned linear projection from the student's width to the teacher's, trained jointly
     (one stage, rather than the paper's separate hint pre-training).
     """
-    projected = modules["proj"](out.features)
+    projected = modules["proj"](out.student["features"])
     return {
-        "ce": F.cross_entropy(out.logits, out.targets),
-        "hint": weight * F.mse_loss(projected, out.teacher_features.float()),
+        "ce": F.cross_entropy(out.student["logits"], out.targets),
+        "hint": weight * F.mse_loss(projected, out.teacher["features"].float()),
     }
 
 
@@ -53,6 +53,6 @@ def at_loss(out: Outputs, modules: Mapping[str, nn.Module], *, weight: float) ->
     map size and batch size (mdistiller's normalisation too).
     """
     return {
-        "ce": F.cross_entropy(out.logits, out.targets),
-        "at": weight / 2 * attention_distance(out.maps, out.teacher_maps),
+        "ce": F.cross_entropy(out.student["logits"], out.targets),
+        "at": weight / 2 * attention_distance(out.student["attention"], out.teacher["attention"]),
     }

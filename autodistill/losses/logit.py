@@ -62,7 +62,7 @@ def dist_terms(student: Tensor, teacher: Tensor, temperature: float) -> tuple[Te
 @register_loss("ce", needs=())
 def ce_loss(out: Outputs, modules: Mapping[str, nn.Module]) -> dict[str, Tensor]:
     """Cross-entropy on the labels alone: the no-teacher baseline."""
-    return {"ce": F.cross_entropy(out.logits, out.targets)}
+    return {"ce": F.cross_entropy(out.student["logits"], out.targets)}
 
 
 @register_loss("kd", defaults={"temperature": 4.0, "alpha": 0.9})
@@ -76,8 +76,8 @@ def kd_loss(
     """
     t = float(temperature)
     return {
-        "ce": (1.0 - alpha) * F.cross_entropy(out.logits, out.targets),
-        "kd": alpha * t * t * kl_soft(out.logits, out.teacher_logits, t),
+        "ce": (1.0 - alpha) * F.cross_entropy(out.student["logits"], out.targets),
+        "kd": alpha * t * t * kl_soft(out.student["logits"], out.teacher["logits"], t),
     }
 
 
@@ -100,9 +100,9 @@ def dkd_loss(
     """
     t = float(temperature)
     ramp = min(out.progress / warmup, 1.0) if warmup > 0 else 1.0
-    tckd, nckd = dkd_terms(out.logits, out.teacher_logits, out.targets, t)
+    tckd, nckd = dkd_terms(out.student["logits"], out.teacher["logits"], out.targets, t)
     return {
-        "ce": F.cross_entropy(out.logits, out.targets),
+        "ce": F.cross_entropy(out.student["logits"], out.targets),
         "tckd": ramp * alpha * t * t * tckd,
         "nckd": ramp * beta * t * t * nckd,
     }
@@ -123,9 +123,9 @@ def dist_loss(
     exact probabilities, which tolerates a large teacher-student gap.
     """
     t = float(temperature)
-    inter, intra = dist_terms(out.logits, out.teacher_logits, t)
+    inter, intra = dist_terms(out.student["logits"], out.teacher["logits"], t)
     return {
-        "ce": F.cross_entropy(out.logits, out.targets),
+        "ce": F.cross_entropy(out.student["logits"], out.targets),
         "inter": beta * t * t * inter,
         "intra": gamma * t * t * intra,
     }

@@ -8,32 +8,24 @@ something of its own (a hint projection, a discriminator) declares the modules i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from autodistill.errors import UserError
-
-TEACHER_OUTPUTS = ("logits", "features", "attention")
+from autodistill.forward import OUTPUT_KINDS
 
 
 @dataclass
 class Outputs:
-    """What one training batch produced.
+    """What one training batch produced: the student's outputs and the cached teacher's, each by
+    kind (``forward.OUTPUT_KINDS``: logits, features, attention), and the labels."""
 
-    ``features`` are pooled pre-logit features ``[B, D]``; ``maps`` are per-stage attention maps
-    ``[B, K, r*r]`` (L2-normalised, deepest last). Teacher parts come from the cache.
-    """
-
-    logits: Tensor
+    student: Mapping[str, Tensor]
     targets: Tensor
-    teacher_logits: Tensor | None = None
-    features: Tensor | None = None
-    teacher_features: Tensor | None = None
-    maps: Tensor | None = None
-    teacher_maps: Tensor | None = None
+    teacher: Mapping[str, Tensor] = field(default_factory=dict)
     progress: float = 1.0  # fraction of training done (0..1), for losses with a warm-up
 
 
@@ -57,7 +49,7 @@ class Loss:
 
     name: str
     defaults: dict[str, float]
-    needs: frozenset[str]  # teacher outputs it reads, from TEACHER_OUTPUTS
+    needs: frozenset[str]  # teacher outputs it reads, from forward.OUTPUT_KINDS
     fn: LossFn  # fn(out, modules, **params) -> parts
     doc: str
     modules: ModuleFactory | None = None  # trained with the student (e.g. a projection)
@@ -91,7 +83,7 @@ def register_loss(
     def wrap(fn: LossFn) -> LossFn:
         if name in LOSSES:
             raise ValueError(f"loss {name!r} registered twice")
-        unknown = set(needs) - set(TEACHER_OUTPUTS)
+        unknown = set(needs) - set(OUTPUT_KINDS)
         if unknown:
             raise ValueError(f"loss {name!r} needs unknown teacher outputs {unknown}")
         doc = (fn.__doc__ or "").strip().splitlines()[0]
@@ -147,9 +139,9 @@ class Distiller(nn.Module):
         if self.loss.update is None or self._aux_opt is None:
             return {}
         detached = Outputs(
-            logits=out.logits.detach(),
+            student={"logits": out.student["logits"].detach()},
             targets=out.targets,
-            teacher_logits=out.teacher_logits,
+            teacher={"logits": out.teacher["logits"]},
             progress=out.progress,
         )
         self._aux_opt.zero_grad(set_to_none=True)  # also drops grads left by the student's step

@@ -14,53 +14,67 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from autodistill import search
-from autodistill.candidate import Limits, TrialContext
+import optuna
+import torch
+from optuna.storages import BaseStorage
+
 from autodistill.config import STUDY_DEFINING, SearchConfig
 from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
+from autodistill.study.controller import finished_count, open_study, run
+from autodistill.study.evaluate import Limits, TrialContext
+from autodistill.study.storage import open_storage, quiet_optuna_logs
 
 log = logging.getLogger(__name__)
+INPUT_ATTR = "input"  # study user attribute: the input spec its students are built for
 STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its trial and leave
 
 
-def join_study(config: SearchConfig, prep: Prepared) -> search.Study:
-    """Open the run's storage and create or join its study, refusing a different teacher."""
-    storage = search.open_storage(config.storage, config.run_dir, heartbeat_s=config.heartbeat_s)
+def open_run_storage(config: SearchConfig) -> BaseStorage:
+    """The run's storage (the journal in the run dir by default), with the run's heartbeat."""
+    return open_storage(config.storage, config.run_dir, heartbeat_s=config.heartbeat_s)
+
+
+def join_study(
+    config: SearchConfig, prep: Prepared, storage: BaseStorage | None = None
+) -> optuna.Study:
+    """Create or join the run's study, refusing a different teacher or other settings."""
+    storage = storage if storage is not None else open_run_storage(config)
     # Every worker of a study, on any machine, must train and time trials the same way.
     settings = {k: getattr(config, k) for k in STUDY_DEFINING if k != "worker_threads"}
     settings.update(early_stop=config.early_stop, heartbeat_s=config.heartbeat_s)
-    identity = {**prep.identity, "settings": json.dumps(settings, sort_keys=True)}
-    return search.open_study(
-        storage, config.name, sampler_name=config.sampler, seed=config.seed,
-        budget=config.budget, identity=identity,
+    data = prep.data
+    spec = {"in_chans": data.in_chans, "image_size": data.image_size,
+            "num_classes": data.num_classes}  # fmt: skip
+    identity = {**prep.identity, "settings": json.dumps(settings, sort_keys=True),
+                INPUT_ATTR: json.dumps(spec, sort_keys=True)}  # fmt: skip
+    return open_study(
+        storage, config.name, objectives=config.objectives, sampler_name=config.sampler,
+        seed=config.seed, budget=config.budget, identity=identity,
     )  # fmt: skip
 
 
 def work(
     config: SearchConfig,
-    study: search.Study,
+    study: optuna.Study,
     space: SearchSpace,
     prep: Prepared,
     *,
-    on_trial: Callable[[search.Study, Any], None] | None = None,
+    on_trial: Callable[[optuna.Study, Any], None] | None = None,
 ) -> int:
     """One worker: take trials until the study's budget is used; returns how many it ran."""
     ctx = TrialContext(
         data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
-        threads=prep.threads, limits=Limits(config.max_params, config.max_latency_ms),
-        seed=config.seed, early_stop=config.early_stop,
+        threads=prep.threads, limits=Limits(dict(config.limits)), seed=config.seed,
+        early_stop=config.early_stop, objectives=config.objectives, device=prep.device,
     )  # fmt: skip
-    return search.run(
-        study, space, ctx, budget=config.budget, sampler_name=config.sampler,
-        seed=config.seed, on_trial=on_trial,
-    )  # fmt: skip
+    return run(study, space, ctx, budget=config.budget, on_trial=on_trial)
 
 
 def run_local_workers(
-    config: SearchConfig, study: search.Study, *, on_progress: Callable[[int], None]
+    config: SearchConfig, study: optuna.Study, *, on_progress: Callable[[int], None]
 ) -> None:
     """Run ``config.jobs`` worker processes on this machine until the budget is used.
 
@@ -78,7 +92,7 @@ def run_local_workers(
     try:
         while any(p.is_alive() for p in procs):
             multiprocessing.connection.wait([p.sentinel for p in procs if p.is_alive()], 1.0)
-            on_progress(search.finished_count(study))
+            on_progress(finished_count(study))
             for p in procs:
                 if p.exitcode not in (None, 0) and p.name not in reported:
                     reported.add(p.name)
@@ -91,21 +105,26 @@ def run_local_workers(
         for p in procs:
             p.join(timeout=STOP_TIMEOUT_S)
         raise
-    on_progress(search.finished_count(study))
+    on_progress(finished_count(study))
     if all(p.exitcode != 0 for p in procs):
         raise RuntimeError(f"all {config.jobs} workers failed (exit statuses "
                            f"{[p.exitcode for p in procs]}); see their messages above")  # fmt: skip
 
 
 def _worker_main(config_dict: dict[str, Any], index: int) -> None:
-    """A local worker process: load what the parent prepared, join the study, work."""
+    """A local worker process: load what the parent prepared, join the study, work.
+
+    A process of its own, so it sets its own logging and threads, as the CLI does for its one.
+    """
     logging.basicConfig(level=logging.WARNING,
                         format=f"%(levelname)s worker-{index} %(name)s: %(message)s")  # fmt: skip
+    quiet_optuna_logs()
     config = SearchConfig.from_dict(config_dict)
+    torch.set_num_threads(config.resolved_threads)
     try:
         with interrupts_as_exceptions():
             space = load_space(config.space)
-            prep = prepare(config, space.teacher_outputs(), progress=False)
+            prep = prepare(config, space.teacher_outputs())
             work(config, join_study(config, prep), space, prep)
     except KeyboardInterrupt:
         sys.exit(130)

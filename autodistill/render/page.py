@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from autodistill.files import write_text_atomic
-from autodistill.report import front_table, state_counts
+from autodistill.render.tables import front_table, state_counts
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -69,6 +69,7 @@ def write_page(
     *,
     title: str,
     trials: pd.DataFrame,
+    objectives: tuple[str, ...],
     teacher: dict[str, Any] | None,
     students: list[tuple[dict[str, Any], dict[str, Any] | None]],
     images: dict[str, Path],
@@ -81,12 +82,15 @@ def write_page(
                     f"test {100 * teacher['test_accuracy']:.2f}%, "
                     f"{teacher['latency_ms']:.3f} ms.")  # fmt: skip
     paths = {"html": run_dir / "report.html", "md": run_dir / "report.md"}
-    write_text_atomic(paths["html"], _html(title, summary, trials, students, images))
-    write_text_atomic(paths["md"], _markdown(title, summary, trials, students, images, run_dir))
+    table = front_table(trials, objectives)
+    heading = f"Pareto front ({', '.join(o.replace('_', ' ') for o in objectives)})"
+    write_text_atomic(paths["html"], _html(title, summary, heading, table, students, images))
+    markdown = _markdown(title, summary, heading, table, students, images, run_dir)
+    write_text_atomic(paths["md"], markdown)
     return paths
 
 
-def _html(title, summary, trials, students, images) -> str:
+def _html(title, summary, heading, table, students, images) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
              f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]  # fmt: skip
@@ -96,10 +100,10 @@ def _html(title, summary, trials, students, images) -> str:
                      "</h2>")  # fmt: skip
         parts.append(_html_table(["", "teacher", "student", "student vs teacher"],
                                  card_rows(student, export)))  # fmt: skip
-    parts.append("<h2>Pareto front (validation accuracy, params, latency)</h2>")
-    parts.append(f"<pre>{html.escape(front_table(trials))}</pre>")
+    parts.append(f"<h2>{html.escape(heading)}</h2>")
+    parts.append(f"<pre>{html.escape(table)}</pre>")
     if "pareto" in images:
-        parts.append(_img(images["pareto"], "accuracy against parameters and latency"))
+        parts.append(_img(images["pareto"], "accuracy against the other objectives"))
     parts.append("<div class='grid'>")
     for key, alt in (("pareto3d", "the three objectives"), ("hypervolume", "hypervolume by trial"),
                      ("importances", "hyperparameter importances")):  # fmt: skip
@@ -121,7 +125,7 @@ def _img(path: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
 
-def _markdown(title, summary, trials, students, images, run_dir: Path) -> str:
+def _markdown(title, summary, heading, table, students, images, run_dir: Path) -> str:
     lines = [f"# {title}", "", summary, ""]
     for student, export in students:
         lines += [f"## Trial {student['trial']}: {student['arch']} ({student['loss']}), fully "
@@ -130,7 +134,7 @@ def _markdown(title, summary, trials, students, images, run_dir: Path) -> str:
                   "|---|---:|---:|---:|"]  # fmt: skip
         lines += [f"| {' | '.join(r)} |" for r in card_rows(student, export)]
         lines.append("")
-    lines += ["## Pareto front", "", "```", front_table(trials), "```", ""]
+    lines += [f"## {heading}", "", "```", table, "```", ""]
     for key, path in images.items():
         lines.append(f"![{key}]({path.relative_to(run_dir)})")
     return "\n".join(lines) + "\n"

@@ -21,16 +21,19 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from autodistill.candidate import (
+from autodistill.errors import UserError
+from autodistill.objectives import DEFAULT, get_objective
+from autodistill.signals import deferred
+from autodistill.spaces import Candidate, Param, SearchSpace
+from autodistill.study import early_stop
+from autodistill.study.evaluate import (
     Cost,
     InfeasibleArchitecture,
     TrialContext,
     measure_candidate,
     train_candidate,
 )
-from autodistill.errors import UserError
-from autodistill.search import early_stop
-from autodistill.search.storage import (
+from autodistill.study.storage import (
     beat_once,
     claim,
     heartbeat,
@@ -41,18 +44,13 @@ from autodistill.search.storage import (
     retry,
     worker_id,
 )
-from autodistill.signals import deferred
-from autodistill.spaces import Candidate, Param, SearchSpace
 
 log = logging.getLogger(__name__)
-OBJECTIVES = ("val_accuracy", "params", "latency_ms")
-DIRECTIONS = ("maximize", "minimize", "minimize")
 SAMPLERS = ("tpe", "random", "nsga2", "gp")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 POLL_S = 2.0  # how often an idle worker looks for trials to retry while others finish
-
-# Failures are logged once by this module, with their reason; Optuna's own tracebacks are noise.
-optuna.logging.set_verbosity(optuna.logging.ERROR)
+OBJECTIVES_ATTR = "objectives"  # study user attribute: the objectives' names, in order
+JOINED_ATTR = "workers_joined"  # study user attribute: how many workers have joined it
 
 
 def make_sampler(name: str, *, seed: int, budget: int) -> optuna.samplers.BaseSampler:
@@ -81,10 +79,16 @@ def make_sampler(name: str, *, seed: int, budget: int) -> optuna.samplers.BaseSa
     raise UserError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
+def check_sampler(name: str) -> None:
+    if name not in SAMPLERS:
+        raise UserError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+
+
 def open_study(
     storage: BaseStorage,
     name: str,
     *,
+    objectives: tuple[str, ...] = DEFAULT,
     sampler_name: str,
     seed: int,
     budget: int,
@@ -92,24 +96,46 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or join it to resume or to add a worker.
 
-    ``identity`` (teacher weights, cache key) is stored with the study by the first worker;
-    a later worker with another teacher is refused, as its trials would not compare.
+    The worker's one sampler is seeded from ``seed`` and the number of workers that joined
+    before it: the same ``--seed`` proposes the same trials, and workers that start together do
+    not propose the same ones. ``identity`` (teacher weights, cache key, settings) is stored
+    with the study by the first worker; a later worker with another one is refused, as its
+    trials would not compare.
     """
-    study = optuna.create_study(
-        storage=storage,
-        study_name=name,
-        directions=list(DIRECTIONS),
-        sampler=make_sampler(sampler_name, seed=seed, budget=budget),
-        load_if_exists=True,
-    )
+    check_sampler(sampler_name)
+    directions = [get_objective(n).direction for n in objectives]
+    with deferred(), claim(storage, name):
+        try:
+            study_id = storage.create_new_study(
+                [optuna.study.StudyDirection[d.upper()] for d in directions], name
+            )
+            storage.set_study_user_attr(study_id, OBJECTIVES_ATTR, list(objectives))
+        except optuna.exceptions.DuplicatedStudyError:
+            study_id = storage.get_study_id_from_name(name)
+        attrs = storage.get_study_user_attrs(study_id)
+        theirs = tuple(attrs.get(OBJECTIVES_ATTR, DEFAULT))
+        if theirs != tuple(objectives):
+            raise UserError(f"study {name!r} trades off {','.join(theirs)}, not "
+                            f"{','.join(objectives)}; give --objectives {','.join(theirs)} "
+                            "or another --study-name")  # fmt: skip
+        joined = int(attrs.get(JOINED_ATTR, 0))
+        storage.set_study_user_attr(study_id, JOINED_ATTR, joined + 1)
+    state = np.random.SeedSequence([seed, joined]).generate_state(1)[0]
+    sampler = make_sampler(sampler_name, seed=int(state), budget=budget)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     with quiet_experimental():
-        study.set_metric_names(list(OBJECTIVES))
+        study.set_metric_names(list(objectives))
     for key, value in (identity or {}).items():
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
         elif study.user_attrs[key] != value:
             raise UserError(_identity_mismatch(name, key, study.user_attrs[key], value))
     return study
+
+
+def study_objectives(study: optuna.Study) -> tuple[str, ...]:
+    """The objectives a study trades off (the three defaults for studies older than that)."""
+    return tuple(study.user_attrs.get(OBJECTIVES_ATTR, DEFAULT))
 
 
 def _identity_mismatch(name: str, key: str, theirs: str, mine: str) -> str:
@@ -152,8 +178,6 @@ def run(
     ctx: TrialContext,
     *,
     budget: int,
-    sampler_name: str,
-    seed: int,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
 ) -> int:
     """Take trials until the study holds ``budget`` of them; returns how many this worker ran.
@@ -165,7 +189,7 @@ def run(
     objective = make_objective(space, ctx)
     ran = 0
     while True:
-        trial, trials = _claim(study, budget, sampler_name, seed)
+        trial, trials = _claim(study, budget)
         if trial is None:
             if not any(t.state == TrialState.RUNNING and liveness_known(storage, t)
                        for t in trials):  # fmt: skip
@@ -178,9 +202,7 @@ def run(
             on_trial(study, storage.get_trial(trial._trial_id))
 
 
-def _claim(
-    study: optuna.Study, budget: int, sampler_name: str, seed: int
-) -> tuple[Trial | None, list[FrozenTrial]]:
+def _claim(study: optuna.Study, budget: int) -> tuple[Trial | None, list[FrozenTrial]]:
     """Under the claim lock: recover dead workers' trials, then create a trial if the budget
     allows. A signal meanwhile is held back until the bookkeeping is done."""
     storage = study._storage
@@ -190,10 +212,6 @@ def _claim(
             recover_stale(study)
             trials = study.get_trials(deepcopy=False)
             if budget_used(trials) < budget:
-                # One seed per (--seed, trial number): the same --seed proposes the same
-                # first trials, and workers starting together do not propose the same ones.
-                state = np.random.SeedSequence([seed, len(trials)]).generate_state(1)[0]
-                study.sampler = make_sampler(sampler_name, seed=int(state), budget=budget)
                 trial = study.ask()
                 trial.set_user_attr("worker", worker_id())
                 beat_once(storage, trial._trial_id)
@@ -207,7 +225,7 @@ def _claim(
 
 
 def _run_trial(
-    study: optuna.Study, trial: Trial, objective: Callable[[Trial], tuple[float, float, float]]
+    study: optuna.Study, trial: Trial, objective: Callable[[Trial], list[float]]
 ) -> None:
     """Run one trial and record how it ended; an interruption queues it again, then re-raises."""
     try:
@@ -241,12 +259,10 @@ def _suggest(trial: Trial) -> Callable[[str, Param], Any]:
     return suggest
 
 
-def make_objective(
-    space: SearchSpace, ctx: TrialContext
-) -> Callable[[Trial], tuple[float, float, float]]:
+def make_objective(space: SearchSpace, ctx: TrialContext) -> Callable[[Trial], list[float]]:
     """The Optuna objective: measure first, refuse what breaks a limit, then train."""
 
-    def objective(trial: Trial) -> tuple[float, float, float]:
+    def objective(trial: Trial) -> list[float]:
         start = time.perf_counter()
         try:
             return _evaluate(trial, space, ctx)
@@ -266,7 +282,7 @@ def make_objective(
     return objective
 
 
-def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> tuple[float, float, float]:
+def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float]:
     candidate = space.sample(_suggest(trial))
     trial.set_user_attr("candidate", candidate.to_dict())
     try:
@@ -274,28 +290,19 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> tuple[floa
     except InfeasibleArchitecture as exc:
         _reject(trial, {"runs_on_input": 1.0}, str(exc))
     trial.set_user_attr("arch", cost.arch)
-    trial.set_user_attr("params", cost.params)
-    trial.set_user_attr("flops", cost.flops)
-    if cost.latency is not None:
-        trial.set_user_attr("latency_ms", cost.latency.median_ms)
-        trial.set_user_attr("latency_iqr_ms", cost.latency.iqr_ms)
-        trial.set_user_attr("latency_device", cost.latency.device)
-        trial.set_user_attr("latency_threads", cost.latency.threads)
-    over = ctx.limits.violations(
-        cost.params, cost.latency.median_ms if cost.latency is not None else None
-    )
+    for key, value in {**cost.values, **cost.details}.items():
+        trial.set_user_attr(key, value)
+    over = ctx.limits.violations(cost.values)
     if over:
         _reject(trial, over, "; ".join(f"{k} exceeded by {v:g}" for k, v in over.items()))
     trained = train_candidate(model, candidate, ctx, on_rung=_rung_check(trial, cost, ctx))
-    trial.set_user_attr("val_accuracy", trained.val_accuracy)
+    for key, value in trained.values.items():
+        trial.set_user_attr(key, value)
     trial.set_user_attr("train_s", round(trained.seconds, 2))
     trial.set_user_attr("history", trained.history)
-    # Latency is rounded to its measurement resolution so noise does not reorder the front.
-    return (
-        round(100.0 * trained.val_accuracy, 2),
-        float(cost.params),
-        round(cost.latency.median_ms, 3),
-    )
+    trial.set_user_attr("recipe", trained.recipe)
+    values = {**cost.values, **trained.values}
+    return [values[name] for name in ctx.objectives]
 
 
 def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, float], None]:
@@ -303,22 +310,23 @@ def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, f
     rungs: dict[str, float] = {}
 
     def at_rung(epoch: int, accuracy: float) -> None:
-        rungs[str(epoch)] = round(100.0 * accuracy, 2)
+        rungs[str(epoch)] = accuracy
         trial.set_user_attr(early_stop.RUNGS_ATTR, dict(rungs))
         if not ctx.early_stop:
             return
-        point = early_stop.Point(rungs[str(epoch)], cost.params, cost.latency.median_ms)
+        point = early_stop.point(accuracy, cost.values, ctx.objectives)
         trials = trial.study.get_trials(deepcopy=False)
         # Not itself, nor an earlier attempt at it, nor any attempt that was run again.
         mine = set(trial.study._storage.get_trial(trial._trial_id).system_attrs.get(
             "retry_history", []))  # fmt: skip
         exclude = {trial.number} | mine | set(retries(trials))
-        seen = early_stop.seen_at(trials, epoch, exclude=exclude)
+        seen = early_stop.seen_at(trials, epoch, ctx.objectives, exclude=exclude)
         stop, dominators = early_stop.should_stop(point, seen)
         if stop:
+            others = ", ".join(n for n in ctx.objectives if n != early_stop.RUNG_OBJECTIVE)
             reason = (f"stopped after epoch {epoch} of {ctx.epochs}: {dominators} of "
-                      f"{len(seen)} trials at that epoch were more accurate, as small and "
-                      "as fast")  # fmt: skip
+                      f"{len(seen)} trials at that epoch were more accurate and no worse on "
+                      f"{others}")  # fmt: skip
             trial.set_user_attr("stopped", reason)
             trial.set_user_attr("val_accuracy", accuracy)
             raise optuna.TrialPruned(reason)

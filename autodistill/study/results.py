@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from typing import Any
 
@@ -14,8 +13,10 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from autodistill.errors import UserError
-from autodistill.search.storage import retries
+from autodistill.objectives import OBJECTIVES, get_objective
 from autodistill.spaces import Candidate
+from autodistill.study.controller import study_objectives
+from autodistill.study.storage import retries
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,12 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     retried = retries(trials)
     rows = [_row(t, t.number in front, retried.get(t.number)) for t in trials]
     frame = pd.DataFrame(rows)
+    counts = [n for n, o in OBJECTIVES.items() if o.decimals == 0]
     # Counts stay integers even where a trial has none (pandas would make the column float).
-    for column in ("params", "flops", "latency_threads", "retry_of"):
+    for column in (*counts, "latency_threads", "retry_of"):
         if column in frame:
             frame[column] = frame[column].astype("Int64")
+    frame.attrs["objectives"] = study_objectives(study)
     return frame
 
 
@@ -56,11 +59,8 @@ def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, An
         "family": cand.family if cand else None,
         "arch": a.get("arch"),
         "loss": cand.loss if cand else None,
-        "params": a.get("params"),
-        "flops": a.get("flops"),
-        "latency_ms": a.get("latency_ms"),
+        **{name: a.get(name) for name in OBJECTIVES},
         "latency_iqr_ms": a.get("latency_iqr_ms"),
-        "val_accuracy": a.get("val_accuracy"),
         "duration_s": a.get("duration_s"),
         "pareto": on_front,
         "failure_reason": reason,
@@ -79,21 +79,12 @@ def front_summary(study: optuna.Study) -> str:
     front = study.best_trials
     if not front:
         return "front: none yet"
-    best = max(front, key=lambda t: t.values[0])
-    small = min(front, key=lambda t: t.values[1])
-    return (
-        f"front {len(front)} | best {best.values[0]:.1f}% "
-        f"| smallest {_human(small.values[1])} @ {small.values[0]:.1f}%"
-    )
-
-
-def _human(n: float) -> str:
-    if math.isnan(n):
-        return "?"
-    for unit, size in (("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{n:.0f}"
+    names = study_objectives(study)
+    first, second = get_objective(names[0]), get_objective(names[1])
+    best = max(front, key=lambda t: t.values[0] * (1 if first.maximize else -1))
+    end = max(front, key=lambda t: t.values[1] * (1 if second.maximize else -1))
+    return (f"front {len(front)} | best {first.text(best.values[0])} | at the other end "
+            f"{second.text(end.values[1])} @ {first.text(end.values[0])}")  # fmt: skip
 
 
 def trial_candidate(study: optuna.Study, number: int) -> tuple[Candidate, dict[str, Any]]:
@@ -109,42 +100,36 @@ def trial_candidate(study: optuna.Study, number: int) -> tuple[Candidate, dict[s
     return Candidate.from_dict(t.user_attrs["candidate"]), dict(t.user_attrs)
 
 
-# Fixed bounds, so hypervolumes of different runs (and samplers) compare: error 0..1,
-# parameters 1e3..1e8 and latency 0.01..1000 ms on log scales, each mapped to 0..1; the
-# reference point is (1, 1, 1), the worst corner.
-HV_PARAMS = (1e3, 1e8)
-HV_LATENCY_MS = (1e-2, 1e3)
+def normalized_objectives(values: np.ndarray, objectives: tuple[str, ...]) -> np.ndarray:
+    """Rows of objective values (in the order of ``objectives``) as losses in 0..1, each within
+    the objective's fixed bounds (so hypervolumes of runs and samplers compare)."""
+    v = np.asarray(values, dtype=float).reshape(-1, len(objectives))
+    return np.stack([get_objective(n).loss(v[:, i]) for i, n in enumerate(objectives)], axis=1)
 
 
-def normalized_objectives(values: np.ndarray) -> np.ndarray:
-    """(accuracy %, params, latency ms) rows as losses in 0..1: error, log params, log latency."""
-    v = np.asarray(values, dtype=float).reshape(-1, 3)
-    error = 1.0 - v[:, 0] / 100.0
-    params = (np.log10(v[:, 1]) - np.log10(HV_PARAMS[0])) / np.log10(HV_PARAMS[1] / HV_PARAMS[0])
-    lat = (np.log10(v[:, 2]) - np.log10(HV_LATENCY_MS[0])) / np.log10(
-        HV_LATENCY_MS[1] / HV_LATENCY_MS[0]
-    )
-    return np.clip(np.stack([error, params, lat], axis=1), 0.0, 1.0)
-
-
-def hypervolume(values: np.ndarray) -> float:
-    """Hypervolume of (accuracy %, params, latency ms) rows, normalised as above (0..1)."""
+def hypervolume(values: np.ndarray, objectives: tuple[str, ...]) -> float:
+    """Hypervolume of rows of objective values, normalised as above (0..1); the reference
+    point is the worst corner (1, ..., 1)."""
     if len(values) == 0:
         return 0.0
     # Optuna's exact WFG implementation; private, so it is reached from this one place only.
     from optuna._hypervolume import compute_hypervolume
 
-    return float(compute_hypervolume(normalized_objectives(values), np.ones(3)))
+    ref = np.ones(len(objectives))
+    return float(compute_hypervolume(normalized_objectives(values, objectives), ref))
 
 
 def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
-    """(trial number, hypervolume of all completed trials up to it), in trial order."""
+    """(trial number, hypervolume of all completed trials up to it), in trial order.
+
+    Read from the recorded objective values, in their units (accuracy 0..1)."""
+    names = study_objectives(study)
     seen: list[list[float]] = []
     out = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         if t.state == TrialState.COMPLETE:
-            seen.append(list(t.values))
-        out.append((t.number, hypervolume(np.array(seen))))
+            seen.append([float(t.user_attrs[n]) for n in names])
+        out.append((t.number, hypervolume(np.array(seen), names)))
     return out
 
 
@@ -166,7 +151,8 @@ def importances(study: optuna.Study, top: int = 12) -> dict[str, float]:
         with warnings.catch_warnings():  # "some regimes have < 2 trials": expected at this size
             warnings.simplefilter("ignore", UserWarning)
             ranked = optuna.importance.get_param_importances(
-                study, params=common, target=lambda t: t.values[0])  # fmt: skip
+                study, params=common, target=lambda t: t.user_attrs["val_accuracy"]
+            )
         return dict(list(ranked.items())[:top])
     except (RuntimeError, ValueError) as exc:  # too few distinct values to tell
         log.warning("hyperparameter importances unavailable: %s", exc)

@@ -34,6 +34,13 @@ GRACE = 3
 MAX_RETRIES = 2  # a candidate that kills its worker every time (out of memory) stops there
 
 
+def quiet_optuna_logs() -> None:
+    """Optuna's own log lines (a study created, a trial failed with a traceback) silenced: the
+    search logs every failure once, with its reason. For programs (the CLI, a worker process)
+    to call; the library never changes logging itself."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
 @contextmanager
 def quiet_experimental() -> Iterator[None]:
     with warnings.catch_warnings():

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from autodistill.config import STUDENTS_DIR, load_config
+from autodistill.config import load_config
 from autodistill.data.augment import normalize
 from autodistill.data.sources import load_dataset
-from autodistill.errors import UserError
 from autodistill.families import InputSpec, build_student
+from autodistill.files import atomic_path, write_text_atomic
 from autodistill.measure import measure_latency, median_latency_ms
+from autodistill.ship.student import WEIGHTS, student_dir, trained_student
 from autodistill.spaces import Candidate
 
 log = logging.getLogger(__name__)
@@ -33,23 +34,6 @@ class ExportOutcome:
     figures: dict[str, Any]
 
 
-def trained_student(run_dir: Path, trial: int | None) -> tuple[int, dict[str, Any]]:
-    """The metrics of a fully trained student of the run (the only one, or trial ``trial``)."""
-    found = {int(p.parent.name.split("-")[1]): p for p in
-             sorted((run_dir / STUDENTS_DIR).glob("trial-*/metrics.json"))}  # fmt: skip
-    if not found:
-        raise UserError(f"{run_dir} has no fully trained student; run 'autodistill train "
-                        f"{run_dir}' first")  # fmt: skip
-    if trial is None:
-        if len(found) > 1:
-            raise UserError(f"{run_dir} has several trained students ({sorted(found)}); "
-                            "choose one with --trial")  # fmt: skip
-        trial = next(iter(found))
-    if trial not in found:
-        raise UserError(f"trial {trial} has not been fully trained; trained: {sorted(found)}")
-    return trial, json.loads(found[trial].read_text())
-
-
 def export_student(
     run_dir: Path, *, trial: int | None = None, int8: bool = False, threads: int = 0
 ) -> ExportOutcome:
@@ -60,14 +44,14 @@ def export_student(
     config = load_config(run_dir)
     number, metrics = trained_student(run_dir, trial)
     threads = threads or config.resolved_threads
-    torch.set_num_threads(threads)
     data = load_dataset(config.data, data_dir=config.data_dir, seed=config.seed)
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
     cand = Candidate.from_dict(metrics["candidate"])
     model = build_student(cand.family, cand.arch, spec)
-    model.load_state_dict(load_file(metrics["weights"]))
+    # The weights beside the metrics, wherever the run directory now is.
+    out_dir = student_dir(run_dir, number)
+    model.load_state_dict(load_file(str(out_dir / WEIGHTS)))
     model.eval()
-    out_dir = Path(metrics["weights"]).parent
     shape = (spec.in_chans, spec.image_size, spec.image_size)
     fp32 = out_dir / "student.onnx"
     _export(model, shape, fp32)
@@ -102,7 +86,7 @@ def export_student(
         files["int8"] = q
     figures["onnx_bytes"] = fp32.stat().st_size
     path = out_dir / "export.json"
-    path.write_text(json.dumps(figures, indent=2))
+    write_text_atomic(path, json.dumps(figures, indent=2))
     files["figures"] = path
     return ExportOutcome(number, files, figures)
 
@@ -113,7 +97,8 @@ def _export(model: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
     program = torch.onnx.export(model, (x,), input_names=["x"], output_names=["logits"],
                                 dynamic_shapes={"x": {0: batch}}, dynamo=True,
                                 verbose=False)  # fmt: skip
-    program.save(str(path))
+    with atomic_path(path) as tmp:
+        program.save(str(tmp))
 
 
 def _session(ort, path: Path, threads: int):
@@ -152,11 +137,14 @@ def _quantize(src: Path, dst: Path, calibration: np.ndarray) -> None:
             return next(self.batches, None)
 
     prepped = dst.with_suffix(".prep.onnx")
-    quant_pre_process(str(src), str(prepped))
-    quantize_static(str(prepped), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, weight_type=QuantType.QInt8,
-                    activation_type=QuantType.QUInt8)  # fmt: skip
-    prepped.unlink(missing_ok=True)
+    try:
+        quant_pre_process(str(src), str(prepped))
+        with atomic_path(dst) as tmp:
+            quantize_static(str(prepped), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QUInt8)  # fmt: skip
+    finally:
+        prepped.unlink(missing_ok=True)
 
 
-__all__ = ["ExportOutcome", "export_student", "trained_student"]
+__all__ = ["ExportOutcome", "export_student"]

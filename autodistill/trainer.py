@@ -15,7 +15,7 @@ from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import ImageSet
 from autodistill.files import atomic_path
-from autodistill.forward import forward_parts
+from autodistill.forward import forward_outputs
 from autodistill.losses import Dims, Distiller, Outputs, get_loss, total
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
@@ -38,6 +38,13 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw suits brief runs; sgd+momentum trains the teacher
     # NHWC activations; each family says whether it trains faster so (families.Family).
     channels_last: bool = False
+    # Where the model trains. Not part of what a checkpoint must match: a run may resume on
+    # another device.
+    device: str = "cpu"
+
+    def settings(self) -> dict[str, Any]:
+        """What a checkpoint must have been made with to be resumed."""
+        return {k: v for k, v in asdict(self).items() if k != "device"}
 
 
 def fit(
@@ -62,12 +69,14 @@ def fit(
     Without it, fresh random views are drawn (how the teacher itself is trained).
     """
     distiller = distiller or Distiller(get_loss("ce"), dims=Dims(0))
-    missing = _missing_outputs(distiller, views)
+    missing = sorted(distiller.needs - (views.kinds if views is not None else frozenset()))
     if missing:
         raise ValueError(f"loss {distiller.loss.name!r} needs cached teacher {missing}")
-    need_features = "features" in distiller.needs
-    need_maps = "attention" in distiller.needs
+    kinds = distiller.needs | {"logits"}
     size = views.map_size if views is not None else 0
+    device = torch.device(cfg.device)
+    model.to(device)
+    distiller.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     n = len(train)
@@ -79,8 +88,8 @@ def fit(
     history: list[dict[str, float]] = []
     first = 0
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(cfg):
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["config"] != cfg.settings():
             raise ValueError(f"checkpoint {checkpoint} was made with other settings")
         model.load_state_dict(state["model"])
         distiller.load_state_dict(state["distiller"])
@@ -101,24 +110,20 @@ def fit(
         )
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
+            teacher: dict[str, Tensor] = {}
             if views is not None:
                 v = which_view[idx]
                 view_params = views.params[v, idx]
+                teacher = {k: views.outputs[k][v, idx].to(device, non_blocking=True)
+                           for k in kinds}  # fmt: skip
             else:
                 view_params = aug.sample(len(idx), gen)
             x = normalize(aug.apply(train.images[idx], view_params), *stats)
-            x = x.contiguous(memory_format=memory_format)
-            logits, feats, maps = forward_parts(
-                model, x, features=need_features, maps=need_maps, size=size
-            )
+            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             out = Outputs(
-                logits=logits,
-                targets=train.labels[idx],
-                teacher_logits=views.logits[v, idx] if views is not None else None,
-                features=feats,
-                teacher_features=views.features[v, idx] if need_features else None,
-                maps=maps,
-                teacher_maps=views.maps[v, idx] if need_maps else None,
+                student=forward_outputs(model, x, kinds, size),
+                targets=train.labels[idx].to(device, non_blocking=True),
+                teacher=teacher,
                 progress=(epoch * steps_per_epoch + start // cfg.batch_size)
                 / (cfg.epochs * steps_per_epoch),
             )
@@ -139,7 +144,7 @@ def fit(
         history.append(epoch_stats)
         if checkpoint is not None:
             _save(checkpoint, {
-                "config": asdict(cfg), "epoch": epoch, "history": history,
+                "config": cfg.settings(), "epoch": epoch, "history": history,
                 "model": model.state_dict(), "distiller": distiller.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
@@ -155,15 +160,6 @@ def _save(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def _missing_outputs(distiller: Distiller, views: TeacherViews | None) -> list[str]:
-    have = set()
-    if views is not None:
-        have = {"logits"}
-        have |= {"features"} if views.features is not None else set()
-        have |= {"attention"} if views.maps is not None else set()
-    return sorted(distiller.needs - have)
-
-
 def make_distiller(
     loss: str, params: Mapping[str, Any], model: nn.Module, spec_shape: tuple[int, int, int],
     num_classes: int, views: TeacherViews | None,
@@ -173,13 +169,14 @@ def make_distiller(
     student_dim = 0
     if "features" in spec.needs:
         was_training = model.training
+        device = next(model.parameters()).device
         with torch.no_grad():
-            _, feats, _ = forward_parts(model.eval(), torch.zeros(1, *spec_shape), features=True)
+            x = torch.zeros(1, *spec_shape, device=device)
+            feats = forward_outputs(model.eval(), x, {"features"})["features"]
         model.train(was_training)
         student_dim = int(feats.shape[1])
-    teacher_dim = (
-        int(views.features.shape[-1]) if views is not None and views.features is not None else 0
-    )
+    features = views.outputs.get("features") if views is not None else None
+    teacher_dim = int(features.shape[-1]) if features is not None else 0
     return Distiller(spec, params, dims=Dims(num_classes, student_dim, teacher_dim))
 
 
@@ -203,11 +200,12 @@ def _optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.Optimi
 
 @torch.inference_mode()
 def predict(model: nn.Module, images: Tensor, stats: Stats, batch_size: int = 500) -> Tensor:
-    """Logits for uint8 images, in eval mode."""
+    """Logits for uint8 images, in eval mode, on the model's device; returned on the CPU."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     out = [
-        model(normalize(images[i : i + batch_size], *stats))
+        model(normalize(images[i : i + batch_size], *stats).to(device, non_blocking=True)).cpu()
         for i in range(0, len(images), batch_size)
     ]
     model.train(was_training)
@@ -215,6 +213,6 @@ def predict(model: nn.Module, images: Tensor, stats: Stats, batch_size: int = 50
 
 
 def evaluate(model: nn.Module, split: ImageSet, stats: Stats) -> float:
-    """Top-1 accuracy (0..1) on a split."""
+    """Top-1 accuracy (0..1: the unit of accuracy everywhere) on a split."""
     logits = predict(model, split.images, stats)
     return float((logits.argmax(1) == split.labels).float().mean())

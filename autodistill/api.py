@@ -1,0 +1,307 @@
+"""The Python API: each command as one function, taking the CLI's options as keyword arguments.
+
+The CLI parses, calls these and prints; a notebook calls them directly. Errors a user can cause
+raise ``UserError`` with the one line the CLI prints. Progress is reported through a callback
+(``progress``), never drawn here; threads are set for the call and restored after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from autodistill import render, ship, study
+from autodistill.config import (
+    CONFIG_FILE,
+    STUDENTS_DIR,
+    SearchConfig,
+    check_resumable,
+    load_config,
+    save_config,
+)
+from autodistill.errors import UserError
+from autodistill.objectives import DEFAULT, get_objective
+from autodistill.prepare import prepare
+from autodistill.progress import Progress, silent
+from autodistill.signals import interrupts_as_exceptions
+from autodistill.spaces import SearchSpace, list_spaces, load_space
+from autodistill.study.workers import join_study, open_run_storage, run_local_workers, work
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search run leaves behind: its trials and front as tables, and its files."""
+
+    run_dir: Path
+    trials: pd.DataFrame  # one row per trial, the columns of trials.csv
+    front: pd.DataFrame  # the non-dominated completed trials, most accurate first
+    objectives: tuple[str, ...]
+    teacher: dict[str, Any]
+    files: dict[str, Path | str]
+    ran_now: int
+    seconds: float
+    cache: str  # what the teacher cache holds and its size on disk
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block, and restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _limits(**given: float | None) -> dict[str, float]:
+    """``max_params=...`` style keyword arguments as objective limits."""
+    out = {}
+    for key, value in given.items():
+        if value is not None:
+            name = key.removeprefix("max_")
+            if not get_objective(name).limitable:
+                raise UserError(f"{key}: {name} cannot be limited")
+            out[name] = value
+    return out
+
+
+def search(
+    *,
+    budget: int = 50,
+    data: str = "mnist5k",
+    data_dir: str = "data",
+    download: bool = False,
+    space: str = "default",
+    teacher: str = "resnet18",
+    teacher_checkpoint: str | None = None,
+    teacher_epochs: int = 10,
+    views: int = 4,
+    epochs: int = 3,
+    no_early_stop: bool = False,
+    objectives: str | tuple[str, ...] = DEFAULT,
+    max_params: float | None = None,
+    max_latency_ms: float | None = None,
+    max_flops: float | None = None,
+    max_size_kb: float | None = None,
+    device: str = "auto",
+    sampler: str = "tpe",
+    seed: int = 0,
+    threads: int = 0,
+    jobs: int = 1,
+    storage: str | None = None,
+    study_name: str | None = None,
+    heartbeat: int = 60,
+    out: str = "results",
+    cache_dir: str | None = None,
+    progress: Progress = silent,
+) -> SearchResult:
+    """Search students (``autodistill search``): prepare the data, the teacher and its cache,
+    run or resume the study until it holds ``budget`` trials, and write the result files."""
+    limits = _limits(max_params=max_params, max_latency_ms=max_latency_ms, max_flops=max_flops,
+                     max_size_kb=max_size_kb)  # fmt: skip
+    config = SearchConfig(
+        data=data, data_dir=data_dir, download=download, space=space, teacher=teacher,
+        teacher_checkpoint=teacher_checkpoint, teacher_epochs=teacher_epochs, views=views,
+        budget=budget, epochs=epochs, early_stop=not no_early_stop,
+        objectives=tuple(objectives) if not isinstance(objectives, str) else objectives,
+        limits=limits, device=device, sampler=sampler, seed=seed, threads=threads, jobs=jobs,
+        storage=storage, heartbeat_s=heartbeat, study_name=study_name, out=out,
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    with _threads(config.resolved_threads):
+        return _search(config, progress)
+
+
+def _search(config: SearchConfig, progress: Progress) -> SearchResult:
+    start = time.perf_counter()
+    run_dir = config.run_dir
+    # Every check a user's input can fail comes before anything is written to the run dir.
+    _check_run_dir(config)
+    config.resolved_device  # noqa: B018 - refuses a device that is not on this machine
+    space = load_space(config.space)
+    study.check_sampler(config.sampler)
+    storage = open_run_storage(config) if config.storage is not None else None
+    # One worker builds the teacher and its cache (under a lock); the others load them.
+    prep = prepare(config, space.teacher_outputs(), progress=progress)
+    _make_run_dir(config)
+    the_study = join_study(config, prep, storage)
+    save_config(config, run_dir)  # once the study is joined: a refused run changes nothing
+    before = study.finished_count(the_study)
+    progress("trials", before, config.budget, unit="trial")
+
+    def on_trial(s, _trial) -> None:
+        progress("trials", study.finished_count(s), config.budget, unit="trial",
+                 note=study.front_summary(s))  # fmt: skip
+
+    try:
+        with interrupts_as_exceptions():
+            if config.jobs == 1:
+                ran = work(config, the_study, space, prep, on_trial=on_trial)
+            else:
+                run_local_workers(config, the_study, on_progress=lambda n: progress(
+                    "trials", n, config.budget, unit="trial"))  # fmt: skip
+                ran = study.finished_count(the_study) - before
+    finally:
+        trials = study.trials_frame(the_study)
+        teacher = prep.teacher.to_dict()
+        files: dict[str, Path | str] = dict(render.write_results(
+            trials, run_dir, objectives=config.objectives, teacher=teacher,
+            limits=config.limits))  # fmt: skip
+    if not trials.empty and (trials["state"] == "INFEASIBLE").all():
+        raise UserError(_nothing_feasible(trials, config))  # after the files: nothing is lost
+    files["config"] = run_dir / CONFIG_FILE
+    # A database URL is shown as given; Path() would fold its "//".
+    files["storage"] = config.storage or run_dir / study.DEFAULT_STORAGE_FILE
+    return SearchResult(
+        run_dir, trials, render.pareto_frame(trials), config.objectives, teacher, files, ran,
+        time.perf_counter() - start, prep.cache_summary(),
+    )  # fmt: skip
+
+
+def _nothing_feasible(trials: pd.DataFrame, config: SearchConfig) -> str:
+    """Why no candidate could be trained, and what to change."""
+    reasons = trials["failure_reason"].fillna("")
+    parts = []
+    for name, most in config.limits.items():
+        objective = get_objective(name)
+        over = trials[reasons.str.contains(f"max_{name} ")]
+        if len(over):
+            parts.append(f"{len(over)} over {objective.option} {objective.text(most)} (the "
+                         f"lowest is {objective.text(over[name].min())})")  # fmt: skip
+    shapes = int((~reasons.str.contains(r"max_\w+ exceeded")).sum())
+    if shapes:
+        parts.append(f"{shapes} cannot run on the input size")
+    return (
+        f"all {len(trials)} trials were infeasible, none was trained: {'; '.join(parts)}; "
+        f"loosen the limits or choose another --space (results kept in {config.run_dir})"
+    )
+
+
+def _check_run_dir(config: SearchConfig) -> None:
+    """Refuse an unwritable output or a changed resumed study, before anything is written."""
+    run_dir = config.run_dir
+    if (run_dir / CONFIG_FILE).is_file():
+        check_resumable(load_config(run_dir), config)
+    existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to output directory {run_dir} ({existing} is not a "
+                        "writable folder); choose another with --out")  # fmt: skip
+
+
+def _make_run_dir(config: SearchConfig) -> None:
+    try:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to output directory {config.run_dir}: {exc.strerror}; "
+                        "choose another with --out") from None  # fmt: skip
+
+
+def train(
+    run_dir: str | Path,
+    *,
+    trial: int | None = None,
+    pick: str | None = None,
+    max_params: float | None = None,
+    max_latency_ms: float | None = None,
+    max_flops: float | None = None,
+    max_size_kb: float | None = None,
+    top: int | None = None,
+    epochs: int = 30,
+    device: str | None = None,
+    progress: Progress = silent,
+) -> ship.FullTrainOutcome:
+    """Fully train students of a run (``autodistill train``): one by ``trial``, by ``pick`` rule
+    (default ``knee``), the most accurate within ``max_*`` limits, or the ``top`` K."""
+    limits = _limits(max_params=max_params, max_latency_ms=max_latency_ms, max_flops=max_flops,
+                     max_size_kb=max_size_kb)  # fmt: skip
+    with _threads(load_config(Path(run_dir)).resolved_threads):
+        return ship.train_students(Path(run_dir), trial=trial, rule=pick, limits=limits, top=top,
+                                   epochs=epochs, device=device, progress=progress)  # fmt: skip
+
+
+def export(
+    run_dir: str | Path, *, trial: int | None = None, int8: bool = False, threads: int = 0
+) -> ship.ExportOutcome:
+    """Export a trained student to ONNX (and int8), check it and time it (``autodistill
+    export``); ``threads`` 0 times with the run's."""
+    if threads < 0:
+        raise UserError(f"--threads must be 0 (the run's) or more, got {threads}")
+    n = threads or load_config(Path(run_dir)).resolved_threads
+    with _threads(n):
+        return ship.export_student(Path(run_dir), trial=trial, int8=int8, threads=n)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What ``report`` found in a run, and the files it drew."""
+
+    run_dir: Path
+    name: str
+    trials: pd.DataFrame
+    front: pd.DataFrame
+    objectives: tuple[str, ...]
+    teacher: dict[str, Any] | None
+    students: list[dict[str, Any]]  # the fully trained students' metrics
+    files: dict[str, Path]
+
+
+def report(run_dir: str | Path) -> ReportResult:
+    """Redraw a run's CSVs and plots from its storage and write report.html / report.md."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    the_study = study.load_study(study.open_storage(config.storage, run_dir), config.name)
+    teacher_file = run_dir / "teacher.json"
+    teacher = json.loads(teacher_file.read_text()) if teacher_file.is_file() else None
+    trials = study.trials_frame(the_study)
+    objectives = study.study_objectives(the_study)
+    students = _students(run_dir)
+    files = render.write_report(
+        trials, run_dir, title=f"autodistill: {config.name}", objectives=objectives,
+        teacher=teacher, limits=config.limits,
+        hypervolume=study.hypervolume_history(the_study),
+        importances=study.importances(the_study), students=students,
+    )  # fmt: skip
+    return ReportResult(run_dir, config.name, trials, render.pareto_frame(trials), objectives,
+                        teacher, [m for m, _ in students], files)  # fmt: skip
+
+
+def _students(run_dir: Path) -> list[tuple[dict, dict | None]]:
+    """Fully trained students of the run, with their export figures where they were exported."""
+    out = []
+    for number in ship.trained_numbers(run_dir):
+        metrics = run_dir / STUDENTS_DIR / f"trial-{number}" / "metrics.json"
+        exported = metrics.with_name("export.json")
+        figures = json.loads(exported.read_text()) if exported.is_file() else None
+        out.append((json.loads(metrics.read_text()), figures))
+    return out
+
+
+def load_student(run_dir: str | Path, trial: int) -> nn.Module:
+    """Trial ``trial``'s student as an ``nn.Module`` (eval mode, CPU): its fully trained weights
+    when ``train`` has run for it, else freshly built."""
+    return ship.load_student(Path(run_dir), trial)
+
+
+def spaces() -> list[SearchSpace]:
+    """Every shipped search space, parsed (``autodistill spaces``)."""
+    return [load_space(name) for name in list_spaces()]
+
+
+def dashboard(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve optuna-dashboard on a run's storage until interrupted (blocks)."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    storage = study.open_storage(config.storage, run_dir)
+    study.load_study(storage, config.name)  # a clear error before the server starts
+    study.serve_dashboard(storage, host=host, port=port)

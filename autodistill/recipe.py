@@ -1,0 +1,64 @@
+"""The one training recipe: how a candidate is distilled, in a trial, in full training and in the
+benchmarks alike, so ``train --trial N`` rebuilds exactly what the trial ran."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autodistill.cache import TeacherViews
+from autodistill.data.augment import Augmentation
+from autodistill.data.splits import DatasetSplits
+from autodistill.families import get_family
+from autodistill.spaces import Candidate
+from autodistill.trainer import TrainConfig, fit, make_distiller
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def recipe_for(
+    candidate: Candidate, *, epochs: int, seed: int, device: torch.device | str = "cpu"
+) -> TrainConfig:
+    """The training settings of ``candidate``: its sampled hyperparameters, the run's seed, the
+    family's memory format, for ``epochs`` (brief in a trial, long in full training)."""
+    hp = candidate.train
+    return TrainConfig(
+        epochs=epochs,
+        lr=float(hp["lr"]),
+        weight_decay=float(hp.get("weight_decay", 0.0)),
+        batch_size=int(hp.get("batch_size", 64)),
+        seed=seed,
+        channels_last=get_family(candidate.family).channels_last,
+        device=str(device),
+    )
+
+
+def recipe_record(cfg: TrainConfig) -> dict[str, Any]:
+    """The recipe as recorded with a trial and in ``metrics.json``."""
+    return asdict(cfg)
+
+
+def distil(
+    model: nn.Module,
+    candidate: Candidate,
+    cfg: TrainConfig,
+    *,
+    data: DatasetSplits,
+    aug: Augmentation,
+    views: TeacherViews,
+    on_epoch: EpochCallback | None = None,
+    checkpoint: Path | None = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place with the candidate's loss against the cached teacher views."""
+    model.to(cfg.device)
+    shape = (data.in_chans, data.image_size, data.image_size)
+    distiller = make_distiller(
+        candidate.loss, candidate.distill, model, shape, data.num_classes, views
+    )
+    return fit(model, data.train, aug, data.stats, cfg, views=views, distiller=distiller,
+               on_epoch=on_epoch, checkpoint=checkpoint)  # fmt: skip

@@ -1,0 +1,169 @@
+"""Plots of a run: accuracy against each other objective, a 3-D view of three, hypervolume, and
+hyperparameter importances. Drawn on matplotlib ``Figure`` objects (no pyplot), so nothing is
+set globally and no window ever opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+from autodistill.files import atomic_path
+from autodistill.objectives import get_objective
+from autodistill.render.tables import ACCURACY, state_counts
+
+
+def _done(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+
+
+def plot_front(
+    trials: pd.DataFrame,
+    path: Path,
+    *,
+    objectives: tuple[str, ...],
+    teacher: dict[str, Any] | None,
+    limits: dict[str, float],
+) -> None:
+    """Validation accuracy against each other objective; front circled, teacher starred.
+
+    The accuracy axis is spaced by log error, so 98% vs 99% is as visible as 60% vs 80%.
+    """
+    others = [n for n in objectives if n != ACCURACY]
+    fig = Figure(figsize=(6 * len(others), 4.8))
+    axes = fig.subplots(1, len(others), sharey=True, squeeze=False)[0]
+    done = _done(trials)
+    front = done[done["pareto"].astype(bool)] if not done.empty else done
+    for ax, x in zip(axes, others, strict=True):
+        objective = get_objective(x)
+        if not done.empty:
+            for family, rows in done.groupby("family"):
+                ax.scatter(rows[x], _error(rows[ACCURACY]), s=22, alpha=0.5, label=family)
+            f = front.sort_values(x)
+            ax.scatter(f[x], _error(f[ACCURACY]), s=70, facecolors="none", edgecolors="black",
+                       linewidths=1.4, label="Pareto front", zorder=3)  # fmt: skip
+            for _, r in f.iterrows():
+                ax.annotate(f"#{r['number']}", (r[x], _error(r[ACCURACY])),
+                            textcoords="offset points", xytext=(4, 3), fontsize=7)  # fmt: skip
+        if teacher is not None and teacher.get(x) is not None:
+            ax.scatter([teacher[x]], [_error(teacher[ACCURACY])], marker="*", s=220,
+                       color="crimson", label=f"teacher ({teacher['name']})", zorder=4)  # fmt: skip
+        if limits.get(x) is not None:
+            ax.axvline(limits[x], color="grey", linestyle="--", linewidth=1, label="limit")
+        if objective.log:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain))
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        # The axis is the error on a log scale, labelled as the accuracy it stands for.
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{100 - v:g}%"))
+        ax.set_xlabel(objective.label)
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0].invert_yaxis()  # the y axis is shared: invert once, so better is up
+    axes[0].set_ylabel("validation accuracy (log scale of the error; up is better)")
+    axes[-1].legend(loc="best", fontsize=8)
+    device = ""
+    if "latency_ms" in objectives and not done.empty and done["latency_device"].notna().any():
+        row = done[done["latency_device"].notna()].iloc[0]
+        device = f" | latency on {row['latency_device']}, {int(row['latency_threads'])} threads"
+    fig.suptitle(f"{state_counts(trials)}{device}", fontsize=10)
+    _save(fig, path, dpi=120)
+
+
+def _error(accuracy):
+    """Error in percent, floored so a perfect score still has a place on a log axis."""
+    if hasattr(accuracy, "clip"):
+        return (100.0 * (1.0 - accuracy.astype(float))).clip(lower=0.05)
+    return max(0.05, 100.0 * (1.0 - accuracy))
+
+
+def _plain(value: float, _pos: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}"
+
+
+def _axis(objective_name: str, values) -> tuple[np.ndarray, str]:
+    objective = get_objective(objective_name)
+    v = np.asarray(values, dtype=float)
+    if objective_name == ACCURACY:
+        return 100 * v, "val accuracy (%)"
+    if objective.log:
+        return np.log10(v), f"log10 {objective.label}"
+    return v, objective.label
+
+
+def plot_3d(
+    trials: pd.DataFrame,
+    path: Path,
+    *,
+    objectives: tuple[str, ...],
+    teacher: dict[str, Any] | None,
+) -> None:
+    """The three objectives at once (only drawn for a study of exactly three); front in black."""
+    if len(objectives) != 3:
+        raise ValueError(f"a 3-D view needs three objectives, got {len(objectives)}")
+    x_name, y_name = [n for n in objectives if n != ACCURACY][:2]
+    fig = Figure(figsize=(7, 5.5))
+    ax = fig.add_subplot(projection="3d")
+    done = _done(trials)
+    if not done.empty:
+        rest, front = done[~done["pareto"].astype(bool)], done[done["pareto"].astype(bool)]
+        for rows, style in (
+            (rest, {"alpha": 0.6, "s": 14, "color": "tab:blue", "label": "other trials"}),
+            (front, {"s": 40, "color": "black", "label": "Pareto front"}),
+        ):
+            ax.scatter(_axis(x_name, rows[x_name])[0], _axis(y_name, rows[y_name])[0],
+                       _axis(ACCURACY, rows[ACCURACY])[0], **style)  # fmt: skip
+    if teacher is not None and all(teacher.get(n) is not None for n in objectives):
+        ax.scatter(_axis(x_name, [teacher[x_name]])[0], _axis(y_name, [teacher[y_name]])[0],
+                   _axis(ACCURACY, [teacher[ACCURACY]])[0], marker="*", s=160,
+                   color="crimson", label="teacher")  # fmt: skip
+    ax.set_xlabel(_axis(x_name, [1.0])[1])
+    ax.set_ylabel(_axis(y_name, [1.0])[1])
+    ax.set_zlabel(_axis(ACCURACY, [1.0])[1])
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_hypervolume(
+    history: list[tuple[int, float]], path: Path, *, objectives: tuple[str, ...]
+) -> None:
+    """How the front grew: hypervolume of the trials so far, after each trial."""
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
+    if history:
+        ax.plot([n for n, _ in history], [h for _, h in history], drawstyle="steps-post")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("hypervolume (normalised)")
+    names = ", ".join(("log " if get_objective(n).log else "") + n for n in objectives)
+    ax.set_title(f"{names}; reference: the worst corner", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)
+
+
+def plot_importances(importances: dict[str, float], path: Path) -> None:
+    """Which hyperparameters mattered for validation accuracy."""
+    fig = Figure(figsize=(6, 0.4 * max(3, len(importances)) + 1))
+    ax = fig.subplots()
+    names = list(importances)[::-1]
+    ax.barh(names, [importances[n] for n in names], color="tab:green")
+    ax.set_xlabel("importance for validation accuracy")
+    ax.set_title("hyperparameters sampled in at least half the trials", fontsize=9)
+    if not importances:
+        ax.text(0.5, 0.5, "too few completed trials", ha="center", transform=ax.transAxes)
+    _save(fig, path)
+
+
+def _save(fig: Figure, path: Path, dpi: int = 110) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)

@@ -1,0 +1,74 @@
+"""Tables of a run, from its trials frame: the front as text, state counts, and the CSV files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autodistill.files import atomic_path, write_text_atomic
+from autodistill.objectives import OBJECTIVES, get_objective
+
+ACCURACY = "val_accuracy"  # the objective the front is sorted by
+
+
+def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:
+    """The front's rows, most accurate first."""
+    if trials.empty:
+        return trials
+    front = trials[trials["pareto"].astype(bool)].copy()
+    return front.sort_values([ACCURACY, "params"], ascending=[False, True])
+
+
+def front_columns(objectives: tuple[str, ...]) -> list[str]:
+    """The study's objectives first, then the other recorded ones."""
+    rest = [n for n, o in OBJECTIVES.items() if n not in objectives and o.always]
+    return [*objectives, *rest]
+
+
+def front_table(trials: pd.DataFrame, objectives: tuple[str, ...]) -> str:
+    """The front as a fixed-width table for the terminal."""
+    front = pareto_frame(trials)
+    if front.empty:
+        return "(no completed trials yet: the front is empty)"
+    columns = [c for c in front_columns(objectives) if c in front and front[c].notna().any()]
+    shown = front[["number", "family", "arch", "loss", *columns]].copy()
+    for name in columns:
+        text = get_objective(name).text
+        shown[name] = shown[name].map(lambda v, t=text: "" if pd.isna(v) else t(v))
+    names = {n: n.replace("_", " ") for n in columns}
+    return shown.rename(columns={"number": "trial", **names}).to_string(index=False)
+
+
+def state_counts(trials: pd.DataFrame) -> str:
+    """'40 trained, 6 stopped early, 4 infeasible (never trained), 0 failed' (retries apart)."""
+    n = trials["state"].value_counts() if not trials.empty else pd.Series(dtype=int)
+    parts = [f"{int(n.get('COMPLETE', 0))} trained"]
+    if n.get("STOPPED", 0):
+        parts.append(f"{int(n['STOPPED'])} stopped early")
+    parts.append(f"{int(n.get('INFEASIBLE', 0))} infeasible (never trained)")
+    parts.append(f"{int(n.get('FAIL', 0))} failed")
+    if n.get("RETRIED", 0):
+        parts.append(f"{int(n['RETRIED'])} retried")
+    return ", ".join(parts)
+
+
+def write_tables(
+    trials: pd.DataFrame, run_dir: Path, *, teacher: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write trials.csv, pareto.csv and teacher.json atomically; returns their paths by name."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"trials": run_dir / "trials.csv", "pareto": run_dir / "pareto.csv"}
+    _atomic_csv(trials, paths["trials"])
+    _atomic_csv(pareto_frame(trials), paths["pareto"])
+    if teacher is not None:
+        paths["teacher"] = run_dir / "teacher.json"
+        write_text_atomic(paths["teacher"], json.dumps(teacher, indent=2))
+    return paths
+
+
+def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

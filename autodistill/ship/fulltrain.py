@@ -1,0 +1,164 @@
+"""Fully train chosen students of a run: rebuild each from its trial, train long, test once."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+from scipy.stats import kendalltau
+
+from autodistill.config import STUDENTS_DIR, load_config
+from autodistill.device import resolve_device
+from autodistill.errors import UserError
+from autodistill.families import InputSpec, build_student
+from autodistill.files import atomic_path, write_text_atomic
+from autodistill.objectives import Probe, get_objective
+from autodistill.prepare import Prepared, prepare
+from autodistill.progress import Progress, silent
+from autodistill.recipe import distil, recipe_for, recipe_record
+from autodistill.ship.pick import pick, pick_within, top_front
+from autodistill.ship.student import METRICS, WEIGHTS, student_dir
+from autodistill.spaces import Candidate, load_space
+from autodistill.study import load_study, open_storage, study_objectives, trial_candidate
+from autodistill.study import trials_frame as study_trials
+from autodistill.trainer import evaluate
+
+log = logging.getLogger(__name__)
+MEASURED = ("params", "flops", "latency_ms", "size_kb")  # recorded for every trained student
+
+
+@dataclass(frozen=True)
+class FullTrainOutcome:
+    """The students trained now, and how well brief training ranked them."""
+
+    students: list[dict[str, Any]]
+    kendall_tau: float | None
+    files: dict[str, Path]
+
+
+def choose(
+    trials, objectives: tuple[str, ...], *, trial: int | None, rule: str | None,
+    limits: dict[str, float], top: int | None,
+) -> list[int]:  # fmt: skip
+    """The trial numbers the user asked for, by exactly one way of asking."""
+    ways = [trial is not None, rule is not None, bool(limits), top is not None]
+    if sum(ways) > 1:
+        raise UserError("give one of --trial, --pick, --max-<objective> limits or --top")
+    if trial is not None:
+        return [trial]
+    if top is not None:
+        return top_front(trials, top)
+    if limits:
+        return [pick_within(trials, limits)]
+    return [pick(trials, rule or "knee", objectives)]
+
+
+def train_students(
+    run_dir: Path,
+    *,
+    trial: int | None = None,
+    rule: str | None = None,
+    limits: dict[str, float] | None = None,
+    top: int | None = None,
+    epochs: int = 30,
+    device: str | None = None,
+    progress: Progress = silent,
+) -> FullTrainOutcome:
+    """Fully train the chosen student(s) of a run and test each once on the held-out test split.
+
+    Each is trained with the trial's own recipe (its hyperparameters and the run's seed) for
+    ``epochs``, on ``device`` (by default the run's).
+    """
+    if epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {epochs}")
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    if device is not None:
+        resolve_device(device)  # a device that is not here is refused before anything runs
+        config = config.with_device(device)
+    study = load_study(open_storage(config.storage, run_dir), config.name)
+    objectives = study_objectives(study)
+    numbers = choose(study_trials(study), objectives, trial=trial, rule=rule,
+                     limits=dict(limits or {}), top=top)  # fmt: skip
+    chosen = [(n, *trial_candidate(study, n)) for n in numbers]
+    prep = prepare(config, load_space(config.space).teacher_outputs(), progress=progress)
+    students = [
+        _train_one(prep, n, cand, attrs, epochs, config.seed, student_dir(run_dir, n), progress)
+        for n, cand, attrs in chosen
+    ]
+    files = {f"trial {s['trial']}": student_dir(run_dir, s["trial"]) / WEIGHTS for s in students}
+    tau = None
+    if top is not None:
+        tau = _kendall([s["brief_val_accuracy"] for s in students],
+                       [s["val_accuracy"] for s in students])  # fmt: skip
+        path = run_dir / STUDENTS_DIR / "ranking.json"
+        write_text_atomic(path, json.dumps({"kendall_tau": tau, "students": [
+            {k: s[k] for k in ("trial", "arch", "brief_val_accuracy", "val_accuracy",
+                               "test_accuracy")} for s in students]}, indent=2))  # fmt: skip
+        files["ranking"] = path
+    return FullTrainOutcome(students, tau, files)
+
+
+def _kendall(brief: list[float], full: list[float]) -> float | None:
+    tau = kendalltau(brief, full).statistic
+    return None if tau != tau else float(tau)  # NaN when one ranking is all ties
+
+
+def _train_one(
+    prep: Prepared, number: int, cand: Candidate, attrs: dict[str, Any], epochs: int, seed: int,
+    out: Path, progress: Progress,
+) -> dict[str, Any]:  # fmt: skip
+    cfg = recipe_for(cand, epochs=epochs, seed=seed, device=prep.device)
+    recipe = recipe_record(cfg)
+    done = out / METRICS
+    if done.is_file():
+        previous = json.loads(done.read_text())
+        same = {k: v for k, v in previous.get("recipe", {}).items() if k != "device"} == {
+            k: v for k, v in recipe.items() if k != "device"}  # fmt: skip
+        if same and previous["candidate"] == cand.to_dict():
+            log.info("trial %d already fully trained (%s)", number, done)
+            return previous
+    data = prep.data
+    spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
+    model = build_student(cand.family, cand.arch, spec)
+    task = f"trial {number}"
+    progress(task, 0, epochs, unit="epoch")
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "checkpoint.pt"
+    history = distil(model, cand, cfg, data=data, aug=prep.aug, views=prep.views,
+                     checkpoint=checkpoint,
+                     on_epoch=lambda e, _: progress(task, e + 1, epochs, unit="epoch"))  # fmt: skip
+    shape = (spec.in_chans, spec.image_size, spec.image_size)
+    probe = Probe(model, shape, prep.device, prep.threads)
+    measured: dict[str, Any] = {}
+    for name in MEASURED:
+        value = get_objective(name).measure(probe)
+        value, extra = value if isinstance(value, tuple) else (value, {})
+        measured[name] = value
+        measured.update(extra)
+    teacher = prep.teacher
+    metrics = {
+        "trial": number, "family": cand.family, "arch": attrs.get("arch"), "loss": cand.loss,
+        "candidate": cand.to_dict(), "recipe": recipe, "epochs": epochs,
+        "final_loss": history[-1], "brief_val_accuracy": attrs.get("val_accuracy"),
+        "val_accuracy": evaluate(model, data.val, data.stats),
+        "test_accuracy": evaluate(model, data.test, data.stats),  # the one look at the test split
+        **measured, "params": int(measured["params"]), "flops": int(measured["flops"]),
+        "teacher": {"name": teacher.name, "params": teacher.params,
+                    "test_accuracy": teacher.test_accuracy, "latency_ms": teacher.latency_ms},
+    }  # fmt: skip
+    metrics["retention"] = metrics["test_accuracy"] / teacher.test_accuracy
+    metrics["size_ratio"] = teacher.params / metrics["params"]
+    metrics["speedup"] = teacher.latency_ms / metrics["latency_ms"]
+    weights = out / WEIGHTS
+    with atomic_path(weights) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp), metadata={"candidate": json.dumps(cand.to_dict())})
+    metrics["weights"] = str(weights)
+    write_text_atomic(done, json.dumps(metrics, indent=2))  # last: it marks the student done
+    checkpoint.unlink(missing_ok=True)  # finished: the weights file is the result
+    return metrics

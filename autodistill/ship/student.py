@@ -1,0 +1,70 @@
+"""A run's students on disk: where each fully trained one lives, and loading one as a module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from torch import nn
+
+from autodistill.config import STUDENTS_DIR, SearchConfig, load_config
+from autodistill.data.sources import load_dataset
+from autodistill.errors import UserError
+from autodistill.families import InputSpec, build_student
+from autodistill.study import load_study, open_storage, trial_candidate
+from autodistill.study.workers import INPUT_ATTR
+
+WEIGHTS = "student.safetensors"
+METRICS = "metrics.json"  # written last: its presence means the student is fully trained
+
+
+def student_dir(run_dir: Path, number: int) -> Path:
+    return Path(run_dir) / STUDENTS_DIR / f"trial-{number}"
+
+
+def trained_numbers(run_dir: Path) -> list[int]:
+    """The trials of the run that have been fully trained."""
+    found = (Path(run_dir) / STUDENTS_DIR).glob(f"trial-*/{METRICS}")
+    return sorted(int(p.parent.name.split("-", 1)[1]) for p in found
+                  if p.parent.name.split("-", 1)[1].isdigit())  # fmt: skip
+
+
+def trained_student(run_dir: Path, trial: int | None) -> tuple[int, dict[str, Any]]:
+    """The metrics of a fully trained student of the run (the only one, or trial ``trial``)."""
+    found = trained_numbers(run_dir)
+    if not found:
+        raise UserError(f"{run_dir} has no fully trained student; run 'autodistill train "
+                        f"{run_dir}' first")  # fmt: skip
+    if trial is None:
+        if len(found) > 1:
+            raise UserError(f"{run_dir} has several trained students ({found}); "
+                            "choose one with --trial")  # fmt: skip
+        trial = found[0]
+    if trial not in found:
+        raise UserError(f"trial {trial} has not been fully trained; trained: {found}")
+    return trial, json.loads((student_dir(run_dir, trial) / METRICS).read_text())
+
+
+def input_spec(config: SearchConfig, study_attrs: dict[str, Any]) -> InputSpec:
+    """What the run's students take and produce: recorded with the study, or (for runs made
+    before it was) read off the dataset."""
+    if INPUT_ATTR in study_attrs:
+        return InputSpec(**json.loads(study_attrs[INPUT_ATTR]))
+    data = load_dataset(config.data, data_dir=config.data_dir, seed=config.seed)
+    return InputSpec(data.in_chans, data.image_size, data.num_classes)
+
+
+def load_student(run_dir: Path, trial: int) -> nn.Module:
+    """Trial ``trial``'s student: with its fully trained weights when ``train`` has run for it,
+    else freshly built (as the trial started), in eval mode on the CPU."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    study = load_study(open_storage(config.storage, run_dir), config.name)
+    candidate, _ = trial_candidate(study, trial)
+    model = build_student(candidate.family, candidate.arch, input_spec(config, study.user_attrs))
+    weights = student_dir(run_dir, trial) / WEIGHTS
+    if (student_dir(run_dir, trial) / METRICS).is_file():
+        model.load_state_dict(load_file(str(weights)))
+    return model.eval()

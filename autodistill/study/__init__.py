@@ -1,0 +1,65 @@
+"""The study: the only package that knows Optuna. Storage and workers, the controller, the trial
+evaluation, early stopping and what a study holds."""
+
+from __future__ import annotations
+
+from optuna import Study
+
+from autodistill.study.controller import (
+    SAMPLERS,
+    budget_used,
+    check_sampler,
+    finished_count,
+    load_study,
+    make_objective,
+    make_sampler,
+    open_study,
+    run,
+    sample_candidates,
+    study_objectives,
+)
+from autodistill.study.results import (
+    front_summary,
+    hypervolume,
+    hypervolume_history,
+    importances,
+    normalized_objectives,
+    serve_dashboard,
+    trial_candidate,
+    trials_frame,
+)
+from autodistill.study.storage import (
+    DEFAULT_STORAGE_FILE,
+    HEARTBEAT_S,
+    open_storage,
+    quiet_optuna_logs,
+    worker_id,
+)
+
+__all__ = [
+    "DEFAULT_STORAGE_FILE",
+    "HEARTBEAT_S",
+    "SAMPLERS",
+    "Study",
+    "budget_used",
+    "check_sampler",
+    "finished_count",
+    "front_summary",
+    "hypervolume",
+    "hypervolume_history",
+    "importances",
+    "load_study",
+    "make_objective",
+    "make_sampler",
+    "normalized_objectives",
+    "open_storage",
+    "open_study",
+    "quiet_optuna_logs",
+    "run",
+    "sample_candidates",
+    "serve_dashboard",
+    "study_objectives",
+    "trial_candidate",
+    "trials_frame",
+    "worker_id",
+]

@@ -1,0 +1,159 @@
+"""Evaluate one sampled candidate, cheap first: build, measure, check limits, then train.
+
+Knows the objectives registry and the recipe, not Optuna: the controller records what this
+returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from autodistill.cache import TeacherViews
+from autodistill.data.augment import Augmentation
+from autodistill.data.splits import DatasetSplits
+from autodistill.families import InfeasibleArchitecture, InputSpec, build_student, get_family
+from autodistill.objectives import DEFAULT, OBJECTIVES, Objective, Probe
+from autodistill.recipe import distil, recipe_for, recipe_record
+from autodistill.spaces import Candidate
+
+RungCallback = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The user's hard constraints, objective name -> the most it may be; a candidate over any
+    is never trained."""
+
+    max: dict[str, float] = field(default_factory=dict)
+
+    def violations(self, values: dict[str, float]) -> dict[str, float]:
+        """Positive amounts by which each set limit is exceeded, among the ``values`` measured
+        so far (empty when feasible)."""
+        return {f"max_{name}": float(values[name] - most) for name, most in self.max.items()
+                if name in values and values[name] > most}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs that is the same for every trial of a search."""
+
+    data: DatasetSplits
+    aug: Augmentation
+    views: TeacherViews
+    epochs: int
+    threads: int
+    limits: Limits = field(default_factory=Limits)
+    seed: int = 0
+    early_stop: bool = False  # stop trials others dominate at an epoch rung (search decides)
+    objectives: tuple[str, ...] = DEFAULT
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def spec(self) -> InputSpec:
+        return InputSpec(self.data.in_chans, self.data.image_size, self.data.num_classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.data.in_chans, self.data.image_size, self.data.image_size)
+
+    def before_training(self) -> list[Objective]:
+        """What is measured before training, cheapest first: the free ones always, a timed one
+        only when it is an objective or limited."""
+        wanted = set(self.objectives) | set(self.limits.max)
+        chosen = [o for o in OBJECTIVES.values()
+                  if not o.after_training and (o.always or o.name in wanted)]  # fmt: skip
+        return sorted(chosen, key=lambda o: not o.always)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What the candidate costs to run, known before training."""
+
+    arch: str
+    values: dict[str, float]  # objective name -> value, as recorded
+    details: dict[str, Any]  # recorded beside them (latency spread, device, threads)
+
+
+def measure_candidate(candidate: Candidate, ctx: TrialContext) -> tuple[nn.Module, Cost]:
+    """Build the student and measure what needs no training. Once a limit is broken, nothing
+    more costly is measured.
+
+    Raises:
+        InfeasibleArchitecture: it cannot run on this input.
+    """
+    model = build_student(candidate.family, candidate.arch, ctx.spec).to(ctx.device)
+    probe = Probe(model, ctx.input_shape, ctx.device, ctx.threads)
+    values, details = _measure(ctx.before_training(), probe, ctx.limits)
+    arch = get_family(candidate.family).describe(candidate.arch)
+    return model, Cost(arch, values, details)
+
+
+def _measure(
+    objectives: Iterable[Objective], probe: Probe, limits: Limits
+) -> tuple[dict[str, float], dict[str, Any]]:
+    values: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    for objective in objectives:
+        if not objective.always and limits.violations(values):
+            break  # counting is free; timing takes a second: skip it once a limit failed
+        measured = objective.measure(probe)
+        value, extra = measured if isinstance(measured, tuple) else (measured, {})
+        values[objective.name] = objective.rounded(value)
+        details.update(extra)
+    return values, details
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The result of briefly training a feasible candidate."""
+
+    values: dict[str, float]  # the objectives measured after training
+    history: list[dict[str, float]]
+    seconds: float
+    recipe: dict[str, Any]
+
+
+def train_candidate(
+    model: nn.Module,
+    candidate: Candidate,
+    ctx: TrialContext,
+    on_rung: RungCallback | None = None,
+) -> Trained:
+    """Distil the student against the cached teacher views and score it on validation.
+
+    ``on_rung(epoch, val_accuracy)`` is called after every epoch but the last; it may raise to
+    stop the training there.
+    """
+    start = time.perf_counter()
+    cfg = recipe_for(candidate, epochs=ctx.epochs, seed=ctx.seed, device=ctx.device)
+    data = ctx.data
+    probe = Probe(model, ctx.input_shape, ctx.device, ctx.threads, data.val, data.stats)
+    accuracy = OBJECTIVES["val_accuracy"]
+
+    def on_epoch(epoch: int, _: dict[str, float]) -> None:
+        if on_rung is not None and epoch + 1 < ctx.epochs:
+            on_rung(epoch + 1, accuracy.rounded(accuracy.measure(probe)))
+
+    history = distil(model, candidate, cfg, data=data, aug=ctx.aug, views=ctx.views,
+                     on_epoch=on_epoch)  # fmt: skip
+    after = [o for o in OBJECTIVES.values()
+             if o.after_training and (o.always or o.name in ctx.objectives)]  # fmt: skip
+    values, _ = _measure(after, probe, Limits())
+    return Trained(values, history, time.perf_counter() - start, recipe_record(cfg))
+
+
+__all__ = [
+    "Cost",
+    "InfeasibleArchitecture",
+    "Limits",
+    "Trained",
+    "TrialContext",
+    "measure_candidate",
+    "train_candidate",
+]
