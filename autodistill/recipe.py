@@ -14,11 +14,24 @@ from torch import nn
 from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits
-from autodistill.families import get_family
+from autodistill.families import InputSpec, build_student, get_family
 from autodistill.spaces import Candidate
 from autodistill.trainer import TrainConfig, fit, make_distiller
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def build(candidate: Candidate, spec: InputSpec, *, seed: int) -> nn.Module:
+    """The candidate's student with its initial weights drawn from ``seed`` (on the CPU), so a
+    trial, its full training and ``load_student`` start from the same weights, whatever ran
+    before in the process.
+
+    Raises:
+        InfeasibleArchitecture: it cannot run on this input.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_student(candidate.family, candidate.arch, spec)
 
 
 def recipe_for(

@@ -71,3 +71,30 @@ def make_ctx(digits, views):
         )  # fmt: skip
 
     return make
+
+
+# The CLI-level runs: digits, timm's tiny test model as the teacher, 3 trials of 1 epoch.
+FAST = ["--data", "digits", "--budget", "3", "--epochs", "1", "--teacher", "test_resnet",
+        "--teacher-epochs", "1", "--views", "2", "--quiet", "--threads", "2"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One teacher cache for every test that only reads it: the FAST teacher is trained once."""
+    return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture(scope="session")
+def shipped_run(tmp_path_factory, shared_cache) -> Path:
+    """A searched run (seed 3) whose smallest student is fully trained and exported (fp32 and
+    int8), with its report. For tests that only read it."""
+    from autodistill.cli import main
+
+    out = tmp_path_factory.mktemp("run")
+    base = ["--out", str(out), "--cache-dir", str(shared_cache), "--seed", "3"]
+    assert main(["search", *FAST, *base]) == 0
+    run_dir = out / "digits-default"
+    assert main(["train", str(run_dir), "--pick", "smallest", "--epochs", "1", "--quiet"]) == 0
+    assert main(["export", str(run_dir), "--int8"]) == 0
+    assert main(["report", str(run_dir)]) == 0
+    return run_dir

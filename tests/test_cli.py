@@ -6,16 +6,14 @@ import pandas as pd
 import pytest
 
 from autodistill.cli import main
-
-FAST = ["--data", "digits", "--budget", "3", "--epochs", "1", "--teacher", "test_resnet",
-        "--teacher-epochs", "1", "--views", "2", "--quiet", "--threads", "2"]  # fmt: skip
+from tests.conftest import FAST
 
 
 @pytest.fixture()
-def run(tmp_path, capsys):
+def run(tmp_path, capsys, shared_cache):
     def run(*args: str) -> tuple[int, str, str]:
         code = main(["search", *FAST, "--out", str(tmp_path), "--cache-dir",
-                     str(tmp_path / "cache"), *args])  # fmt: skip
+                     str(shared_cache), *args])  # fmt: skip
         out = capsys.readouterr()
         return code, out.out, out.err
 
@@ -169,3 +167,34 @@ def test_limits_nothing_satisfies_end_in_one_line_saying_so_and_keep_the_files(r
     trials = pd.read_csv(tmp_path / "digits-default" / "trials.csv")
     assert (trials["state"] == "INFEASIBLE").all()
     assert trials["latency_ms"].isna().all()  # never timed: the size limit failed first
+
+
+def test_a_prefix_of_an_option_is_not_taken_for_it(tmp_path, capsys):
+    code = main(["search", *FAST, "--out", str(tmp_path), "--epoch", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unrecognized arguments: --epoch 1" in err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["search", "train", "export", "report", "dashboard"])
+def test_help_shows_each_default_once(command, capsys):
+    assert main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in text.split(" --")[1:]:
+        said = sum(option.count(w) for w in ("(default:", "by default", "the default"))
+        assert said <= 1, option
+    assert "(default: None)" not in text
+
+
+def test_an_image_folder_run_has_a_readable_name():
+    from autodistill.config import SearchConfig
+
+    assert SearchConfig(data="imagefolder:/srv/data/my pets/").name == "folder-my_pets-default"
+    assert SearchConfig(data="cifar10", space="search/r.yaml").name == "cifar10-r"
+
+
+def test_report_prints_what_it_found(shipped_run, capsys):
+    assert main(["report", str(shipped_run)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("digits-default: 3 trials (")
+    assert "best val_accuracy" in out and "trained trial" in out and "report.html" in out

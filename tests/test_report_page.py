@@ -11,25 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-
-from autodistill.cli import main
-from tests.test_cli import FAST
-
-
-@pytest.fixture(scope="module")
-def shipped_run(tmp_path_factory) -> Path:
-    """A searched run whose smallest student is fully trained and exported (fp32 and int8)."""
-    out = tmp_path_factory.mktemp("run")
-    base = ["--out", str(out), "--cache-dir", str(out / "cache")]
-    assert main(["search", *FAST, *base]) == 0
-    run_dir = out / "digits-default"
-    assert main(["train", str(run_dir), "--pick", "smallest", "--epochs", "1", "--quiet"]) == 0
-    assert main(["export", str(run_dir), "--int8"]) == 0
-    assert main(["report", str(run_dir)]) == 0
-    return run_dir
 
 
 def test_the_page_has_the_card_front_and_every_plot(shipped_run):

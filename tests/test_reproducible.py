@@ -13,12 +13,12 @@ FAST = ["--data", "digits", "--budget", "4", "--epochs", "1", "--teacher", "test
 TOLERANCE_POINTS = 0.5
 
 
-def test_the_same_seed_gives_the_same_trials_and_accuracies(tmp_path):
+def test_the_same_seed_gives_the_same_trials_and_accuracies(tmp_path, shared_cache):
     frames = []
     for run in ("a", "b"):
         out = tmp_path / run
         args = ["search", *FAST, "--seed", "3", "--out", str(out), "--cache-dir",
-                str(tmp_path / "cache")]  # fmt: skip
+                str(shared_cache)]  # fmt: skip
         assert main(args) == 0
         frames.append(pd.read_csv(out / "digits-default" / "trials.csv"))
     a, b = frames
@@ -36,12 +36,12 @@ def test_the_same_seed_gives_the_same_trials_and_accuracies(tmp_path):
     assert {"torch", "timm", "optuna", "autodistill"} <= set(doc["versions"])
 
 
-def test_another_seed_proposes_other_trials(tmp_path):
+def test_another_seed_proposes_other_trials(tmp_path, shared_cache):
     frames = []
     for seed in ("1", "2"):
         out = tmp_path / seed
         args = ["search", *FAST, "--budget", "2", "--seed", seed, "--out", str(out),
-                "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+                "--cache-dir", str(shared_cache)]  # fmt: skip
         assert main(args) == 0
         frames.append(pd.read_csv(out / "digits-default" / "trials.csv"))
     assert list(frames[0]["param.lr"]) != list(frames[1]["param.lr"])

@@ -14,12 +14,12 @@ from scipy.stats import kendalltau
 from autodistill.config import STUDENTS_DIR, load_config
 from autodistill.device import resolve_device
 from autodistill.errors import UserError
-from autodistill.families import InputSpec, build_student
+from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
 from autodistill.objectives import Probe, get_objective
 from autodistill.prepare import Prepared, prepare
 from autodistill.progress import Progress, silent
-from autodistill.recipe import distil, recipe_for, recipe_record
+from autodistill.recipe import build, distil, recipe_for, recipe_record
 from autodistill.ship.pick import pick, pick_within, top_front
 from autodistill.ship.student import METRICS, WEIGHTS, student_dir
 from autodistill.spaces import Candidate, load_space
@@ -124,7 +124,7 @@ def _train_one(
             return previous
     data = prep.data
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
-    model = build_student(cand.family, cand.arch, spec)
+    model = build(cand, spec, seed=seed)  # the trial's own initial weights
     task = f"trial {number}"
     progress(task, 0, epochs, unit="epoch")
     out.mkdir(parents=True, exist_ok=True)

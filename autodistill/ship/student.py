@@ -12,7 +12,8 @@ from torch import nn
 from autodistill.config import STUDENTS_DIR, SearchConfig, load_config
 from autodistill.data.sources import load_dataset
 from autodistill.errors import UserError
-from autodistill.families import InputSpec, build_student
+from autodistill.families import InputSpec
+from autodistill.recipe import build
 from autodistill.study import load_study, open_storage, trial_candidate
 from autodistill.study.workers import INPUT_ATTR
 
@@ -58,12 +59,12 @@ def input_spec(config: SearchConfig, study_attrs: dict[str, Any]) -> InputSpec:
 
 def load_student(run_dir: Path, trial: int) -> nn.Module:
     """Trial ``trial``'s student: with its fully trained weights when ``train`` has run for it,
-    else freshly built (as the trial started), in eval mode on the CPU."""
+    else freshly built with the weights the trial started from, in eval mode on the CPU."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     study = load_study(open_storage(config.storage, run_dir), config.name)
     candidate, _ = trial_candidate(study, trial)
-    model = build_student(candidate.family, candidate.arch, input_spec(config, study.user_attrs))
+    model = build(candidate, input_spec(config, study.user_attrs), seed=config.seed)
     weights = student_dir(run_dir, trial) / WEIGHTS
     if (student_dir(run_dir, trial) / METRICS).is_file():
         model.load_state_dict(load_file(str(weights)))

@@ -17,9 +17,9 @@ from torch import nn
 from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits
-from autodistill.families import InfeasibleArchitecture, InputSpec, build_student, get_family
+from autodistill.families import InfeasibleArchitecture, InputSpec, get_family
 from autodistill.objectives import DEFAULT, OBJECTIVES, Objective, Probe
-from autodistill.recipe import distil, recipe_for, recipe_record
+from autodistill.recipe import build, distil, recipe_for, recipe_record
 from autodistill.spaces import Candidate
 
 RungCallback = Callable[[int, float], None]
@@ -87,7 +87,7 @@ def measure_candidate(candidate: Candidate, ctx: TrialContext) -> tuple[nn.Modul
     Raises:
         InfeasibleArchitecture: it cannot run on this input.
     """
-    model = build_student(candidate.family, candidate.arch, ctx.spec).to(ctx.device)
+    model = build(candidate, ctx.spec, seed=ctx.seed).to(ctx.device)
     probe = Probe(model, ctx.input_shape, ctx.device, ctx.threads)
     values, details = _measure(ctx.before_training(), probe, ctx.limits)
     arch = get_family(candidate.family).describe(candidate.arch)

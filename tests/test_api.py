@@ -1,0 +1,95 @@
+"""The Python API as a notebook uses it, and the recipe a trial and its full training share."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+import autodistill
+from autodistill.cli import main
+from autodistill.study import load_study, open_storage
+
+
+def test_the_api_is_explicit():
+    assert {"search", "train", "export", "report", "load_student", "UserError"} <= set(
+        autodistill.__all__
+    )
+    for name in autodistill.__all__:
+        assert getattr(autodistill, name) is not None, name
+
+
+def test_search_returns_the_run_dir_and_its_tables(tmp_path, shared_cache):
+    seen = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run = autodistill.search(
+        budget=2, data="digits", epochs=1, teacher="test_resnet", teacher_epochs=1, views=2,
+        threads=2, out=str(tmp_path), cache_dir=str(shared_cache), objectives="val_accuracy,params",
+        progress=lambda task, done, total, **_: seen.append((task, done, total)),
+    )  # fmt: skip
+    assert run.run_dir == tmp_path / "digits-default" and run.objectives == (
+        "val_accuracy",
+        "params",
+    )
+    assert isinstance(run.trials, pd.DataFrame) and len(run.trials) == 2
+    assert isinstance(run.front, pd.DataFrame)
+    assert set(run.front["number"]) == set(run.trials.loc[run.trials["pareto"], "number"])
+    assert ("trials", 2, 2) in seen  # progress reached the caller, no bar was drawn
+    assert torch.get_num_threads() == 1  # the call's 2 threads were restored after it
+    torch.set_num_threads(threads)
+
+
+def test_errors_raise_the_line_the_cli_prints(tmp_path, capsys):
+    with pytest.raises(autodistill.UserError) as caught:
+        autodistill.search(data="nosuchdata", out=str(tmp_path))
+    assert main(["search", "--data", "nosuchdata", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"autodistill: error: {caught.value}"
+
+
+def test_load_student_gives_the_trained_weights_or_a_fresh_build(shipped_run):
+    trained = json.loads(next((shipped_run / "students").glob("trial-*/metrics.json")).read_text())
+    model = autodistill.load_student(shipped_run, trial=trained["trial"])
+    assert isinstance(model, torch.nn.Module) and not model.training
+    assert sum(p.numel() for p in model.parameters()) == trained["params"]
+    from safetensors.torch import load_file
+
+    weights = load_file(str(shipped_run / "students" / f"trial-{trained['trial']}" /
+                            "student.safetensors"))  # fmt: skip
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    x = torch.zeros(1, 1, 8, 8)
+    assert model(x).shape == (1, 10)
+
+    study = load_study(open_storage(None, shipped_run), "digits-default")
+    untrained = [t.number for t in study.trials
+                 if t.state.name == "COMPLETE" and t.number != trained["trial"]]  # fmt: skip
+    if untrained:
+        fresh = autodistill.load_student(shipped_run, trial=untrained[0])
+        assert fresh(x).shape == (1, 10)
+        torch.rand(100)  # whatever ran before, a fresh student starts where its trial started
+        again = autodistill.load_student(shipped_run, trial=untrained[0])
+        for key, value in fresh.state_dict().items():
+            assert torch.equal(value, again.state_dict()[key]), key
+    with pytest.raises(autodistill.UserError, match="no trial 99"):
+        autodistill.load_student(shipped_run, trial=99)
+
+
+def test_report_says_what_it_found(shipped_run):
+    found = autodistill.report(shipped_run)
+    assert found.name == "digits-default" and len(found.trials) == 3
+    assert len(found.students) == 1 and (shipped_run / "report.html") == found.files["html"]
+
+
+def test_train_rebuilds_the_trials_recipe_seed_included(shipped_run):
+    """The run was searched with --seed 3: full training uses seed 3 and the trial's recipe."""
+    metrics = json.loads(next((shipped_run / "students").glob("trial-*/metrics.json")).read_text())
+    study = load_study(open_storage(None, shipped_run), "digits-default")
+    trial = next(t for t in study.trials if t.number == metrics["trial"])
+    brief, full = trial.user_attrs["recipe"], metrics["recipe"]
+    assert full["seed"] == 3 and brief["seed"] == 3
+    assert brief["epochs"] == 1 and full["epochs"] == 1
+    assert {k: v for k, v in brief.items()} == {k: v for k, v in full.items()}
+    assert full["lr"] == trial.params["lr"]
