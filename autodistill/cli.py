@@ -206,34 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Bars:
-    """The library's progress reports drawn as tqdm bars, one per task."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bars: dict[str, Any] = {}
-
-    def __call__(self, task: str, done: int, total: int, *, unit: str = "", note: str = "") -> None:
-        if not self.enabled:
-            return
-        from tqdm.auto import tqdm
-
-        bar = self.bars.get(task)
-        if bar is None:
-            bar = self.bars[task] = tqdm(total=total, initial=done, desc=task, unit=unit or "it")
-        bar.update(done - bar.n)
-        if note:
-            bar.set_postfix_str(note)
-        if done >= total:
-            self.close(task)
-
-    def close(self, task: str | None = None) -> None:
-        for name in [task] if task is not None else list(self.bars):
-            bar = self.bars.pop(name, None)
-            if bar is not None:
-                bar.close()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -265,10 +237,9 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from autodistill import api
-    from autodistill.render import front_table
+    from autodistill import api, terminal
 
-    bars = _Bars(not args.quiet)
+    bars = terminal.Bars(not args.quiet)
     try:
         out = api.search(
             budget=args.budget, data=args.data, data_dir=args.data_dir, download=args.download,
@@ -281,29 +252,14 @@ def _search(args: argparse.Namespace) -> int:
         )  # fmt: skip
     finally:
         bars.close()
-    t = out.teacher
-    states = out.trials["state"].value_counts().to_dict() if not out.trials.empty else {}
-    print(
-        f"\nPareto front of {out.run_dir.name} ({len(out.trials)} trials: "
-        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
-        + f"; objectives {', '.join(out.objectives)})"
-    )
-    print(front_table(out.trials, out.objectives))
-    print(
-        f"\nteacher {t['name']}: {t['params']:,} params, val {100 * t['val_accuracy']:.2f}%, "
-        f"test {100 * t['test_accuracy']:.2f}%, {t['latency_ms']:.3f} ms"
-    )
-    print(f"teacher cache: {out.cache}")
-    print(f"ran {out.ran_now} trial(s) in {out.seconds:.0f} s; files:")
-    for name, path in out.files.items():
-        print(f"  {name:12s} {path}")
+    terminal.print_search(out)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from autodistill import api
+    from autodistill import api, terminal
 
-    bars = _Bars(not args.quiet)
+    bars = terminal.Bars(not args.quiet)
     try:
         out = api.train(
             args.run_dir, trial=args.trial, pick=args.pick, **_limits(args), top=args.top,
@@ -311,57 +267,16 @@ def _train(args: argparse.Namespace) -> int:
         )  # fmt: skip
     finally:
         bars.close()
-    for s in out.students:
-        t = s["teacher"]
-        print(f"\ntrial {s['trial']}: {s['arch']} ({s['loss']}), {s['epochs']} epochs, "
-              f"seed {s['recipe']['seed']}")  # fmt: skip
-        print(
-            f"  test accuracy  {100 * s['test_accuracy']:.2f}%  (teacher {t['name']} "
-            f"{100 * t['test_accuracy']:.2f}%, retention {100 * s['retention']:.1f}%)"
-        )
-        print(
-            f"  val accuracy   {100 * s['val_accuracy']:.2f}%  (brief training: "
-            f"{100 * s['brief_val_accuracy']:.2f}%)"
-        )
-        print(
-            f"  parameters     {s['params']:,}  ({s['size_ratio']:.1f}x smaller than the teacher)"
-        )
-        print(
-            f"  latency        {s['latency_ms']:.3f} ms  ({s['speedup']:.1f}x faster, batch 1, "
-            f"{s['latency_threads']} threads)"
-        )
-        print(f"  weights        {s['weights']}")
-    if out.kendall_tau is not None or "ranking" in out.files:
-        tau = "undefined (ties)" if out.kendall_tau is None else f"{out.kendall_tau:.2f}"
-        print(f"\nKendall tau, brief vs full validation ranking: {tau} ({out.files['ranking']})")
+    terminal.print_train(out)
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from autodistill import api
+    from autodistill import api, terminal
 
-    out = api.export(args.run_dir, trial=args.trial, int8=args.int8, threads=args.threads)
-    f = out.figures
-    size = f"{f['onnx_bytes'] / 1e3:.0f} kB" + (
-        f", int8 {f['int8_bytes'] / 1e3:.0f} kB" if "int8_bytes" in f else ""
+    terminal.print_export(
+        api.export(args.run_dir, trial=args.trial, int8=args.int8, threads=args.threads)
     )
-    print(f"trial {out.trial} exported: {out.files['onnx']} ({size})")
-    print(
-        f"  max |onnx - torch| on {f['batch_sizes_checked'][1]} test images and on batch 1: "
-        f"{f['max_abs_diff']:.2e}"
-    )
-    print(
-        f"  test accuracy  torch {100 * f['torch_test_accuracy']:.2f}%  onnx "
-        f"{100 * f['onnx_test_accuracy']:.2f}%"
-        + (f"  int8 {100 * f['int8_test_accuracy']:.2f}%" if "int8_test_accuracy" in f else "")
-    )
-    print(
-        f"  latency, batch 1, {f['threads']} threads (median)  torch {f['torch_latency_ms']:.3f} ms"
-        f"  onnxruntime {f['onnx_latency_ms']:.3f} ms"
-        + (f"  int8 {f['int8_latency_ms']:.3f} ms" if "int8_latency_ms" in f else "")
-    )
-    for name, path in out.files.items():
-        print(f"  {name:12s} {path}")
     return 0
 
 
@@ -374,42 +289,16 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from autodistill import api
-    from autodistill.objectives import get_objective
-    from autodistill.render import state_counts
+    from autodistill import api, terminal
 
-    out = api.report(args.run_dir)
-    print(f"{out.name}: {len(out.trials)} trials ({state_counts(out.trials)}); "
-          f"objectives {', '.join(out.objectives)}; {len(out.front)} on the front")  # fmt: skip
-    for name in out.objectives:
-        objective = get_objective(name)
-        if out.front.empty or name not in out.front:
-            continue
-        values = out.front[name].astype(float)
-        row = out.front.loc[values.idxmax() if objective.maximize else values.idxmin()]
-        print(f"  best {name:13s} {objective.text(row[name]):>12s}  trial {int(row['number'])} "
-              f"({row['arch']}, {row['loss']})")  # fmt: skip
-    if out.teacher:
-        t = out.teacher
-        print(f"  teacher {t['name']}: val {100 * t['val_accuracy']:.2f}%, "
-              f"{t['params']:,} params, {t['latency_ms']:.3f} ms")  # fmt: skip
-    for s in out.students:
-        print(f"  trained trial {s['trial']}: test {100 * s['test_accuracy']:.2f}% after "
-              f"{s['epochs']} epochs, {s['params']:,} params")  # fmt: skip
-    print("files:")
-    for name, path in out.files.items():
-        print(f"  {name:12s} {path}")
+    terminal.print_report(api.report(args.run_dir))
     return 0
 
 
 def _spaces(args: argparse.Namespace) -> int:
-    from autodistill import api
+    from autodistill import api, terminal
 
-    for space in api.spaces():
-        print(f"{space.name}: {space.description}")
-        for param, desc in space.table():
-            print(f"  {param:28s} {desc}")
-        print()
+    terminal.print_spaces(api.spaces())
     return 0
 
 

@@ -1,0 +1,146 @@
+"""What the command line shows: progress bars for the library's progress reports, and each
+command's outcome as text. Only the CLI uses it; the library itself never prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autodistill.api import ReportResult, SearchResult
+from autodistill.objectives import get_objective
+from autodistill.render import front_table, state_counts
+from autodistill.ship import ExportOutcome, FullTrainOutcome
+from autodistill.spaces import SearchSpace
+
+
+class Bars:
+    """The library's progress reports drawn as tqdm bars, one per task."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, task: str, done: int, total: int, *, unit: str = "", note: str = "") -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        bar = self.bars.get(task)
+        if bar is None:
+            bar = self.bars[task] = tqdm(total=total, initial=done, desc=task, unit=unit or "it")
+        bar.update(done - bar.n)
+        if note:
+            bar.set_postfix_str(note)
+        if done >= total:
+            self.close(task)
+
+    def close(self, task: str | None = None) -> None:
+        for name in [task] if task is not None else list(self.bars):
+            bar = self.bars.pop(name, None)
+            if bar is not None:
+                bar.close()
+
+
+def print_search(out: SearchResult) -> None:
+    """The front, the teacher, the cache and the files of a finished search."""
+    t = out.teacher
+    states = out.trials["state"].value_counts().to_dict() if not out.trials.empty else {}
+    print(
+        f"\nPareto front of {out.run_dir.name} ({len(out.trials)} trials: "
+        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
+        + f"; objectives {', '.join(out.objectives)})"
+    )
+    print(front_table(out.trials, out.objectives))
+    print(
+        f"\nteacher {t['name']}: {t['params']:,} params, val {100 * t['val_accuracy']:.2f}%, "
+        f"test {100 * t['test_accuracy']:.2f}%, {t['latency_ms']:.3f} ms"
+    )
+    print(f"teacher cache: {out.cache}")
+    print(f"ran {out.ran_now} trial(s) in {out.seconds:.0f} s; files:")
+    for name, path in out.files.items():
+        print(f"  {name:12s} {path}")
+
+
+def print_train(out: FullTrainOutcome) -> None:
+    """Each fully trained student against the teacher, and the ranking's Kendall tau."""
+    for s in out.students:
+        t = s["teacher"]
+        print(f"\ntrial {s['trial']}: {s['arch']} ({s['loss']}), {s['epochs']} epochs, "
+              f"seed {s['recipe']['seed']}")  # fmt: skip
+        print(
+            f"  test accuracy  {100 * s['test_accuracy']:.2f}%  (teacher {t['name']} "
+            f"{100 * t['test_accuracy']:.2f}%, retention {100 * s['retention']:.1f}%)"
+        )
+        print(
+            f"  val accuracy   {100 * s['val_accuracy']:.2f}%  (brief training: "
+            f"{100 * s['brief_val_accuracy']:.2f}%)"
+        )
+        print(
+            f"  parameters     {s['params']:,}  ({s['size_ratio']:.1f}x smaller than the teacher)"
+        )
+        print(
+            f"  latency        {s['latency_ms']:.3f} ms  ({s['speedup']:.1f}x faster, batch 1, "
+            f"{s['latency_threads']} threads)"
+        )
+        print(f"  weights        {s['weights']}")
+    if out.kendall_tau is not None or "ranking" in out.files:
+        tau = "undefined (ties)" if out.kendall_tau is None else f"{out.kendall_tau:.2f}"
+        print(f"\nKendall tau, brief vs full validation ranking: {tau} ({out.files['ranking']})")
+
+
+def print_export(out: ExportOutcome) -> None:
+    """The exported files, their check against PyTorch, accuracy and latency."""
+    f = out.figures
+    size = f"{f['onnx_bytes'] / 1e3:.0f} kB" + (
+        f", int8 {f['int8_bytes'] / 1e3:.0f} kB" if "int8_bytes" in f else ""
+    )
+    print(f"trial {out.trial} exported: {out.files['onnx']} ({size})")
+    print(
+        f"  max |onnx - torch| on {f['batch_sizes_checked'][1]} test images and on batch 1: "
+        f"{f['max_abs_diff']:.2e}"
+    )
+    print(
+        f"  test accuracy  torch {100 * f['torch_test_accuracy']:.2f}%  onnx "
+        f"{100 * f['onnx_test_accuracy']:.2f}%"
+        + (f"  int8 {100 * f['int8_test_accuracy']:.2f}%" if "int8_test_accuracy" in f else "")
+    )
+    print(
+        f"  latency, batch 1, {f['threads']} threads (median)  torch {f['torch_latency_ms']:.3f} ms"
+        f"  onnxruntime {f['onnx_latency_ms']:.3f} ms"
+        + (f"  int8 {f['int8_latency_ms']:.3f} ms" if "int8_latency_ms" in f else "")
+    )
+    for name, path in out.files.items():
+        print(f"  {name:12s} {path}")
+
+
+def print_report(out: ReportResult) -> None:
+    """What the run holds (trials, the front's best of each objective, the teacher, trained
+    students) and the files drawn."""
+    print(f"{out.name}: {len(out.trials)} trials ({state_counts(out.trials)}); "
+          f"objectives {', '.join(out.objectives)}; {len(out.front)} on the front")  # fmt: skip
+    for name in out.objectives:
+        objective = get_objective(name)
+        if out.front.empty or name not in out.front:
+            continue
+        values = out.front[name].astype(float)
+        row = out.front.loc[values.idxmax() if objective.maximize else values.idxmin()]
+        print(f"  best {name:13s} {objective.text(row[name]):>12s}  trial {int(row['number'])} "
+              f"({row['arch']}, {row['loss']})")  # fmt: skip
+    if out.teacher:
+        t = out.teacher
+        print(f"  teacher {t['name']}: val {100 * t['val_accuracy']:.2f}%, "
+              f"{t['params']:,} params, {t['latency_ms']:.3f} ms")  # fmt: skip
+    for s in out.students:
+        print(f"  trained trial {s['trial']}: test {100 * s['test_accuracy']:.2f}% after "
+              f"{s['epochs']} epochs, {s['params']:,} params")  # fmt: skip
+    print("files:")
+    for name, path in out.files.items():
+        print(f"  {name:12s} {path}")
+
+
+def print_spaces(spaces: list[SearchSpace]) -> None:
+    """Every space with its parameters."""
+    for space in spaces:
+        print(f"{space.name}: {space.description}")
+        for param, desc in space.table():
+            print(f"  {param:28s} {desc}")
+        print()
