@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import ImageSet
+from autodistill.errors import UserError
 from autodistill.files import atomic_path
 from autodistill.forward import forward_outputs
 from autodistill.losses import Dims, Distiller, Outputs, get_loss, total
@@ -88,7 +89,7 @@ def fit(
     history: list[dict[str, float]] = []
     first = 0
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = _load_checkpoint(checkpoint, device)
         if state["config"] != cfg.settings():
             raise ValueError(f"checkpoint {checkpoint} was made with other settings")
         model.load_state_dict(state["model"])
@@ -152,6 +153,22 @@ def fit(
         if on_epoch is not None:
             on_epoch(epoch, epoch_stats)
     return history
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A training checkpoint, read as tensors and plain values only: a file planted in a run
+    directory cannot run code when it is loaded."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"config", "epoch", "model"} <= set(state):
+            raise ValueError("it is not a training checkpoint")
+    except Exception as exc:  # noqa: BLE001 - whatever the file holds, the user gets one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"training checkpoint {path} cannot be read as tensors and plain "
+            f"values ({first[:200]}); delete it to train from the start"
+        ) from None
+    return state
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:

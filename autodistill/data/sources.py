@@ -240,12 +240,28 @@ def _fashion(root: Path, *, download: bool, image_size: int | None, seed: int) -
     return dataclasses.replace(splits, classes=tuple(torchvision.datasets.FashionMNIST.classes))
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and plain containers and nothing else: a CIFAR file
+    someone hands over cannot run code while it is read (plain ``pickle.load`` would)."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CIFAR batch "
+                                         "never holds (refused: it could run code)")  # fmt: skip
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict[bytes, Any]:
-    # pickle runs code from the file; the CIFAR format leaves no choice, as in torchvision.
     try:
         with path.open("rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except (OSError, EOFError, pickle.UnpicklingError) as e:
+            return _ArraysOnly(f, encoding="bytes").load()
+    except (OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
         raise _unreadable(path, f"not a readable CIFAR pickle ({e})") from e
 
 
