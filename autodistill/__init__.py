@@ -6,8 +6,7 @@
     autodistill.train(run.run_dir, pick="knee")
     student = autodistill.load_student(run.run_dir, trial=int(run.front["number"].iloc[0]))
 
-The names below are imported on first use, so ``import autodistill`` (and ``autodistill
---help``) does not wait for torch.
+The names below are imported on first use, so ``import autodistill`` does not wait for torch.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ __version__ = "0.1.0"
 
 _WHERE = {
     "search": "api", "train": "api", "export": "api", "report": "api", "load_student": "api",
-    "spaces": "api", "dashboard": "api", "SearchResult": "api", "ReportResult": "api",
+    "list_spaces": "api", "dashboard": "api", "SearchResult": "api", "ReportResult": "api",
     "UserError": "errors", "Progress": "progress", "OBJECTIVES": "objectives",
 }  # fmt: skip
 
@@ -34,8 +33,8 @@ __all__ = [
     "export",
     "load_student",
     "report",
+    "list_spaces",
     "search",
-    "spaces",
     "train",
 ]
 
@@ -45,10 +44,10 @@ if TYPE_CHECKING:
         SearchResult,
         dashboard,
         export,
+        list_spaces,
         load_student,
         report,
         search,
-        spaces,
         train,
     )
     from autodistill.errors import UserError

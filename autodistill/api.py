@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from autodistill import render, ship, study
+from autodistill import render, ship, spaces, study
 from autodistill.config import (
     CONFIG_FILE,
     STUDENTS_DIR,
@@ -34,7 +34,7 @@ from autodistill.objectives import DEFAULT, get_objective
 from autodistill.prepare import prepare
 from autodistill.progress import Progress, silent
 from autodistill.signals import interrupts_as_exceptions
-from autodistill.spaces import SearchSpace, list_spaces, load_space
+from autodistill.spaces import SearchSpace, load_space
 from autodistill.study.workers import join_study, open_run_storage, run_local_workers, work
 
 
@@ -64,10 +64,11 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _limits(**given: float | None) -> dict[str, float]:
-    """``max_params=...`` style keyword arguments as objective limits."""
+def _limits(extra: dict[str, float] | None, **given: float | None) -> dict[str, float]:
+    """``max_params=...`` style keyword arguments and an ``{objective: most}`` mapping (for
+    objectives registered beyond the shipped ones) as objective limits."""
     out = {}
-    for key, value in given.items():
+    for key, value in {**given, **{f"max_{k}": v for k, v in (extra or {}).items()}}.items():
         if value is not None:
             name = key.removeprefix("max_")
             if not get_objective(name).limitable:
@@ -94,6 +95,7 @@ def search(
     max_latency_ms: float | None = None,
     max_flops: float | None = None,
     max_size_kb: float | None = None,
+    limits: dict[str, float] | None = None,
     device: str = "auto",
     sampler: str = "tpe",
     seed: int = 0,
@@ -108,8 +110,8 @@ def search(
 ) -> SearchResult:
     """Search students (``autodistill search``): prepare the data, the teacher and its cache,
     run or resume the study until it holds ``budget`` trials, and write the result files."""
-    limits = _limits(max_params=max_params, max_latency_ms=max_latency_ms, max_flops=max_flops,
-                     max_size_kb=max_size_kb)  # fmt: skip
+    limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
+                     max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
     config = SearchConfig(
         data=data, data_dir=data_dir, download=download, space=space, teacher=teacher,
         teacher_checkpoint=teacher_checkpoint, teacher_epochs=teacher_epochs, views=views,
@@ -192,7 +194,7 @@ def _check_run_dir(config: SearchConfig) -> None:
     """Refuse an unwritable output or a changed resumed study, before anything is written."""
     run_dir = config.run_dir
     if (run_dir / CONFIG_FILE).is_file():
-        check_resumable(load_config(run_dir), config)
+        check_resumable(run_dir, config)
     existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"cannot write to output directory {run_dir} ({existing} is not a "
@@ -216,6 +218,7 @@ def train(
     max_latency_ms: float | None = None,
     max_flops: float | None = None,
     max_size_kb: float | None = None,
+    limits: dict[str, float] | None = None,
     top: int | None = None,
     epochs: int = 30,
     device: str | None = None,
@@ -223,8 +226,8 @@ def train(
 ) -> ship.FullTrainOutcome:
     """Fully train students of a run (``autodistill train``): one by ``trial``, by ``pick`` rule
     (default ``knee``), the most accurate within ``max_*`` limits, or the ``top`` K."""
-    limits = _limits(max_params=max_params, max_latency_ms=max_latency_ms, max_flops=max_flops,
-                     max_size_kb=max_size_kb)  # fmt: skip
+    limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
+                     max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
     with _threads(load_config(Path(run_dir)).resolved_threads):
         return ship.train_students(Path(run_dir), trial=trial, rule=pick, limits=limits, top=top,
                                    epochs=epochs, device=device, progress=progress)  # fmt: skip
@@ -293,9 +296,9 @@ def load_student(run_dir: str | Path, trial: int) -> nn.Module:
     return ship.load_student(Path(run_dir), trial)
 
 
-def spaces() -> list[SearchSpace]:
+def list_spaces() -> list[SearchSpace]:
     """Every shipped search space, parsed (``autodistill spaces``)."""
-    return [load_space(name) for name in list_spaces()]
+    return [load_space(name) for name in spaces.list_spaces()]
 
 
 def dashboard(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080) -> None:

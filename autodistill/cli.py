@@ -233,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _limits(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if k.startswith("max_")}
+    """``--max-<objective>`` options given, as ``{objective: most}``."""
+    return {k.removeprefix("max_"): v for k, v in vars(args).items()
+            if k.startswith("max_") and v is not None}  # fmt: skip
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -245,7 +247,7 @@ def _search(args: argparse.Namespace) -> int:
             budget=args.budget, data=args.data, data_dir=args.data_dir, download=args.download,
             space=args.space, teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
             teacher_epochs=args.teacher_epochs, views=args.views, epochs=args.epochs,
-            no_early_stop=args.no_early_stop, objectives=args.objectives, **_limits(args),
+            no_early_stop=args.no_early_stop, objectives=args.objectives, limits=_limits(args),
             device=args.device, sampler=args.sampler, seed=args.seed, threads=args.threads,
             jobs=args.jobs, storage=args.storage, study_name=args.study_name,
             heartbeat=args.heartbeat, out=args.out, cache_dir=args.cache_dir, progress=bars,
@@ -262,7 +264,7 @@ def _train(args: argparse.Namespace) -> int:
     bars = terminal.Bars(not args.quiet)
     try:
         out = api.train(
-            args.run_dir, trial=args.trial, pick=args.pick, **_limits(args), top=args.top,
+            args.run_dir, trial=args.trial, pick=args.pick, limits=_limits(args), top=args.top,
             epochs=args.epochs, device=args.device, progress=bars,
         )  # fmt: skip
     finally:
@@ -298,7 +300,7 @@ def _report(args: argparse.Namespace) -> int:
 def _spaces(args: argparse.Namespace) -> int:
     from autodistill import api, terminal
 
-    terminal.print_spaces(api.spaces())
+    terminal.print_spaces(api.list_spaces())
     return 0
 
 

@@ -75,6 +75,11 @@ class SearchConfig:
             if not ok:
                 raise UserError(message)
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
+        # Floats, so 100000 from the CLI and 1e5 from Python are the same setting.
+        for value in self.limits.values():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserError(f"a limit must be a number, got {value!r}")
+        object.__setattr__(self, "limits", {k: float(v) for k, v in self.limits.items()})
         for name, value in self.limits.items():
             objective = get_objective(name)
             if not objective.limitable:
@@ -94,9 +99,14 @@ class SearchConfig:
         if self.study_name:
             return self.study_name
         data = self.data
+        space = Path(self.space).stem
         if data.startswith("imagefolder:"):  # the folder's own name, not its whole path
+            # Runs made before kept the whole path; such a run is resumed under its old name.
+            old = data.replace("imagefolder:", "folder-").replace("/", "_").strip("_")
+            if (Path(self.out) / f"{old}-{space}").is_dir():
+                return f"{old}-{space}"
             data = "folder-" + (Path(data.split(":", 1)[1].rstrip("/\\")).name or "root")
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{data}-{Path(self.space).stem}")
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{data}-{space}")
 
     @property
     def run_dir(self) -> Path:
@@ -183,11 +193,25 @@ def load_config(run_dir: Path) -> SearchConfig:
     return SearchConfig.from_dict(yaml.safe_load(path.read_text())["config"])
 
 
-def check_resumable(old: SearchConfig, new: SearchConfig) -> None:
-    """Refuse to resume a study with settings that would make its trials incomparable."""
-    changed = [k for k in STUDY_DEFINING if getattr(old, k) != getattr(new, k)]
+def check_resumable(run_dir: Path, new: SearchConfig) -> None:
+    """Refuse to resume the study in ``run_dir`` with settings that would make its trials
+    incomparable, or one made by an autodistill that kept accuracy in percent."""
+    doc = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text())
+    if "objectives" not in doc["config"]:
+        raise UserError(f"{run_dir} was made by an older autodistill (accuracy in percent, no "
+                        "objectives recorded); 'autodistill report' reads it, but a search "
+                        "cannot resume it: use another --study-name or --out")  # fmt: skip
+    old = SearchConfig.from_dict(doc["config"])
+    # The device as it resolved then, not as the old setting would resolve on this machine.
+    then = str(doc.get("resolved", {}).get("device", "cpu")).split(":")[0]
+    keys = [k for k in STUDY_DEFINING if k != "device_type"]
+    changed = [k for k in keys if getattr(old, k) != getattr(new, k)]
+    diffs = [f"{k}: {getattr(old, k)!r} -> {getattr(new, k)!r}" for k in changed]
+    if then != new.device_type:
+        changed.append("device_type")
+        diffs.append(f"device: {then} -> {new.device_type}")
     if changed:
-        diffs = ", ".join(f"{k}: {getattr(old, k)!r} -> {getattr(new, k)!r}" for k in changed)
+        diffs = ", ".join(diffs)
         raise UserError(
             f"{new.run_dir} holds a study made with other settings ({diffs}); "
             "use another --study-name or --out, or the original settings"

@@ -110,7 +110,11 @@ def measure_latency(
         while runs < warmup or time.perf_counter() - start < warmup_s:
             model(x)
             runs += 1
-        timer = Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
+        # Timer synchronises CUDA itself; on MPS the kernels are waited for explicitly, or
+        # only their launch would be timed.
+        stmt = "model(x); torch.mps.synchronize()" if device.type == "mps" else "model(x)"
+        timer = Timer(stmt=stmt, globals={"model": model, "x": x, "torch": torch},
+                      num_threads=threads)  # fmt: skip
         # Several short rounds, keeping the least disturbed one: on a shared machine a burst of
         # other work slows a whole round, and a median cannot remove what lasts that long.
         rounds = [

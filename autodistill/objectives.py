@@ -70,6 +70,9 @@ class Objective:
         return "--max-" + self.name.replace("_", "-")
 
     def rounded(self, value: float) -> float:
+        """Rounded to ``decimals``; a count (0 decimals) stays an integer."""
+        if self.decimals == 0:
+            return int(round(float(value)))
         return float(round(float(value), self.decimals))
 
     def scaled(self, values: Iterable[float]) -> np.ndarray:

@@ -67,7 +67,7 @@ def prepare(
         lock.acquire()
     try:
         info, load_teacher = prepare_teacher(
-            config.teacher, data, aug, cache_dir=cache_dir, threads=threads,
+            config.teacher, data, aug, cache_dir=cache_dir, threads=threads, device=device,
             checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
             recipe=TeacherRecipe(epochs=config.teacher_epochs, seed=config.seed),
             progress=progress,

@@ -89,9 +89,12 @@ def fit(
     history: list[dict[str, float]] = []
     first = 0
     if checkpoint is not None and checkpoint.is_file():
-        state = _load_checkpoint(checkpoint, device)
+        state = _load_checkpoint(checkpoint)
         if state["config"] != cfg.settings():
-            raise ValueError(f"checkpoint {checkpoint} was made with other settings")
+            raise UserError(
+                f"training checkpoint {checkpoint} was made with other settings "
+                "(another recipe or --epochs); delete it to train from the start"
+            )
         model.load_state_dict(state["model"])
         distiller.load_state_dict(state["distiller"])
         opt.load_state_dict(state["optimizer"])
@@ -155,11 +158,13 @@ def fit(
     return history
 
 
-def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+def _load_checkpoint(path: Path) -> dict[str, Any]:
     """A training checkpoint, read as tensors and plain values only: a file planted in a run
     directory cannot run code when it is loaded."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        # On the CPU: the random states must be CPU tensors; the model and optimizer states
+        # are copied onto the model's device by load_state_dict.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not {"config", "epoch", "model"} <= set(state):
             raise ValueError("it is not a training checkpoint")
     except Exception as exc:  # noqa: BLE001 - whatever the file holds, the user gets one line

@@ -93,3 +93,35 @@ def test_train_rebuilds_the_trials_recipe_seed_included(shipped_run):
     assert brief["epochs"] == 1 and full["epochs"] == 1
     assert {k: v for k, v in brief.items()} == {k: v for k, v in full.items()}
     assert full["lr"] == trial.params["lr"]
+
+
+def test_no_submodule_shadows_a_function_of_the_api():
+    import importlib
+
+    for name in ("api", "spaces", "study", "ship", "render", "objectives", "progress"):
+        importlib.import_module(f"autodistill.{name}")
+    for name in ("search", "train", "export", "report", "load_student", "list_spaces",
+                 "dashboard"):  # fmt: skip
+        assert callable(getattr(autodistill, name)), name
+    assert [s.name for s in autodistill.list_spaces()][:1] == ["convnext"]
+
+
+def test_a_run_of_an_older_autodistill_is_reported_but_not_resumed(tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "results/examples/mnist5k-default"
+    run_dir = tmp_path / "mnist5k-default"
+    shutil.copytree(example, run_dir)
+    found = autodistill.report(run_dir)  # accuracy read as a fraction from its trials
+    assert found.front["val_accuracy"].max() == pytest.approx(0.9747, abs=1e-4)
+    assert main(["search", "--out", str(tmp_path)]) == 2
+    assert "made by an older autodistill" in capsys.readouterr().err
+
+
+def test_a_limit_given_from_python_or_the_cli_is_the_same_setting(tmp_path, shared_cache):
+    common = dict(budget=1, data="digits", epochs=1, teacher="test_resnet", teacher_epochs=1,
+                  views=2, threads=2, out=str(tmp_path), cache_dir=str(shared_cache))  # fmt: skip
+    autodistill.search(max_params=1e6, **common)
+    again = autodistill.search(max_params=1_000_000, **{**common, "budget": 2})
+    assert len(again.trials) == 2

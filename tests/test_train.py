@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from autodistill.data import default_augmentation
+from autodistill.errors import UserError
 from autodistill.families import InputSpec, build_student
 from autodistill.losses import Dims, Distiller, get_loss
 from autodistill.trainer import TrainConfig, TrainingDiverged, evaluate, fit, make_distiller
@@ -123,6 +124,6 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(
     for (name, a), b in zip(straight.state_dict().items(), fresh.state_dict().values(),
                             strict=True):  # fmt: skip
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
-    with pytest.raises(ValueError, match="made with other settings"):
+    with pytest.raises(UserError, match="made with other settings .*delete it"):
         fit(fresh, digits.train, aug, digits.stats, TrainConfig(epochs=4, lr=5e-3, seed=1),
             views=views, distiller=kd(), checkpoint=ckpt)  # fmt: skip

@@ -16,7 +16,7 @@ from autodistill.device import resolve_device
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
-from autodistill.objectives import Probe, get_objective
+from autodistill.objectives import OBJECTIVES, Probe, get_objective
 from autodistill.prepare import Prepared, prepare
 from autodistill.progress import Progress, silent
 from autodistill.recipe import build, distil, recipe_for, recipe_record
@@ -28,7 +28,8 @@ from autodistill.study import trials_frame as study_trials
 from autodistill.trainer import evaluate
 
 log = logging.getLogger(__name__)
-MEASURED = ("params", "flops", "latency_ms", "size_kb")  # recorded for every trained student
+# Recorded for every trained student: whatever the registry measures before training.
+MEASURED = tuple(n for n, o in OBJECTIVES.items() if not o.after_training)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ def _train_one(
         "final_loss": history[-1], "brief_val_accuracy": attrs.get("val_accuracy"),
         "val_accuracy": evaluate(model, data.val, data.stats),
         "test_accuracy": evaluate(model, data.test, data.stats),  # the one look at the test split
-        **measured, "params": int(measured["params"]), "flops": int(measured["flops"]),
+        **{k: get_objective(k).rounded(v) if k in OBJECTIVES else v
+           for k, v in measured.items()},
         "teacher": {"name": teacher.name, "params": teacher.params,
                     "test_accuracy": teacher.test_accuracy, "latency_ms": teacher.latency_ms},
     }  # fmt: skip

@@ -96,11 +96,13 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or join it to resume or to add a worker.
 
-    The worker's one sampler is seeded from ``seed`` and the number of workers that joined
-    before it: the same ``--seed`` proposes the same trials, and workers that start together do
-    not propose the same ones. ``identity`` (teacher weights, cache key, settings) is stored
-    with the study by the first worker; a later worker with another one is refused, as its
-    trials would not compare.
+    The worker's one sampler is seeded from ``seed``, the trials the study already holds and
+    the number of workers that joined before it: the same command proposes the same trials,
+    a resumed study continues the same way every time, and workers that start together do not
+    propose the same ones. ``identity`` (teacher weights, cache key, settings) is stored with
+    the study by the first worker; a later worker with another one is refused before it
+    changes anything, as its trials would not compare. A study made before objectives were
+    recorded (accuracy in percent) is refused too.
     """
     check_sampler(sampler_name)
     directions = [get_objective(n).direction for n in objectives]
@@ -113,23 +115,29 @@ def open_study(
         except optuna.exceptions.DuplicatedStudyError:
             study_id = storage.get_study_id_from_name(name)
         attrs = storage.get_study_user_attrs(study_id)
-        theirs = tuple(attrs.get(OBJECTIVES_ATTR, DEFAULT))
+        if OBJECTIVES_ATTR not in attrs:
+            raise UserError(f"study {name!r} was made by an older autodistill (accuracy in "
+                            "percent, objectives not recorded); it can be reported but not "
+                            "resumed: use another --study-name or --out")  # fmt: skip
+        theirs = tuple(attrs[OBJECTIVES_ATTR])
         if theirs != tuple(objectives):
             raise UserError(f"study {name!r} trades off {','.join(theirs)}, not "
                             f"{','.join(objectives)}; give --objectives {','.join(theirs)} "
                             "or another --study-name")  # fmt: skip
+        for key, value in (identity or {}).items():
+            if key in attrs and attrs[key] != value:
+                raise UserError(_identity_mismatch(name, key, attrs[key], value))
+        for key, value in (identity or {}).items():
+            if key not in attrs:
+                storage.set_study_user_attr(study_id, key, value)
         joined = int(attrs.get(JOINED_ATTR, 0))
+        held = len(storage.get_all_trials(study_id, deepcopy=False))
         storage.set_study_user_attr(study_id, JOINED_ATTR, joined + 1)
-    state = np.random.SeedSequence([seed, joined]).generate_state(1)[0]
+    state = np.random.SeedSequence([seed, held, joined]).generate_state(1)[0]
     sampler = make_sampler(sampler_name, seed=int(state), budget=budget)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     with quiet_experimental():
         study.set_metric_names(list(objectives))
-    for key, value in (identity or {}).items():
-        if key not in study.user_attrs:
-            study.set_user_attr(key, value)
-        elif study.user_attrs[key] != value:
-            raise UserError(_identity_mismatch(name, key, study.user_attrs[key], value))
     return study
 
 

@@ -80,11 +80,15 @@ def front_summary(study: optuna.Study) -> str:
     if not front:
         return "front: none yet"
     names = study_objectives(study)
-    first, second = get_objective(names[0]), get_objective(names[1])
-    best = max(front, key=lambda t: t.values[0] * (1 if first.maximize else -1))
-    end = max(front, key=lambda t: t.values[1] * (1 if second.maximize else -1))
-    return (f"front {len(front)} | best {first.text(best.values[0])} | at the other end "
-            f"{second.text(end.values[1])} @ {first.text(end.values[0])}")  # fmt: skip
+    # Accuracy first, whatever the order of --objectives; then the first of the others.
+    acc = names.index("val_accuracy")
+    other = next(i for i in range(len(names)) if i != acc)
+    first, second = get_objective(names[acc]), get_objective(names[other])
+    best = max(front, key=lambda t: t.values[acc])
+    end = max(front, key=lambda t: t.values[other] * (1 if second.maximize else -1))
+    return (f"front {len(front)} | best {first.text(best.values[acc])} | at the other end "
+            f"{second.text(end.values[other])} {names[other]} @ "
+            f"{first.text(end.values[acc])}")  # fmt: skip
 
 
 def trial_candidate(study: optuna.Study, number: int) -> tuple[Candidate, dict[str, Any]]:
