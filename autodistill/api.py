@@ -27,6 +27,7 @@ from autodistill.config import (
     SearchConfig,
     check_resumable,
     load_config,
+    mask_url,
     save_config,
 )
 from autodistill.errors import UserError
@@ -164,7 +165,7 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
         raise UserError(_nothing_feasible(trials, config))  # after the files: nothing is lost
     files["config"] = run_dir / CONFIG_FILE
     # A database URL is shown as given; Path() would fold its "//".
-    files["storage"] = config.storage or run_dir / study.DEFAULT_STORAGE_FILE
+    files["storage"] = mask_url(config.storage) or run_dir / study.DEFAULT_STORAGE_FILE
     return SearchResult(
         run_dir, trials, render.pareto_frame(trials), config.objectives, teacher, files, ran,
         time.perf_counter() - start, prep.cache_summary(),

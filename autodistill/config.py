@@ -25,6 +25,21 @@ STUDY_DEFINING = (
 )  # fmt: skip
 
 
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def mask_url(url: str | None) -> str | None:
+    """A storage URL with its password hidden, for anything printed or raised:
+    ``postgresql://user:***@host/db``."""
+    if url is None or "://" not in url:
+        return url
+    return re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", url)
+
+
+def has_password(url: str | None) -> bool:
+    return url is not None and mask_url(url) != url
+
+
 def default_cache_dir() -> Path:
     """Where teachers and teacher logits are cached: ``$AUTODISTILL_CACHE`` or ~/.cache."""
     env = os.environ.get("AUTODISTILL_CACHE")
@@ -74,6 +89,13 @@ class SearchConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        if self.study_name is not None and (
+            not STUDY_NAME.fullmatch(self.study_name) or ".." in self.study_name
+        ):
+            shown = self.study_name if len(self.study_name) <= 60 else self.study_name[:60] + "..."
+            raise UserError(f"--study-name {shown!r} is not a name: it becomes a folder under "
+                            "--out, so use 1-100 letters, digits, '.', '_' or '-', starting "
+                            "with a letter or digit, without '..'")  # fmt: skip
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
         # Floats, so 100000 from the CLI and 1e5 from Python are the same setting.
         for value in self.limits.values():
@@ -179,7 +201,9 @@ def save_config(config: SearchConfig, run_dir: Path) -> Path:
     }
     doc = {"config": config.to_dict(), "resolved": resolved, "versions": versions}
     path = run_dir / CONFIG_FILE
-    write_text_atomic(path, yaml.safe_dump(doc, sort_keys=False))
+    # It keeps the storage URL (report and resume need it): with a password, owner-only.
+    write_text_atomic(path, yaml.safe_dump(doc, sort_keys=False),
+                      private=has_password(config.storage))  # fmt: skip
     return path
 
 

@@ -25,6 +25,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, *, private: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically; ``private`` makes it readable by its owner only
+    (a file holding a password)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+        if private:
+            tmp.chmod(0o600)

@@ -81,7 +81,8 @@ def print_train(out: FullTrainOutcome) -> None:
             f"  latency        {s['latency_ms']:.3f} ms  ({s['speedup']:.1f}x faster, batch 1, "
             f"{s['latency_threads']} threads)"
         )
-        print(f"  weights        {s['weights']}")
+        weights = out.files[f"trial {s['trial']}"]
+        print(f"  weights        {weights}")
     if out.kendall_tau is not None or "ranking" in out.files:
         tau = "undefined (ties)" if out.kendall_tau is None else f"{out.kendall_tau:.2f}"
         print(f"\nKendall tau, brief vs full validation ranking: {tau} ({out.files['ranking']})")

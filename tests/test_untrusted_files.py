@@ -63,3 +63,45 @@ def test_a_planted_cifar_batch_does_not_run_its_code(tmp_path):
     with pytest.raises(UserError, match="not a readable CIFAR pickle .*refused: it could run"):
         load_dataset("cifar10", data_dir=tmp_path)
     assert not marker.exists(), "the batch's code ran"
+
+
+def test_a_storage_password_is_never_printed(tmp_path, capsys):
+    from autodistill.config import mask_url
+
+    assert mask_url("postgresql://me:s3cr3t@db:5432/x") == "postgresql://me:***@db:5432/x"
+    assert mask_url("postgresql://db/x") == "postgresql://db/x" and mask_url(None) is None
+    url = "postgresql://me:SECRETWORD@127.0.0.1:1/nodb"
+    code = main(["search", "--data", "digits", "--out", str(tmp_path), "--storage", url])
+    captured = capsys.readouterr()
+    assert code == 2 and "SECRETWORD" not in captured.out + captured.err
+    assert "postgresql://me:***@127.0.0.1:1/nodb" in captured.err
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/abs", "a/b/c", "x" * 5000, "..", ".hidden"])
+def test_a_study_name_that_is_not_a_name_is_refused(tmp_path, capsys, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["search", "--data", "digits", "--out", str(out), "--study-name", name])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "is not a name" in err and len(err) < 400
+    assert not any(tmp_path.rglob("config.yaml"))
+
+
+def test_a_moved_run_trains_exports_and_reports_from_where_it_is(shipped_run, tmp_path):
+    import shutil
+
+    import autodistill
+
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(shipped_run, moved)
+    trained = next((moved / "students").glob("trial-*"))
+    number = int(trained.name.split("-")[1])
+    before = {p: p.stat().st_mtime_ns for p in shipped_run.rglob("*") if p.is_file()}
+    assert main(["export", str(moved), "--trial", str(number)]) == 0
+    assert main(["report", str(moved)]) == 0
+    model = autodistill.load_student(moved, trial=number)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert main(["train", str(moved), "--trial", str(number), "--epochs", "1", "--quiet"]) == 0
+    after = {p: p.stat().st_mtime_ns for p in shipped_run.rglob("*") if p.is_file()}
+    assert after == before  # nothing of the original run was read for writing or rewritten
+    assert (trained / "student.onnx").is_file()

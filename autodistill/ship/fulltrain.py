@@ -160,7 +160,7 @@ def _train_one(
     with atomic_path(weights) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp), metadata={"candidate": json.dumps(cand.to_dict())})
-    metrics["weights"] = str(weights)
+    metrics["weights"] = WEIGHTS  # beside metrics.json: the run directory can move
     write_text_atomic(done, json.dumps(metrics, indent=2))  # last: it marks the student done
     checkpoint.unlink(missing_ok=True)  # finished: the weights file is the result
     return metrics

@@ -25,6 +25,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, _CachedStor
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from autodistill.config import mask_url
 from autodistill.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,11 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
             )
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
         first = str(exc).strip().splitlines()[0]
+        password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2] if "@" in url else ""
+        if password:
+            first = first.replace(password, "***")
         raise UserError(
-            f"cannot open storage {url!r}: {first}; check the URL, that the "
+            f"cannot open storage {mask_url(url)!r}: {first}; check the URL, that the "
             "database server is running, and that its driver is installed "
             "(pip install -e '.[postgres]' for PostgreSQL)"
         ) from None
