@@ -9,6 +9,7 @@ embedded journal file, by its process id on this host.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import socket
@@ -22,11 +23,12 @@ from pathlib import Path
 import optuna
 from filelock import FileLock
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, _CachedStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from autodistill.config import mask_url
 from autodistill.errors import UserError
+from autodistill.files import atomic_path
 
 log = logging.getLogger(__name__)
 DEFAULT_STORAGE_FILE = "study.journal"
@@ -60,13 +62,13 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
     heartbeat_s`` seconds is failed and queued again with the same parameters.
     """
     if url is None:
-        return JournalStorage(JournalFileBackend(str(run_dir / DEFAULT_STORAGE_FILE)))
+        return _journal(Path(run_dir) / DEFAULT_STORAGE_FILE)
     if "://" not in url:
         path = Path(url)
         if not path.parent.is_dir():
             raise UserError(f"storage {url!r}: folder {path.parent} does not exist; create "
                             "it, or choose another --storage")  # fmt: skip
-        return JournalStorage(JournalFileBackend(str(path)))
+        return _journal(path)
     try:
         with quiet_experimental():
             return RDBStorage(
@@ -85,6 +87,56 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
             "database server is running, and that its driver is installed "
             "(pip install -e '.[postgres]' for PostgreSQL)"
         ) from None
+
+
+def _journal(path: Path) -> JournalStorage:
+    """The journal file at ``path``, repaired first if a write into it was cut off."""
+    if path.is_file():
+        lock = JournalFileSymlinkLock(str(path))  # the lock Optuna's own appends take
+        while not lock.acquire():
+            pass
+        try:
+            repair_journal(path)
+        finally:
+            lock.release()
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def repair_journal(path: Path) -> int:
+    """Drop the damage a cut-off write leaves in a journal file; returns the records dropped.
+
+    A write cut off (a full disk, a killed copy) leaves a last line without its newline; the
+    next append then glues a good record onto it, and from then on Optuna cannot read the
+    file. Each damaged line is dropped, keeping a good record glued onto its end, and the user
+    is told in one line. Finished trials stay: their records come before the damage.
+    """
+    data = path.read_bytes()
+    kept: list[bytes] = []
+    dropped = 0
+    for line in data.splitlines(keepends=True):
+        if line.endswith(b"\n") and _parses(line):
+            kept.append(line)
+            continue
+        dropped += 1
+        start = line.find(b'{"op_code"', 1)
+        while start != -1:  # a good record glued onto a torn one
+            if line.endswith(b"\n") and _parses(line[start:]):
+                kept.append(line[start:])
+                break
+            start = line.find(b'{"op_code"', start + 1)
+    if dropped:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"".join(kept))
+        log.warning("study journal %s: dropped %d damaged record(s) left by a cut-off write; "
+                    "the trials recorded before it are kept", path, dropped)  # fmt: skip
+    return dropped
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def _backend(storage: BaseStorage) -> BaseStorage:
