@@ -122,6 +122,11 @@ def search(
         storage=storage, heartbeat_s=heartbeat, study_name=study_name, out=out,
         cache_dir=cache_dir,
     )  # fmt: skip
+    cores = os.cpu_count() or 1
+    if config.threads * config.jobs > cores:
+        raise UserError(f"--threads {config.threads} x --jobs {config.jobs} is more than this "
+                        f"machine's {cores} cores: latency timed so would measure contention; "
+                        "use --threads 0 (the cores shared out) or fewer")  # fmt: skip
     with _threads(config.resolved_threads):
         return _search(config, progress)
 
@@ -163,6 +168,8 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
             limits=config.limits))  # fmt: skip
     if not trials.empty and (trials["state"] == "INFEASIBLE").all():
         raise UserError(_nothing_feasible(trials, config))  # after the files: nothing is lost
+    if not trials.empty and not trials["state"].isin(["COMPLETE", "STOPPED"]).any():
+        raise UserError(_nothing_trained(trials, config))
     files["config"] = run_dir / CONFIG_FILE
     # A database URL is shown as given; Path() would fold its "//".
     files["storage"] = mask_url(config.storage) or run_dir / study.DEFAULT_STORAGE_FILE
@@ -170,6 +177,16 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
         run_dir, trials, render.pareto_frame(trials), config.objectives, teacher, files, ran,
         time.perf_counter() - start, prep.cache_summary(),
     )  # fmt: skip
+
+
+def _nothing_trained(trials: pd.DataFrame, config: SearchConfig) -> str:
+    """Every trial failed: the most common reason, so the user can fix what broke them."""
+    failed = trials[trials["state"] == "FAIL"]["failure_reason"].fillna("unknown")
+    reason, count = failed.value_counts().index[0], int(failed.value_counts().iloc[0])
+    return (
+        f"no trial trained: {len(failed)} of {len(trials)} failed, most often ({count}) "
+        f"with {reason[:300]}; results kept in {config.run_dir}"
+    )
 
 
 def _nothing_feasible(trials: pd.DataFrame, config: SearchConfig) -> str:

@@ -198,3 +198,27 @@ def test_report_prints_what_it_found(shipped_run, capsys):
     out = capsys.readouterr().out
     assert out.startswith("digits-default: 3 trials (")
     assert "best val_accuracy" in out and "trained trial" in out and "report.html" in out
+
+
+def test_a_search_whose_every_trial_failed_says_why_and_exits_2(run, tmp_path, monkeypatch):
+    from autodistill.study import controller
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(controller, "train_candidate", broken)
+    code, _, err = run()
+    assert code == 2 and err.count("\n") == 1
+    assert "no trial trained: " in err and "RuntimeError: CUDA error: an illegal memory" in err
+    trials = pd.read_csv(tmp_path / "digits-default" / "trials.csv")  # the results are kept
+    assert set(trials["state"]) <= {"FAIL", "INFEASIBLE"}
+
+
+def test_more_threads_than_cores_is_refused(tmp_path, capsys):
+    import os
+
+    too_many = str(4 * (os.cpu_count() or 1))
+    code = main(["search", "--data", "digits", "--out", str(tmp_path), "--threads", too_many])
+    err = capsys.readouterr().err
+    assert code == 2 and "cores" in err and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())
