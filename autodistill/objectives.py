@@ -75,6 +75,12 @@ class Objective:
             return int(round(float(value)))
         return float(round(float(value), self.decimals))
 
+    def record(self, probe: Probe) -> tuple[float, dict[str, Any]]:
+        """Measure: the value as recorded (rounded), and the details recorded beside it."""
+        measured = self.measure(probe)
+        value, details = measured if isinstance(measured, tuple) else (measured, {})
+        return self.rounded(value), details
+
     def scaled(self, values: Iterable[float]) -> np.ndarray:
         """Values in the space plots and the knee use: log10 where ``log``, negated when larger
         is better, so smaller is always better."""

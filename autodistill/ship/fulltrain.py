@@ -137,9 +137,7 @@ def _train_one(
     probe = Probe(model, shape, prep.device, prep.threads)
     measured: dict[str, Any] = {}
     for name in MEASURED:
-        value = get_objective(name).measure(probe)
-        value, extra = value if isinstance(value, tuple) else (value, {})
-        measured[name] = value
+        measured[name], extra = get_objective(name).record(probe)
         measured.update(extra)
     teacher = prep.teacher
     metrics = {
@@ -148,8 +146,7 @@ def _train_one(
         "final_loss": history[-1], "brief_val_accuracy": attrs.get("val_accuracy"),
         "val_accuracy": evaluate(model, data.val, data.stats),
         "test_accuracy": evaluate(model, data.test, data.stats),  # the one look at the test split
-        **{k: get_objective(k).rounded(v) if k in OBJECTIVES else v
-           for k, v in measured.items()},
+        **measured,
         "teacher": {"name": teacher.name, "params": teacher.params,
                     "test_accuracy": teacher.test_accuracy, "latency_ms": teacher.latency_ms},
     }  # fmt: skip

@@ -102,9 +102,7 @@ def _measure(
     for objective in objectives:
         if not objective.always and limits.violations(values):
             break  # counting is free; timing takes a second: skip it once a limit failed
-        measured = objective.measure(probe)
-        value, extra = measured if isinstance(measured, tuple) else (measured, {})
-        values[objective.name] = objective.rounded(value)
+        values[objective.name], extra = objective.record(probe)
         details.update(extra)
     return values, details
 
