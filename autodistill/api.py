@@ -143,7 +143,7 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
     # One worker builds the teacher and its cache (under a lock); the others load them.
     prep = prepare(config, space.teacher_outputs(), progress=progress)
     _make_run_dir(config)
-    the_study = join_study(config, prep, storage)
+    the_study = join_study(config, prep, space, storage)
     save_config(config, run_dir)  # once the study is joined: a refused run changes nothing
     before = study.finished_count(the_study)
     progress("trials", before, config.budget, unit="trial")

@@ -9,7 +9,10 @@ family block of another space file and may override some of its parameters.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -18,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from autodistill.domain import NON_NEGATIVE, POSITIVE, Domain, integer
 from autodistill.errors import UserError
 from autodistill.families import get_family
 from autodistill.forward import OUTPUT_KINDS
@@ -26,7 +30,11 @@ from autodistill.losses import get_loss
 # The shipped spaces are package data, so an installed wheel has them; the repository's top-level
 # search_spaces/ is a link to this folder, for users to read and copy.
 SPACES_DIR = Path(str(resources.files("autodistill") / "search_spaces"))
-TRAIN_PARAMS = ("lr", "weight_decay", "batch_size")
+TRAIN_PARAMS: dict[str, Domain] = {
+    "lr": POSITIVE,
+    "weight_decay": NON_NEGATIVE,
+    "batch_size": integer(1, 65536),
+}
 _SPEC_KEYS = {"choices", "low", "high", "log", "step", "per_stage"}
 
 
@@ -107,6 +115,13 @@ class SearchSpace:
             train=_sample_group(suggest, "", self.train),
         )
 
+    def fingerprint(self) -> str:
+        """A hash of what the space samples (not its description or where it lies): a study
+        resumed with an edited space would mix trials from two spaces."""
+        what = {"families": self.families, "losses": self.losses, "train": self.train}
+        text = json.dumps(what, sort_keys=True, default=asdict)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def teacher_outputs(self) -> tuple[str, ...]:
         """The teacher outputs any of this space's losses reads (what the cache must hold)."""
         needs = set().union(*(get_loss(name).needs for name in self.losses))
@@ -180,6 +195,18 @@ def load_space(name_or_path: str) -> SearchSpace:
     return parse_space(doc, name=path.stem, source=str(path), base_dir=path.parent)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, except that ``1e-3`` is a number (YAML 1.2, and what every
+    user means): PyYAML wants ``1.0e-3`` and reads ``1e-3`` as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -191,7 +218,7 @@ def _read_yaml(path: Path) -> Any:
         raise UserError(f"cannot read search space file {path}: {exc.strerror}") from None
     fix = "; fix the YAML there"
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.MarkedYAMLError as exc:
         mark, opened = exc.problem_mark or exc.context_mark, exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
@@ -246,7 +273,7 @@ def _parse_families(raw: Any, where: str, base_dir: Path) -> dict[str, dict[str,
         family = _named(get_family, fam, f"{where}: families")
         params = _inherit(params, fam, where, base_dir)
         out[family.name] = _parse_group(
-            params, f"{where}: families.{fam}", family.params, required=family.params
+            params, f"{where}: families.{fam}", family.domains, required=family.params
         )
     return out
 
@@ -296,12 +323,12 @@ def _parse_losses(raw: Any, where: str) -> dict[str, dict[str, Param]]:
     for name, params in raw.items():
         loss = _named(get_loss, name, f"{where}: distill")
         # A loss parameter left out of the space keeps the loss's default value.
-        out[loss.name] = _parse_group(params or {}, f"{where}: distill.{name}", loss.params)
+        out[loss.name] = _parse_group(params or {}, f"{where}: distill.{name}", loss.domains)
     return out
 
 
 def _parse_group(
-    raw: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()
+    raw: Any, where: str, allowed: Mapping[str, Domain], required: tuple[str, ...] = ()
 ) -> dict[str, Param]:
     if not isinstance(raw, Mapping):
         raise UserError(f"{where}: expected a mapping of parameter names, got {raw!r}")
@@ -310,14 +337,14 @@ def _parse_group(
         if key not in allowed:
             known = f"allowed: {', '.join(allowed)}" if allowed else "it takes no parameters"
             raise UserError(f"{where}: unknown parameter {key!r}; {known}")
-        out[str(key)] = _parse_param(spec, f"{where}.{key}", earlier=out)
+        out[str(key)] = _parse_param(spec, f"{where}.{key}", allowed[key], earlier=out)
     missing = [k for k in required if k not in out]
     if missing:
         raise UserError(f"{where}: missing parameter(s) {', '.join(missing)}")
     return out
 
 
-def _parse_param(spec: Any, where: str, earlier: Mapping[str, Param]) -> Param:
+def _parse_param(spec: Any, where: str, domain: Domain, earlier: Mapping[str, Param]) -> Param:
     if not isinstance(spec, Mapping):
         if isinstance(spec, list):
             raise UserError(f"{where}: write a list of options as {{choices: {spec}}}")
@@ -326,6 +353,7 @@ def _parse_param(spec: Any, where: str, earlier: Mapping[str, Param]) -> Param:
                 f"{where}: a fixed value must be a finite number, a string or a boolean, "
                 f"got {spec!r} (or give {{choices: [...]}} or {{low: ..., high: ...}})"
             )
+        _check(domain, spec, where)
         return Param("fixed", value=spec)
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
@@ -344,8 +372,16 @@ def _parse_param(spec: Any, where: str, earlier: Mapping[str, Param]) -> Param:
             raise UserError(f"{where}: choices must be finite numbers, strings or booleans")
         if len(set(map(repr, choices))) != len(choices):
             raise UserError(f"{where}: 'choices' has duplicates: {choices}")
+        for choice in choices:
+            _check(domain, choice, f"{where}: choice")
         return Param("categorical", choices=tuple(choices), per_stage=per_stage)
-    return _parse_range(spec, where, per_stage)
+    return _parse_range(spec, where, domain, per_stage)
+
+
+def _check(domain: Domain, value: Any, where: str) -> None:
+    problem = domain.problem(value)
+    if problem:
+        raise UserError(f"{where} {problem}")
 
 
 def _is_value(v: Any) -> bool:
@@ -355,7 +391,9 @@ def _is_value(v: Any) -> bool:
     return isinstance(v, str | int | bool)
 
 
-def _parse_range(spec: Mapping[str, Any], where: str, per_stage: int | str | None) -> Param:
+def _parse_range(
+    spec: Mapping[str, Any], where: str, domain: Domain, per_stage: int | str | None
+) -> Param:
     if "low" not in spec or "high" not in spec:
         raise UserError(f"{where}: a range needs both 'low' and 'high' (or use 'choices')")
     low, high, step, log = spec["low"], spec["high"], spec.get("step"), spec.get("log", False)
@@ -368,6 +406,10 @@ def _parse_range(spec: Mapping[str, Any], where: str, per_stage: int | str | Non
             raise UserError(f"{where}: '{key}' must be finite, got {v!r}")
     if not isinstance(log, bool):
         raise UserError(f"{where}: 'log' must be true or false, got {log!r}")
+    _check(domain, low, f"{where}: low")
+    _check(domain, high, f"{where}: high")
+    if domain.kind is int and step is not None and not isinstance(step, int):
+        raise UserError(f"{where}: 'step' must be a whole number here, got {step!r}")
     if low > high:
         raise UserError(f"{where}: inverted range: low {low} > high {high}; swap them")
     if step is not None and step <= 0:
@@ -376,7 +418,8 @@ def _parse_range(spec: Mapping[str, Any], where: str, per_stage: int | str | Non
         raise UserError(f"{where}: a log range needs low > 0, got {low}")
     if log and step is not None:
         raise UserError(f"{where}: 'log' and 'step' cannot be combined")
-    is_int = all(isinstance(v, int) for v in (low, high) + ((step,) if step else ()))
+    # A real parameter written with whole-number ends (temperature 1..8) is still sampled as real.
+    is_int = domain.kind is int
     if step is not None and (high - low) / step % 1 > 1e-9 and is_int:
         raise UserError(
             f"{where}: the range {low}..{high} is not a whole number of steps {step}; "

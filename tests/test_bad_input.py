@@ -162,6 +162,24 @@ CASES = {
         {"space.yaml": _space("low: 0.005, high: 0.02", "low: 0.02, high: 0.005")}, [],
         ("space.yaml: train.lr: inverted range: low 0.02 > high 0.005",), ("swap them",),
     ),
+    "width not a whole number": (  # was built as width 12
+        {"space.yaml": _space("[8, 16]", "[8, 12.5]")}, [],
+        ("space.yaml: families.resnet.width: choice", "got 12.5 (not a whole number)"),
+        ("must be an integer in [1, 2048]",),
+    ),
+    "negative temperature": (  # trained on inverted soft targets
+        {"space.yaml": _space("{low: 1.0, high: 4.0}", "-1.0")}, [],
+        ("space.yaml: distill.kd.temperature", "got -1.0"),
+        ("must be a number > 0 and <= 100",),
+    ),
+    "a 500-block stage": (  # a 196 M-parameter student, trained for minutes
+        {"space.yaml": _space("{low: 1, high: 1, per_stage: 4}", "{low: 1, high: 500}")}, [],
+        ("space.yaml: families.resnet.depths: high", "got 500"),
+        ("must be an integer in [1, 64]",),
+    ),
+    "infinite limit": (
+        {}, ["--max-params", "inf"], ("--max-params", "got 'inf'"), ("expected a positive count",),
+    ),
     "teacher checkpoint of another model": (
         {"teacher.pt": lambda p: _save_teacher(p, timm.create_model("test_vit", num_classes=10))},
         [],
@@ -261,3 +279,14 @@ def test_limits_nothing_satisfies_keep_the_results_and_exit_2(user, tmp_path):
         assert (run_dir / name).is_file(), name
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 3 and (trials["state"] == "INFEASIBLE").all()
+
+
+def test_a_run_resumed_with_an_edited_space_is_refused_and_keeps_its_files(made, user, tmp_path):
+    # A valid edit: the trials left would sample another space, and failed (exit 0) before.
+    run_dir = tmp_path / "out" / RUN
+    shutil.copytree(made / "out" / RUN, run_dir)
+    before = _files(run_dir)
+    _apply({"space.yaml": _space("[8, 16]", "[8, 24]")})
+    assert_one_clear_line(*user("--budget", "2"), ("made with another search space", "edited"),
+                          ("restore it", "another --study-name"))  # fmt: skip
+    assert _files(run_dir) == before

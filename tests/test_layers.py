@@ -10,7 +10,8 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "autodistill"
 # Lower number = lower layer. A module may import only modules of its own layer or below.
 LAYERS = {
-    "errors": 0, "files": 0, "signals": 0, "progress": 0, "device": 1, "data": 1, "forward": 1,
+    "errors": 0, "domain": 0, "files": 0, "signals": 0, "progress": 0,
+    "device": 1, "data": 1, "forward": 1,
     "cache": 2, "families": 2, "losses": 2, "spaces": 3, "measure": 4, "trainer": 4,
     "objectives": 5, "recipe": 5, "teacher": 5, "config": 6, "prepare": 7, "render": 7,
     "study": 8, "ship": 9, "api": 10, "terminal": 11, "cli": 12,

@@ -96,7 +96,23 @@ def _with(path: str, value) -> dict:
         (_with("families.resnet.depth", 2), "unknown parameter 'depth'; allowed: stem_stride"),
         (_with("families.resnet.width", {"low": 32, "high": 8}), "inverted range: low 32 > high 8"),
         (_with("families.resnet.width", {"choices": []}), "'choices' must be a non-empty list"),
-        (_with("train.lr", {"low": 0, "high": 1, "log": True}), "a log range needs low > 0"),
+        (_with("train.weight_decay", {"low": 0, "high": 1, "log": True}),
+         "a log range needs low > 0"),
+        # Bounds that mean something: each of these used to be accepted and built as something
+        # else (8.5 as 8), trained backwards (T < 0) or for minutes (500 blocks a stage).
+        (_with("families.resnet.width", 8.5), "width must be an integer in [1, 2048], got 8.5"),
+        (_with("families.resnet.width", {"low": 8, "high": 64.5}), "high must be an integer"),
+        (_with("families.resnet.width", {"choices": [8, 12.5]}), "choice must be an integer"),
+        (_with("families.resnet.depths", 500), "depths must be an integer in [1, 64], got 500"),
+        (_with("families.resnet.width", {"low": 8, "high": 64, "step": 0.5}),
+         "'step' must be a whole number"),
+        (_with("distill.kd.temperature", -1.0), "temperature must be a number > 0 and <= 100"),
+        (_with("distill.kd.temperature", {"low": 0, "high": 4}), "low must be a number > 0"),
+        (_with("distill.kd.alpha", 1e9), "alpha must be a number in [0, 1], got 1000000000.0"),
+        (_with("distill", {"dkd": {"beta": -2.0}}), "beta must be a number >= 0, got -2.0"),
+        (_with("distill", {"hint": {"weight": "heavy"}}), "weight must be a number >= 0"),
+        (_with("train.lr", 0), "lr must be a number > 0, got 0"),
+        (_with("train.batch_size", 0), "batch_size must be an integer in [1, 65536], got 0"),
         (_with("distill", {"kdd": {}}), "unknown loss 'kdd'"),
         (_with("distill.kd", {"beta": 2.0}), "unknown parameter 'beta'; allowed: temperature"),
         (_with("families.resnet.depths", {"low": 1, "high": 2, "per_stage": "nope"}),
@@ -143,3 +159,35 @@ def test_the_default_space_searches_the_loss_and_caches_only_what_it_reads():
     assert beta.log and default.losses["hint"]["weight"].log
     assert default.losses["kd"]["temperature"].low == 1.0
     assert default.losses["kd"]["temperature"].high == 8.0
+
+
+def test_exponent_numbers_in_yaml_are_numbers(tmp_path):
+    # PyYAML reads 1e-3 as the string "1e-3" (it wants 1.0e-3); every trial then failed.
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "families: {resnet: {stem_stride: 1, depths: 1, width: 8}}\n"
+        "distill: {kd: {temperature: 2, alpha: 0.5}}\n"
+        "train: {lr: {low: 1e-4, high: 1E-2, log: true}, weight_decay: 5e-4}\n"
+    )
+    space = load_space(str(path))
+    assert (space.train["lr"].low, space.train["lr"].high) == (1e-4, 1e-2)
+    assert space.train["weight_decay"].value == 5e-4
+    assert space.losses["kd"]["temperature"].value == 2
+
+
+def test_a_real_parameter_with_whole_number_ends_is_sampled_as_real():
+    space = parse_space(_with("distill.kd.temperature", {"low": 1, "high": 8}))
+    assert space.losses["kd"]["temperature"].kind == "float"
+
+
+def test_every_registered_parameter_has_a_domain_that_admits_the_shipped_spaces():
+    from autodistill.losses import LOSSES
+
+    for fam in FAMILIES.values():
+        assert fam.params and all(d.describe() for d in fam.domains.values())
+    for loss in LOSSES.values():
+        assert set(loss.domains) == set(loss.defaults)
+        for name, default in loss.defaults.items():
+            assert loss.domains[name].problem(default) is None, (loss.name, name)
+    for name in list_spaces():
+        load_space(name)

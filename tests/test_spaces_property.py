@@ -112,7 +112,8 @@ def well_formed(draw) -> dict:
             name: {p: draw(param) for p in LOSSES[name].params if draw(st.booleans())}
             for name in losses
         },
-        "train": {"lr": draw(param)} | draw(st.dictionaries(st.sampled_from(TRAIN_PARAMS), param)),
+        "train": {"lr": draw(param)}
+        | draw(st.dictionaries(st.sampled_from(tuple(TRAIN_PARAMS)), param)),
     }
     if draw(st.integers(0, 3)) == 0:  # one entry anywhere deleted or replaced by junk
         path = draw(st.sampled_from(sorted(_paths(doc), key=repr)))
@@ -210,6 +211,15 @@ def _check_valid(space: SearchSpace) -> None:
             elif isinstance(p.per_stage, str):
                 assert len(cand.arch[key]) == cand.arch[p.per_stage]
         assert set(cand.distill) == set(space.losses[cand.loss])
+        domains = (
+            (FAMILIES[cand.family].domains, cand.arch),
+            (LOSSES[cand.loss].domains, cand.distill),
+            (TRAIN_PARAMS, cand.train),
+        )
+        for domain, values in domains:  # every value drawn is one its builder takes
+            for key, value in values.items():
+                for v in value if isinstance(value, list) else [value]:
+                    assert domain[key].problem(v) is None, (key, v)
         study.tell(trial, 0.0)
 
 

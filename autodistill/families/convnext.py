@@ -8,6 +8,7 @@ from typing import Any
 from timm.models.convnext import ConvNeXt
 from torch import nn
 
+from autodistill.domain import integer
 from autodistill.families.registry import (
     InputSpec,
     register_family,
@@ -23,7 +24,16 @@ def _describe(a: Mapping[str, Any]) -> str:
     return f"convnext p{a['patch_size']} d{'-'.join(map(str, depths))} w{w} k{a['kernel']}"
 
 
-@register_family("convnext", params=("patch_size", "depths", "width", "kernel"), describe=_describe)
+@register_family(
+    "convnext",
+    params={
+        "patch_size": integer(1, 32),
+        "depths": integer(1, 64),
+        "width": integer(1, 2048),
+        "kernel": integer(1, 31),
+    },
+    describe=_describe,
+)
 def build_convnext(a: Mapping[str, Any], spec: InputSpec) -> nn.Module:
     """timm ConvNeXt: four stages of depth ``depths[i]``; ``width`` per stage or doubling."""
     return ConvNeXt(

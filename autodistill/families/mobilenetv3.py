@@ -10,6 +10,7 @@ from timm.models._efficientnet_builder import decode_arch_def, round_channels
 from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 
+from autodistill.domain import integer, real
 from autodistill.families.registry import InputSpec, register_family, stage_list
 
 # Channels of the inverted-residual stages at width 1.0 (MobileNetV3-Small's progression).
@@ -47,7 +48,15 @@ def _describe(a: Mapping[str, Any]) -> str:
 
 @register_family(
     "mobilenetv3",
-    params=("stem_stride", "width", "stages", "depths", "kernels", "expansions", "head"),
+    params={
+        "stem_stride": integer(1, 4),
+        "width": real(0.0, 8.0, above=True),  # channel multiplier
+        "stages": integer(1, len(_STAGE_CHANNELS)),
+        "depths": integer(1, 16),
+        "kernels": integer(1, 15),
+        "expansions": real(1.0, 16.0),
+        "head": integer(1, 8192),
+    },
     describe=_describe,
 )
 def build_mobilenetv3(a: Mapping[str, Any], spec: InputSpec) -> nn.Module:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autodistill.domain import Domain
 from autodistill.errors import UserError
 
 
@@ -34,7 +35,7 @@ class Family:
     """A student family: the architecture arguments it takes and how to build and name one."""
 
     name: str
-    params: tuple[str, ...]
+    domains: dict[str, Domain]  # every architecture argument and the values it may take
     build: Builder
     describe: Describer
     doc: str
@@ -42,20 +43,29 @@ class Family:
     # loop ran within +-5% either way (results/benchmarks/training_efficiency.md).
     channels_last: bool = False
 
+    @property
+    def params(self) -> tuple[str, ...]:
+        return tuple(self.domains)
+
 
 FAMILIES: dict[str, Family] = {}
 
 
 def register_family(
-    name: str, *, params: tuple[str, ...], describe: Describer, channels_last: bool = False
+    name: str,
+    *,
+    params: Mapping[str, Domain],
+    describe: Describer,
+    channels_last: bool = False,
 ) -> Callable[[Builder], Builder]:
-    """Register ``build(arch, spec) -> nn.Module`` as the family ``name``."""
+    """Register ``build(arch, spec) -> nn.Module`` as the family ``name``; ``params`` maps each
+    architecture argument to the values a space may give it."""
 
     def wrap(build: Builder) -> Builder:
         if name in FAMILIES:
             raise ValueError(f"family {name!r} registered twice")
         doc = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
-        FAMILIES[name] = Family(name, params, build, describe, doc, channels_last)
+        FAMILIES[name] = Family(name, dict(params), build, describe, doc, channels_last)
         return build
 
     return wrap

@@ -8,6 +8,7 @@ from typing import Any
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
+from autodistill.domain import integer
 from autodistill.families.registry import (
     InputSpec,
     register_family,
@@ -22,7 +23,11 @@ def _describe(a: Mapping[str, Any]) -> str:
     return f"resnet s{a['stem_stride']} d{'-'.join(map(str, depths))} w{width_text(a['width'])}"
 
 
-@register_family("resnet", params=("stem_stride", "depths", "width"), describe=_describe)
+@register_family(
+    "resnet",
+    params={"stem_stride": integer(1, 4), "depths": integer(1, 64), "width": integer(1, 2048)},
+    describe=_describe,
+)
 def build_resnet(a: Mapping[str, Any], spec: InputSpec) -> nn.Module:
     """timm ResNet (BasicBlock): 4 stages, ``depths[i]`` blocks; ``width`` per stage or doubling."""
     n = 4  # timm's ResNet.forward_features calls layer1..layer4 by name.

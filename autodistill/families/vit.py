@@ -8,6 +8,7 @@ from typing import Any
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from autodistill.domain import integer, real
 from autodistill.families.registry import InfeasibleArchitecture, InputSpec, register_family
 
 
@@ -18,7 +19,13 @@ def _describe(a: Mapping[str, Any]) -> str:
 
 @register_family(
     "vit",
-    params=("patch_size", "depth", "heads", "head_dim", "mlp_ratio"),
+    params={
+        "patch_size": integer(1, 64),
+        "depth": integer(1, 48),
+        "heads": integer(1, 64),
+        "head_dim": integer(1, 512),
+        "mlp_ratio": real(0.0, 16.0, above=True),
+    },
     describe=_describe,
 )
 def build_vit(a: Mapping[str, Any], spec: InputSpec) -> nn.Module:

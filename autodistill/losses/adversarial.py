@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autodistill.domain import NON_NEGATIVE, TEMPERATURE
 from autodistill.losses.logit import kl_soft
 from autodistill.losses.registry import Dims, Outputs, register_loss
 
@@ -50,6 +51,7 @@ def _update(
 @register_loss(
     "adversarial",
     defaults={"weight": 0.1, "temperature": 4.0, "alpha": 0.5},
+    domains={"weight": NON_NEGATIVE, "temperature": TEMPERATURE, "alpha": NON_NEGATIVE},
     aux_modules=_discriminator,
     update=_update,
 )

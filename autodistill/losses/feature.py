@@ -8,6 +8,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autodistill.domain import NON_NEGATIVE
 from autodistill.losses.registry import Dims, Outputs, register_loss
 
 
@@ -27,7 +28,13 @@ def _projection(dims: Dims, params: Mapping[str, Any]) -> dict[str, nn.Module]:
     return {"proj": nn.Linear(dims.student_features, dims.teacher_features)}
 
 
-@register_loss("hint", defaults={"weight": 1.0}, needs=("logits", "features"), modules=_projection)
+@register_loss(
+    "hint",
+    defaults={"weight": 1.0},
+    domains={"weight": NON_NEGATIVE},
+    needs=("logits", "features"),
+    modules=_projection,
+)
 def hint_loss(
     out: Outputs, modules: Mapping[str, nn.Module], *, weight: float
 ) -> dict[str, Tensor]:
@@ -44,7 +51,12 @@ def hint_loss(
     }
 
 
-@register_loss("at", defaults={"weight": 1000.0}, needs=("logits", "attention"))
+@register_loss(
+    "at",
+    defaults={"weight": 1000.0},
+    domains={"weight": NON_NEGATIVE},
+    needs=("logits", "attention"),
+)
 def at_loss(out: Outputs, modules: Mapping[str, nn.Module], *, weight: float) -> dict[str, Tensor]:
     """Attention transfer, Zagoruyko & Komodakis 2017, "Paying More Attention to Attention".
 

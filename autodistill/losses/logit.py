@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autodistill.domain import FRACTION, NON_NEGATIVE, TEMPERATURE
 from autodistill.losses.registry import Outputs, register_loss
 
 
@@ -65,7 +66,11 @@ def ce_loss(out: Outputs, modules: Mapping[str, nn.Module]) -> dict[str, Tensor]
     return {"ce": F.cross_entropy(out.student["logits"], out.targets)}
 
 
-@register_loss("kd", defaults={"temperature": 4.0, "alpha": 0.9})
+@register_loss(
+    "kd",
+    defaults={"temperature": 4.0, "alpha": 0.9},
+    domains={"temperature": TEMPERATURE, "alpha": FRACTION},  # alpha mixes CE and KD
+)
 def kd_loss(
     out: Outputs, modules: Mapping[str, nn.Module], *, temperature: float, alpha: float
 ) -> dict[str, Tensor]:
@@ -81,7 +86,16 @@ def kd_loss(
     }
 
 
-@register_loss("dkd", defaults={"temperature": 4.0, "alpha": 1.0, "beta": 8.0, "warmup": 0.1})
+@register_loss(
+    "dkd",
+    defaults={"temperature": 4.0, "alpha": 1.0, "beta": 8.0, "warmup": 0.1},
+    domains={
+        "temperature": TEMPERATURE,
+        "alpha": NON_NEGATIVE,
+        "beta": NON_NEGATIVE,
+        "warmup": FRACTION,
+    },  # fmt: skip
+)
 def dkd_loss(
     out: Outputs,
     modules: Mapping[str, nn.Module],
@@ -108,7 +122,11 @@ def dkd_loss(
     }
 
 
-@register_loss("dist", defaults={"temperature": 1.0, "beta": 1.0, "gamma": 1.0})
+@register_loss(
+    "dist",
+    defaults={"temperature": 1.0, "beta": 1.0, "gamma": 1.0},
+    domains={"temperature": TEMPERATURE, "beta": NON_NEGATIVE, "gamma": NON_NEGATIVE},
+)
 def dist_loss(
     out: Outputs,
     modules: Mapping[str, nn.Module],

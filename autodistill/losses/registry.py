@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from autodistill.domain import Domain
 from autodistill.errors import UserError
 from autodistill.forward import OUTPUT_KINDS
 
@@ -49,6 +50,7 @@ class Loss:
 
     name: str
     defaults: dict[str, float]
+    domains: dict[str, Domain]  # the values a space may give each hyperparameter
     needs: frozenset[str]  # teacher outputs it reads, from forward.OUTPUT_KINDS
     fn: LossFn  # fn(out, modules, **params) -> parts
     doc: str
@@ -73,12 +75,16 @@ def register_loss(
     name: str,
     *,
     defaults: Mapping[str, float] | None = None,
+    domains: Mapping[str, Domain] | None = None,
     needs: tuple[str, ...] = ("logits",),
     modules: ModuleFactory | None = None,
     aux_modules: ModuleFactory | None = None,
     update: UpdateFn | None = None,
 ) -> Callable[[LossFn], LossFn]:
-    """Register ``fn(out, modules, **params) -> parts`` as the loss ``name``."""
+    """Register ``fn(out, modules, **params) -> parts`` as the loss ``name``.
+
+    Every hyperparameter has a default and a domain (what a search space may give it).
+    """
 
     def wrap(fn: LossFn) -> LossFn:
         if name in LOSSES:
@@ -86,9 +92,11 @@ def register_loss(
         unknown = set(needs) - set(OUTPUT_KINDS)
         if unknown:
             raise ValueError(f"loss {name!r} needs unknown teacher outputs {unknown}")
+        if set(domains or {}) != set(defaults or {}):
+            raise ValueError(f"loss {name!r}: give a domain for each default, and only those")
         doc = (fn.__doc__ or "").strip().splitlines()[0]
-        LOSSES[name] = Loss(name, dict(defaults or {}), frozenset(needs), fn, doc, modules,
-                            aux_modules, update)  # fmt: skip
+        LOSSES[name] = Loss(name, dict(defaults or {}), dict(domains or {}), frozenset(needs), fn,
+                            doc, modules, aux_modules, update)  # fmt: skip
         return fn
 
     return wrap

@@ -51,6 +51,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 POLL_S = 2.0  # how often an idle worker looks for trials to retry while others finish
 OBJECTIVES_ATTR = "objectives"  # study user attribute: the objectives' names, in order
 JOINED_ATTR = "workers_joined"  # study user attribute: how many workers have joined it
+SPACE_ATTR = "space_sha256"  # study user attribute: what its search space samples, hashed
 
 
 def make_sampler(name: str, *, seed: int, budget: int) -> optuna.samplers.BaseSampler:
@@ -107,13 +108,17 @@ def open_study(
     check_sampler(sampler_name)
     directions = [get_objective(n).direction for n in objectives]
     with deferred(), claim(storage, name):
-        try:
-            study_id = storage.create_new_study(
-                [optuna.study.StudyDirection[d.upper()] for d in directions], name
-            )
-            storage.set_study_user_attr(study_id, OBJECTIVES_ATTR, list(objectives))
-        except optuna.exceptions.DuplicatedStudyError:
-            study_id = storage.get_study_id_from_name(name)
+        # Look before creating: a journal records even a refused create_new_study, and a
+        # refused worker must leave the study as it found it.
+        study_id = _study_id(storage, name)
+        if study_id is None:
+            try:
+                study_id = storage.create_new_study(
+                    [optuna.study.StudyDirection[d.upper()] for d in directions], name
+                )
+                storage.set_study_user_attr(study_id, OBJECTIVES_ATTR, list(objectives))
+            except optuna.exceptions.DuplicatedStudyError:  # another machine made it meanwhile
+                study_id = storage.get_study_id_from_name(name)
         attrs = storage.get_study_user_attrs(study_id)
         if OBJECTIVES_ATTR not in attrs:
             raise UserError(f"study {name!r} was made by an older autodistill (accuracy in "
@@ -141,12 +146,23 @@ def open_study(
     return study
 
 
+def _study_id(storage: BaseStorage, name: str) -> int | None:
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+
+
 def study_objectives(study: optuna.Study) -> tuple[str, ...]:
     """The objectives a study trades off (the three defaults for studies older than that)."""
     return tuple(study.user_attrs.get(OBJECTIVES_ATTR, DEFAULT))
 
 
 def _identity_mismatch(name: str, key: str, theirs: str, mine: str) -> str:
+    if key == SPACE_ATTR:
+        return (f"study {name!r} was made with another search space: the space file was edited "
+                "since (a study mixing trials of two spaces compares nothing); restore it, or "
+                "start a new study with another --study-name")  # fmt: skip
     if key == "settings":
         old, new = json.loads(theirs), json.loads(mine)
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

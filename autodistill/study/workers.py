@@ -23,7 +23,7 @@ from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
-from autodistill.study.controller import finished_count, open_study, run
+from autodistill.study.controller import SPACE_ATTR, finished_count, open_study, run
 from autodistill.study.evaluate import Limits, TrialContext
 from autodistill.study.storage import open_storage, quiet_optuna_logs
 
@@ -38,9 +38,12 @@ def open_run_storage(config: SearchConfig) -> BaseStorage:
 
 
 def join_study(
-    config: SearchConfig, prep: Prepared, storage: BaseStorage | None = None
+    config: SearchConfig,
+    prep: Prepared,
+    space: SearchSpace,
+    storage: BaseStorage | None = None,
 ) -> optuna.Study:
-    """Create or join the run's study, refusing a different teacher or other settings."""
+    """Create or join the run's study, refusing a different teacher, space or settings."""
     storage = storage if storage is not None else open_run_storage(config)
     # Every worker of a study, on any machine, must train and time trials the same way.
     settings = {k: getattr(config, k) for k in STUDY_DEFINING if k != "worker_threads"}
@@ -48,7 +51,8 @@ def join_study(
     data = prep.data
     spec = {"in_chans": data.in_chans, "image_size": data.image_size,
             "num_classes": data.num_classes}  # fmt: skip
-    identity = {**prep.identity, "settings": json.dumps(settings, sort_keys=True),
+    identity = {**prep.identity, SPACE_ATTR: space.fingerprint(),
+                "settings": json.dumps(settings, sort_keys=True),
                 INPUT_ATTR: json.dumps(spec, sort_keys=True)}  # fmt: skip
     return open_study(
         storage, config.name, objectives=config.objectives, sampler_name=config.sampler,
@@ -125,7 +129,7 @@ def _worker_main(config_dict: dict[str, Any], index: int) -> None:
         with interrupts_as_exceptions():
             space = load_space(config.space)
             prep = prepare(config, space.teacher_outputs())
-            work(config, join_study(config, prep), space, prep)
+            work(config, join_study(config, prep, space), space, prep)
     except KeyboardInterrupt:
         sys.exit(130)
     except UserError as exc:
