@@ -36,7 +36,13 @@ from autodistill.prepare import prepare
 from autodistill.progress import Progress, silent
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
-from autodistill.study.workers import join_study, open_run_storage, run_local_workers, work
+from autodistill.study.workers import (
+    join_study,
+    open_run_storage,
+    recorded_teacher,
+    run_local_workers,
+    work,
+)
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,8 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
     study.check_sampler(config.sampler)
     storage = open_run_storage(config) if config.storage is not None else None
     # One worker builds the teacher and its cache (under a lock); the others load them.
-    prep = prepare(config, space.teacher_outputs(), progress=progress)
+    expected = recorded_teacher(config, storage)  # a study being resumed names its teacher
+    prep = prepare(config, space.teacher_outputs(), progress=progress, teacher_sha256=expected)
     _make_run_dir(config)
     the_study = join_study(config, prep, space, storage)
     save_config(config, run_dir)  # once the study is joined: a refused run changes nothing

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import ImageSet
+from autodistill.errors import UserError
 from autodistill.files import atomic_path
 from autodistill.forward import OUTPUT_KINDS, forward_outputs, map_size
 from autodistill.progress import Progress, silent
@@ -151,6 +152,11 @@ def compute_views(
                 done += len(x)
                 progress(task, done, views * n, unit="img")
     shaped = {k: torch.cat(c).view(views, n, *c[0].shape[1:]) for k, c in chunks.items()}
+    for kind, value in shaped.items():  # every trial would fail on them, naming no teacher
+        if not torch.isfinite(value).all():
+            raise UserError(f"the teacher's {kind} on augmented training views are NaN or "
+                            "beyond fp16's range (what the cache stores); give a teacher that "
+                            "works on this data")  # fmt: skip
     # One file per kind; the view parameters go with the logits, which every loss reads.
     files = {k: {k: shaped[k], **({"params": params} if k == "logits" else {})} for k in kinds}
     paths = []

@@ -47,10 +47,15 @@ class Prepared:
 
 
 def prepare(
-    config: SearchConfig, kinds: tuple[str, ...], *, progress: Progress = silent
+    config: SearchConfig,
+    kinds: tuple[str, ...],
+    *,
+    progress: Progress = silent,
+    teacher_sha256: str | None = None,
 ) -> Prepared:
     """Load the data, then the teacher and its cached outputs (training or computing them once,
-    on the run's device)."""
+    on the run's device). ``teacher_sha256``, the teacher a study recorded, decides whether a
+    teacher trained again (its cache damaged or not here) is the study's."""
     threads = config.resolved_threads
     device = config.resolved_device
     data = load_dataset(
@@ -70,7 +75,7 @@ def prepare(
             config.teacher, data, aug, cache_dir=cache_dir, threads=threads, device=device,
             checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
             recipe=TeacherRecipe(epochs=config.teacher_epochs, seed=config.seed),
-            progress=progress,
+            progress=progress, expected_sha256=teacher_sha256,
         )  # fmt: skip
         key = cache_key(
             info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, config.views

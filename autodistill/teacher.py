@@ -24,7 +24,7 @@ from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
 from autodistill.measure import count_params, measure_latency
 from autodistill.progress import Progress, silent
-from autodistill.trainer import TrainConfig, evaluate, fit
+from autodistill.trainer import TrainConfig, TrainingDiverged, evaluate, fit, predict
 
 log = logging.getLogger(__name__)
 DEFAULT_TEACHER = "resnet18"
@@ -173,6 +173,7 @@ def prepare_teacher(
     checkpoint: Path | None = None,
     recipe: TeacherRecipe | None = None,
     progress: Progress = silent,
+    expected_sha256: str | None = None,
 ) -> tuple[TeacherInfo, TeacherLoader]:
     """The teacher's description, and a function that loads its weights only when called.
 
@@ -181,6 +182,11 @@ def prepare_teacher(
     ``device``, and stored from the CPU so that any worker reads it. A cached
     teacher whose weights no longer hash to the ``weights_sha256`` recorded when they were written
     (a truncated or corrupted file) is trained again, with a warning, never used.
+
+    Training is deterministic on one machine (same torch, same threads), so ``expected_sha256``,
+    the hash a study recorded, decides a retraining: the same weights are verified and cached;
+    others are refused in one line, before the cache is touched, with the fix that fits.
+    A teacher whose outputs are NaN or the same for every image is refused.
     """
     recipe = recipe or TeacherRecipe()
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
@@ -212,17 +218,36 @@ def prepare_teacher(
         info = _describe(model, name, data, f"checkpoint: {checkpoint}", 0.0, threads)
     else:
         model, seconds = _train(name, spec, data, aug, recipe, device, progress)
+        info = _describe(
+            model, name, data, f"trained: {json.dumps(asdict(recipe))}", seconds, threads
+        )
+        _check_expected(info.weights_sha256, expected_sha256, cache_dir, damaged=cached is not None)
         weights.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(weights) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                       str(tmp))  # fmt: skip
-        info = _describe(
-            model, name, data, f"trained: {json.dumps(asdict(recipe))}", seconds, threads
-        )
     meta.parent.mkdir(parents=True, exist_ok=True)
     # Written last: a description on disk means its weights are complete.
     write_text_atomic(meta, json.dumps(info.to_dict(), indent=2))
     return info, (lambda: model.eval())
+
+
+def _check_expected(got: str, expected: str | None, cache_dir: Path, *, damaged: bool) -> None:
+    """A retrained teacher is the study's only if its weights hash to what the study recorded."""
+    if expected is None:
+        return
+    state = "was damaged" if damaged else "does not hold it"
+    if got == expected:
+        log.warning("the study's teacher cache %s; trained it again and verified its weights "
+                    "against the study's record (%s)", state, expected[:12])  # fmt: skip
+        return
+    raise UserError(
+        f"the study was made with teacher weights {expected[:12]}, but the teacher cache in "
+        f"{cache_dir} {state} and training it again here gave {got[:12]} (a teacher retrains to "
+        "the same weights only with the same torch, machine and --threads); restore "
+        f"{cache_dir / 'teachers'} from a copy or point --cache-dir at the study's cache, or "
+        "start a new study with another --study-name"
+    )
 
 
 def _read_info(meta: Path) -> TeacherInfo | None:
@@ -266,7 +291,11 @@ def _train(
     progress: Progress,
 ) -> tuple[nn.Module, float]:
     log.info("training teacher %s (%d epochs)", name, recipe.epochs)
-    model = build_teacher(name, spec)
+    # Initial weights from the recipe's seed: retraining on one machine gives the same weights
+    # (the same hash), so a damaged cache can be rebuilt into the teacher a study recorded.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        model = build_teacher(name, spec)
     start = time.perf_counter()
     cfg = TrainConfig(
         epochs=recipe.epochs,
@@ -279,14 +308,19 @@ def _train(
     )
     task = f"teacher {name}"
     progress(task, 0, recipe.epochs, unit="epoch")
-    fit(model, data.train, aug, data.stats, cfg,
-        on_epoch=lambda e, _: progress(task, e + 1, recipe.epochs, unit="epoch"))  # fmt: skip
+    try:
+        fit(model, data.train, aug, data.stats, cfg,
+            on_epoch=lambda e, _: progress(task, e + 1, recipe.epochs, unit="epoch"))  # fmt: skip
+    except TrainingDiverged as exc:
+        raise UserError(f"training the teacher {name} diverged ({exc}); choose another "
+                        "--teacher, or give a --teacher-checkpoint") from None  # fmt: skip
     return model, time.perf_counter() - start
 
 
 def _describe(
     model: nn.Module, name: str, data: DatasetSplits, source: str, secs: float, threads: int
 ) -> TeacherInfo:
+    _refuse_broken(model, data, source)
     shape = (data.in_chans, data.image_size, data.image_size)
     device = next(model.parameters()).device
     latency = measure_latency(model, shape, threads=threads, device=device)
@@ -301,6 +335,22 @@ def _describe(
         source=source,
         train_seconds=round(secs, 1),
     )
+
+
+def _refuse_broken(model: nn.Module, data: DatasetSplits, source: str) -> None:
+    """A teacher whose outputs are NaN, or the same for every image, would fail or mislead
+    every trial without naming itself: refuse it here, where it can be named."""
+    if source.startswith("checkpoint: "):
+        what = f"teacher checkpoint {source.removeprefix('checkpoint: ')}"
+        fix = "give a --teacher-checkpoint that works, or leave it out to train one"
+    else:
+        what, fix = "the teacher trained here", "choose another --teacher, or more --teacher-epochs"
+    logits = predict(model, data.val.images, data.stats)
+    if not torch.isfinite(logits).all():
+        raise UserError(f"{what} gives NaN or infinite outputs on the validation images; {fix}")
+    if float(logits.std(dim=0).max()) < 1e-6:
+        raise UserError(f"{what} gives the same output for every validation image: it tells "
+                        f"a student nothing; {fix}")  # fmt: skip
 
 
 def _checkpoint_key(name: str, data: DatasetSplits, checkpoint: Path) -> str:

@@ -159,3 +159,25 @@ def test_a_cache_of_logits_only_misses_when_features_are_asked_for(digits, teach
 def test_the_cache_reports_its_size_on_disk(full_views):
     assert full_views.nbytes() == sum(p.stat().st_size for p in full_views.paths)
     assert len(full_views.paths) == 3
+
+
+def test_teacher_outputs_beyond_what_the_cache_holds_are_refused(digits, teacher, tmp_path):
+    # Logits past fp16's range become inf in the cache, and every trial's loss NaN.
+    from autodistill.errors import UserError
+
+    _, model = teacher
+    loud = torch.nn.Sequential(model, _Scale(1e6))
+    aug = default_augmentation(digits.name, digits.image_size)
+    with pytest.raises(UserError, match="NaN or beyond fp16's range"):
+        compute_views(loud, digits.train, aug, digits.stats, key="0" * 16, views=1,
+                      cache_dir=tmp_path)  # fmt: skip
+    assert not list(tmp_path.rglob("*.safetensors"))
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self, by: float):
+        super().__init__()
+        self.by = by
+
+    def forward(self, x):
+        return x * self.by

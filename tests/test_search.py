@@ -108,6 +108,32 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(
     assert frame.loc[0, "failure_reason"] == reason
 
 
+def test_a_trial_that_stays_at_chance_is_failed_not_complete(tmp_path, make_ctx):
+    # A learning rate far too high: the loss stays finite, so divergence never fires, and the
+    # trial was COMPLETE. (lr 100 over 1 epoch here reached 0.156, above the 0.141 that chance
+    # reaches 2.5% of the time, so it counts as learning, if little.)
+    from autodistill.spaces import parse_space
+
+    wild = parse_space({"families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 8}},
+                        "distill": {"kd": {"temperature": 4.0, "alpha": 0.5}},
+                        "train": {"lr": 10000.0}})  # fmt: skip
+    study = _study(tmp_path, 1)
+    _run(study, wild, make_ctx(), 1)
+    frame = search.trials_frame(study)
+    assert list(frame["state"]) == ["FAIL"]
+    assert frame.loc[0, "failure_reason"].startswith("DidNotLearn: validation accuracy 0.")
+    assert "at chance" in frame.loc[0, "failure_reason"]
+
+
+def test_chance_is_the_most_frequent_class_and_the_margin_its_noise(digits):
+    val = digits.val
+    chance = val.chance_accuracy()
+    assert 0.1 <= chance < 0.12  # ten nearly balanced classes
+    with pytest.raises(candidate.DidNotLearn):
+        candidate.check_learned(chance + 0.02, val)
+    candidate.check_learned(chance + 0.06, val)  # more than two standard errors above
+
+
 def test_the_front_holds_exactly_the_non_dominated_trials(tmp_path, space, make_ctx):
     study = _study(tmp_path, 6)
     _run(study, space, make_ctx(), 6)
@@ -183,9 +209,12 @@ def test_infeasible_architectures_are_recorded_not_crashed(tmp_path, make_ctx):
     study = _study(tmp_path, 2)
     _run(study, load_space("vit"), make_ctx(), 2)
     frame = search.trials_frame(study)
-    assert set(frame["state"]) <= {"COMPLETE", "INFEASIBLE"}
+    assert set(frame["state"]) <= {"COMPLETE", "INFEASIBLE", "FAIL"}
     bad = frame[frame["state"] == "INFEASIBLE"]
     assert bad["failure_reason"].str.contains("does not divide|cannot run").all()
+    # A ViT that one epoch leaves at chance did not learn: failed with that reason, no crash.
+    failed = frame[frame["state"] == "FAIL"]
+    assert failed["failure_reason"].str.startswith("DidNotLearn: ").all()
 
 
 def test_a_worker_with_another_teacher_or_other_settings_is_refused(tmp_path):

@@ -27,6 +27,12 @@ class ImageSet:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def chance_accuracy(self) -> float:
+        """The accuracy of always answering the most frequent class: what learning nothing gets."""
+        if not len(self):
+            return 0.0
+        return float(torch.bincount(self.labels).max()) / len(self)
+
 
 @dataclass(frozen=True)
 class DatasetSplits:

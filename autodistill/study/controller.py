@@ -146,6 +146,13 @@ def open_study(
     return study
 
 
+def recorded_identity(storage: BaseStorage, name: str) -> dict[str, Any]:
+    """What the study ``name`` recorded about itself (its teacher, space, settings), read
+    without changing anything; empty if there is no such study yet."""
+    study_id = _study_id(storage, name)
+    return {} if study_id is None else dict(storage.get_study_user_attrs(study_id))
+
+
 def _study_id(storage: BaseStorage, name: str) -> int | None:
     try:
         return storage.get_study_id_from_name(name)

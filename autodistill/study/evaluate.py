@@ -6,6 +6,7 @@ returns.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,13 +17,18 @@ from torch import nn
 
 from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation
-from autodistill.data.splits import DatasetSplits
+from autodistill.data.splits import DatasetSplits, ImageSet
 from autodistill.families import InfeasibleArchitecture, InputSpec, get_family
 from autodistill.objectives import DEFAULT, OBJECTIVES, Objective, Probe
 from autodistill.recipe import build, distil, recipe_for, recipe_record
 from autodistill.spaces import Candidate
 
 RungCallback = Callable[[int, float], None]
+
+
+class DidNotLearn(RuntimeError):
+    """Validation accuracy stayed at chance although the loss stayed finite (a learning rate
+    far too high, say): the trial failed, it did not find a poor student."""
 
 
 @dataclass(frozen=True)
@@ -143,11 +149,31 @@ def train_candidate(
     after = [o for o in OBJECTIVES.values()
              if o.after_training and (o.always or o.name in ctx.objectives)]  # fmt: skip
     values, _ = _measure(after, probe, Limits())
+    if "val_accuracy" in values:
+        check_learned(values["val_accuracy"], data.val)
     return Trained(values, history, time.perf_counter() - start, recipe_record(cfg))
+
+
+def check_learned(accuracy: float, val: ImageSet) -> None:
+    """Raise DidNotLearn unless ``accuracy`` is above chance by more than two standard errors
+    of a guesser's accuracy on this many images (0.13 for 10 balanced classes and 360 images).
+
+    Raises:
+        DidNotLearn: it is not.
+    """
+    chance = val.chance_accuracy()
+    margin = 2 * math.sqrt(chance * (1 - chance) / max(len(val), 1))
+    if accuracy <= chance + margin:
+        raise DidNotLearn(
+            f"validation accuracy {accuracy:.3f} is at chance ({chance:.3f} for "
+            "always answering the most frequent class); the learning rate or a loss weight "
+            "is likely far too high"
+        )
 
 
 __all__ = [
     "Cost",
+    "DidNotLearn",
     "InfeasibleArchitecture",
     "Limits",
     "Trained",

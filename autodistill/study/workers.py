@@ -23,11 +23,18 @@ from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
-from autodistill.study.controller import SPACE_ATTR, finished_count, open_study, run
+from autodistill.study.controller import (
+    SPACE_ATTR,
+    finished_count,
+    open_study,
+    recorded_identity,
+    run,
+)
 from autodistill.study.evaluate import Limits, TrialContext
-from autodistill.study.storage import open_storage, quiet_optuna_logs
+from autodistill.study.storage import DEFAULT_STORAGE_FILE, open_storage, quiet_optuna_logs
 
 log = logging.getLogger(__name__)
+TEACHER_ATTR = "teacher_sha256"  # study user attribute (from Prepared.identity): the teacher hash
 INPUT_ATTR = "input"  # study user attribute: the input spec its students are built for
 STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its trial and leave
 
@@ -35,6 +42,15 @@ STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its tr
 def open_run_storage(config: SearchConfig) -> BaseStorage:
     """The run's storage (the journal in the run dir by default), with the run's heartbeat."""
     return open_storage(config.storage, config.run_dir, heartbeat_s=config.heartbeat_s)
+
+
+def recorded_teacher(config: SearchConfig, storage: BaseStorage | None = None) -> str | None:
+    """The teacher weights' hash the run's study recorded, or None for a study not made yet."""
+    if storage is None:
+        if not (config.run_dir / DEFAULT_STORAGE_FILE).is_file():
+            return None
+        storage = open_run_storage(config)
+    return recorded_identity(storage, config.name).get(TEACHER_ATTR)
 
 
 def join_study(
@@ -128,7 +144,7 @@ def _worker_main(config_dict: dict[str, Any], index: int) -> None:
     try:
         with interrupts_as_exceptions():
             space = load_space(config.space)
-            prep = prepare(config, space.teacher_outputs())
+            prep = prepare(config, space.teacher_outputs(), teacher_sha256=recorded_teacher(config))
             work(config, join_study(config, prep, space), space, prep)
     except KeyboardInterrupt:
         sys.exit(130)
