@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from autodistill import study as search
@@ -191,3 +193,63 @@ def test_sigterm_records_the_trial_keeps_the_rest_and_a_rerun_resumes(tmp_path):
     assert (frame["state"] != "RETRIED").sum() == BUDGET
     again = frame[frame["retry_of"] == interrupted["number"].iloc[0]]
     assert again["param.lr"].iloc[0] == interrupted["param.lr"].iloc[0]
+
+
+def _running_trial(tmp_path: Path, worker: str) -> optuna.Study:
+    storage = search.open_storage(None, tmp_path)
+    study = search.open_study(storage, "t", sampler_name="random", seed=0, budget=1)
+    trial = study.ask()
+    trial.set_user_attr("worker", worker)
+    return study
+
+
+def test_a_reused_process_id_is_not_taken_for_the_worker(tmp_path):
+    # Before: a killed worker whose id a live process reused was taken for alive, and the next
+    # run waited forever. The worker's start time tells them apart.
+    from autodistill.study.storage import _dead_here, _start_ticks
+
+    host, live = socket.gethostname(), os.getppid()  # a process that is alive, not this one
+    start = _start_ticks(live)
+    assert start is not None
+    study = _running_trial(tmp_path, f"{host}:{live}:{start}")
+    assert not _dead_here(study.trials[0])
+    for worker, dead in [
+        (f"{host}:{live}:{int(start) + 1}", True),
+        (f"{host}:{live}", False),
+        (f"{host}:999999999:{start}", True),
+        (f"other:{live}:{start}", False),
+    ]:
+        study._storage.set_trial_user_attr(study.trials[0]._trial_id, "worker", worker)
+        assert _dead_here(study.trials[0]) is dead, worker
+
+
+def test_a_worker_that_waits_for_others_says_so_and_for_how_long(tmp_path, monkeypatch, caplog):
+    import logging
+    import threading
+
+    from autodistill.spaces import parse_space
+    from autodistill.study import controller
+    from autodistill.study.storage import _start_ticks
+
+    live = os.getppid()
+    study = _running_trial(tmp_path, f"{socket.gethostname()}:{live}:{_start_ticks(live)}")
+    monkeypatch.setattr(controller, "POLL_S", 0.05)
+    monkeypatch.setattr(controller, "WAIT_NOTE_S", 0.2)
+    space = parse_space(yaml.safe_load(SPACE))
+    finish = threading.Timer(0.5, lambda: study.tell(0, [0.5, 1.0, 1.0]))
+    finish.start()
+    ran = []
+    with caplog.at_level(logging.WARNING, logger="autodistill.study.controller"):
+
+        def wait() -> None:
+            ran.append(controller.run(study, space, None, budget=1))
+
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        waiter.join(timeout=30)  # a worker that never stops waiting fails here, not hangs CI
+    finish.join()
+    assert ran == [0]  # nothing was left for it to run
+    notes = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert len(notes) >= 2, notes
+    assert notes[0].startswith("budget taken: waiting (0 s so far) for 1 trial(s) still running")
+    assert f":{live}:" in notes[0]

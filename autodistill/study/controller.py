@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "random", "nsga2", "gp")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 POLL_S = 2.0  # how often an idle worker looks for trials to retry while others finish
+WAIT_NOTE_S = 60.0  # how often a waiting worker says again that it waits, and for how long
 OBJECTIVES_ATTR = "objectives"  # study user attribute: the objectives' names, in order
 JOINED_ATTR = "workers_joined"  # study user attribute: how many workers have joined it
 SPACE_ATTR = "space_sha256"  # study user attribute: what its search space samples, hashed
@@ -219,18 +220,35 @@ def run(
     storage = study._storage
     objective = make_objective(space, ctx)
     ran = 0
+    waiting_since, noted = None, 0.0
     while True:
         trial, trials = _claim(study, budget)
         if trial is None:
-            if not any(t.state == TrialState.RUNNING and liveness_known(storage, t)
-                       for t in trials):  # fmt: skip
+            others = [t for t in trials
+                      if t.state == TrialState.RUNNING and liveness_known(storage, t)]  # fmt: skip
+            if not others:
                 return ran
+            now = time.monotonic()
+            waiting_since = waiting_since if waiting_since is not None else now
+            if now - waiting_since >= noted:
+                _say_waiting(others, now - waiting_since)
+                noted += WAIT_NOTE_S
             time.sleep(POLL_S)
             continue
+        waiting_since, noted = None, 0.0
         _run_trial(study, trial, objective)
         ran += 1
         if on_trial is not None:
             on_trial(study, storage.get_trial(trial._trial_id))
+
+
+def _say_waiting(others: list[FrozenTrial], waited_s: float) -> None:
+    workers = sorted({str(t.user_attrs.get("worker") or "?") for t in others})
+    log.warning(
+        "budget taken: waiting (%.0f s so far) for %d trial(s) still running in %s; "
+        "a trial whose worker dies is run again here",
+        waited_s, len(others), ", ".join(workers),
+    )  # fmt: skip
 
 
 def _claim(study: optuna.Study, budget: int) -> tuple[Trial | None, list[FrozenTrial]]:

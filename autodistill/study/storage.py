@@ -3,7 +3,8 @@
 The storage is the single source of truth. Workers coordinate through it and through one lock
 per study (``claim``) held only while a trial is created, so a shared budget is never
 overshot. A worker proves it is alive through Optuna's heartbeat on a database, or, on the
-embedded journal file, by its process id on this host.
+embedded journal file, by its process on this host: its id and its start time, so a process
+that merely reuses the id (after a container restart) is not taken for it.
 """
 
 from __future__ import annotations
@@ -145,8 +146,18 @@ def _backend(storage: BaseStorage) -> BaseStorage:
 
 
 def worker_id() -> str:
-    """This process, as recorded on the trials it runs: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process, as recorded on the trials it runs: ``host:pid:start``, its start time in
+    clock ticks after boot (``host:pid`` where the system does not say)."""
+    start = _start_ticks(os.getpid())
+    return f"{socket.gethostname()}:{os.getpid()}" + (f":{start}" if start else "")
+
+
+def _start_ticks(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: field 22 of /proc/PID/stat), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 @contextmanager
@@ -281,7 +292,7 @@ def _dead_here(trial: FrozenTrial) -> bool:
     worker = trial.user_attrs.get("worker")
     if not worker or worker == worker_id():  # this process runs one trial at a time
         return True
-    host, _, pid = str(worker).rpartition(":")
+    host, pid, start = _parse_worker(str(worker))
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -289,8 +300,19 @@ def _dead_here(trial: FrozenTrial) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:  # someone else's live process
-        return False
+        return start is not None and _start_ticks(int(pid)) not in (None, start)
+    if start is not None and _start_ticks(int(pid)) != start:
+        return True  # the id was reused: another process, started later
     return _zombie(int(pid))
+
+
+def _parse_worker(worker: str) -> tuple[str, str, str | None]:
+    """``host:pid:start`` (or ``host:pid``, as older versions wrote) split up."""
+    parts = worker.split(":")
+    if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit():
+        return ":".join(parts[:-2]), parts[-2], parts[-1]
+    host, _, pid = worker.rpartition(":")
+    return host, pid, None
 
 
 def _zombie(pid: int) -> bool:
@@ -305,5 +327,5 @@ def liveness_known(storage: BaseStorage, trial: FrozenTrial) -> bool:
     """Whether this worker can tell if ``trial``'s worker dies (so waiting on it is safe)."""
     if has_heartbeat(storage):
         return True
-    host, _, _ = str(trial.user_attrs.get("worker") or "").rpartition(":")
+    host, _, _ = _parse_worker(str(trial.user_attrs.get("worker") or ""))
     return host == socket.gethostname()
