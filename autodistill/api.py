@@ -8,6 +8,7 @@ raise ``UserError`` with the one line the CLI prints. Progress is reported throu
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -43,6 +44,8 @@ from autodistill.study.workers import (
     run_local_workers,
     work,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -326,10 +329,22 @@ def list_spaces() -> list[SearchSpace]:
     return [load_space(name) for name in spaces.list_spaces()]
 
 
-def dashboard(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve optuna-dashboard on a run's storage until interrupted (blocks)."""
+def dashboard(
+    run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, allow_write: bool = False
+) -> None:
+    """Serve optuna-dashboard on a run's storage until interrupted (blocks); read-only unless
+    ``allow_write``. A host other than loopback is served with a warning."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     storage = study.open_storage(config.storage, run_dir)
     study.load_study(storage, config.name)  # a clear error before the server starts
-    study.serve_dashboard(storage, host=host, port=port)
+    if not study.is_loopback(host):
+        log.warning("serving on %s: anyone who can reach this machine can read the study%s",
+                    host, " and change it (--allow-write)" if allow_write else "")  # fmt: skip
+    try:
+        study.serve_dashboard(storage, host=host, port=port, allow_write=allow_write)
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        raise UserError(
+            f"cannot serve the dashboard on {host}:{port}: {exc.strerror}; "
+            "choose another --port or --host"
+        ) from None

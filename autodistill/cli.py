@@ -198,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("run_dir", type=Path)
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8080)
+    d.add_argument(
+        "--allow-write",
+        action="store_true",
+        help="let the dashboard change the study (rename, delete, notes, tell)",
+    )
 
     r = sub.add_parser("report", help="redraw a run's CSVs and plots from its storage and "
                        "write report.html / report.md")  # fmt: skip
@@ -289,8 +294,10 @@ def _export(args: argparse.Namespace) -> int:
 def _dashboard(args: argparse.Namespace) -> int:
     from autodistill import api
 
-    print(f"optuna-dashboard for {args.run_dir}: http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    api.dashboard(args.run_dir, host=args.host, port=args.port)
+    mode = "read and write" if args.allow_write else "read-only"
+    print(f"optuna-dashboard for {args.run_dir}, {mode}: http://{args.host}:{args.port}/ "
+          "(Ctrl-C stops)")  # fmt: skip
+    api.dashboard(args.run_dir, host=args.host, port=args.port, allow_write=args.allow_write)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -75,6 +77,53 @@ def test_the_dashboard_serves_the_runs_study(shipped_run):
                 time.sleep(0.5)
         assert body is not None, "the dashboard did not answer within 60 s"
         assert "digits-default" in json.dumps(body)
+        # Read-only unless asked: before, a DELETE here removed the study.
+        study_id = body["study_summaries"][0]["study_id"]
+        delete = urllib.request.Request(f"http://127.0.0.1:{port}/api/studies/{study_id}",
+                                        method="DELETE")  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(delete, timeout=5)
+        assert refused.value.code == 403 and b"--allow-write" in refused.value.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+            assert "digits-default" in r.read().decode()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _call(app, method: str, path: str) -> str:
+    status = []
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "x",
+               "SERVER_PORT": "1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
+               "CONTENT_LENGTH": "0", "QUERY_STRING": ""}  # fmt: skip
+    b"".join(app(environ, lambda s, headers, *a: status.append(s)))
+    return status[0]
+
+
+def test_the_dashboard_writes_only_when_allowed(tmp_path):
+    import optuna
+
+    from autodistill import study as search
+
+    storage = search.open_storage(None, tmp_path)
+    made = optuna.create_study(storage=storage, study_name="s")
+    path = f"/api/studies/{made._study_id}"
+    assert _call(search.dashboard_app(storage), "DELETE", path).startswith("403")
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["s"]
+    assert _call(search.dashboard_app(storage, allow_write=True), "DELETE", path).startswith("2")
+    assert optuna.get_all_study_summaries(storage) == []
+
+
+def test_a_dashboard_off_loopback_warns(shipped_run, monkeypatch, caplog):
+    import logging
+
+    from autodistill import api, study
+
+    assert study.is_loopback("127.0.0.1") and study.is_loopback("::1")
+    assert study.is_loopback("localhost") and not study.is_loopback("0.0.0.0")
+    served = []
+    monkeypatch.setattr(study, "serve_dashboard", lambda *a, **k: served.append(k))
+    with caplog.at_level(logging.WARNING, logger="autodistill.api"):
+        api.dashboard(shipped_run, host="0.0.0.0")
+    assert served == [{"host": "0.0.0.0", "port": 8080, "allow_write": False}]
+    assert "anyone who can reach this machine can read the study" in caplog.text

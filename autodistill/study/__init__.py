@@ -18,13 +18,13 @@ from autodistill.study.controller import (
     sample_candidates,
     study_objectives,
 )
+from autodistill.study.dashboard import dashboard_app, is_loopback, serve_dashboard
 from autodistill.study.results import (
     front_summary,
     hypervolume,
     hypervolume_history,
     importances,
     normalized_objectives,
-    serve_dashboard,
     trial_candidate,
     trials_frame,
 )
@@ -42,12 +42,14 @@ __all__ = [
     "SAMPLERS",
     "Study",
     "budget_used",
+    "dashboard_app",
     "check_sampler",
     "finished_count",
     "front_summary",
     "hypervolume",
     "hypervolume_history",
     "importances",
+    "is_loopback",
     "load_study",
     "make_objective",
     "make_sampler",

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from autodistill.errors import UserError
@@ -161,10 +160,3 @@ def importances(study: optuna.Study, top: int = 12) -> dict[str, float]:
     except (RuntimeError, ValueError) as exc:  # too few distinct values to tell
         log.warning("hyperparameter importances unavailable: %s", exc)
         return {}
-
-
-def serve_dashboard(storage: BaseStorage, *, host: str, port: int) -> None:
-    """Serve optuna-dashboard on this storage until interrupted (blocks)."""
-    import optuna_dashboard
-
-    optuna_dashboard.run_server(storage, host=host, port=port)
