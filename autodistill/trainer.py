@@ -91,16 +91,20 @@ def fit(
     if checkpoint is not None and checkpoint.is_file():
         state = _load_checkpoint(checkpoint)
         if state["config"] != cfg.settings():
+            raise UserError(_other_settings(checkpoint, state["config"], cfg.settings()))
+        try:
+            model.load_state_dict(state["model"])
+            distiller.load_state_dict(state["distiller"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise UserError(
-                f"training checkpoint {checkpoint} was made with other settings "
-                "(another recipe or --epochs); delete it to train from the start"
-            )
-        model.load_state_dict(state["model"])
-        distiller.load_state_dict(state["distiller"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+                f"training checkpoint {checkpoint} does not fit this student ({first[:200]}); "
+                "delete it to train from the start"
+            ) from None
         history, first = state["history"], state["epoch"] + 1
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
@@ -165,8 +169,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         # On the CPU: the random states must be CPU tensors; the model and optimizer states
         # are copied onto the model's device by load_state_dict.
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not {"config", "epoch", "model"} <= set(state):
-            raise ValueError("it is not a training checkpoint")
+        _check_checkpoint(state)
     except Exception as exc:  # noqa: BLE001 - whatever the file holds, the user gets one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(
@@ -174,6 +177,39 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
             f"values ({first[:200]}); delete it to train from the start"
         ) from None
     return state
+
+
+_CHECKPOINT_KEYS = ("config", "epoch", "history", "model", "distiller", "optimizer", "scheduler",
+                    "generator", "torch_rng")  # fmt: skip
+
+
+def _check_checkpoint(state: Any) -> None:
+    """What ``fit`` reads from a checkpoint, of the types it reads; ValueError otherwise."""
+    if not isinstance(state, dict) or set(_CHECKPOINT_KEYS) - set(state):
+        raise ValueError("it is not a training checkpoint")
+    if not isinstance(state["config"], dict) or not isinstance(state["epoch"], int):
+        raise ValueError("its config or epoch is not what fit writes")
+    if not isinstance(state["history"], list):
+        raise ValueError("its history is not a list")
+    for key in ("model", "distiller"):
+        values = state[key].values() if isinstance(state[key], dict) else [None]
+        if not all(isinstance(v, Tensor) for v in values):
+            raise ValueError(f"its {key} weights are not all tensors")
+    for key in ("generator", "torch_rng"):
+        if not isinstance(state[key], Tensor) or state[key].dtype != torch.uint8:
+            raise ValueError(f"its {key} state is not a random generator's")
+    if not isinstance(state["optimizer"], dict) or not isinstance(state["scheduler"], dict):
+        raise ValueError("its optimizer or scheduler state is not a mapping")
+
+
+def _other_settings(path: Path, then: dict[str, Any], now: dict[str, Any]) -> str:
+    changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+    diffs = ", ".join(f"{k} {then.get(k)!r}, now {now.get(k)!r}" for k in changed)
+    resume = f"--epochs {then.get('epochs')} resumes it, or " if changed == ["epochs"] else ""
+    return (
+        f"training checkpoint {path} was made with other settings ({diffs}); {resume}"
+        "delete it to train from the start"
+    )
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -380,8 +381,9 @@ def test_split_folders_must_share_classes(tmp_path: Path) -> None:
 
 
 def test_image_folder_without_images_is_a_user_error(tmp_path: Path) -> None:
-    (tmp_path / "cat").mkdir()
-    (tmp_path / "cat" / "readme.txt").write_text("no pictures here")
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "readme.txt").write_text("no pictures here")
     with pytest.raises(UserError, match=f"no images in {tmp_path}"):
         load_dataset(f"imagefolder:{tmp_path}")
     with pytest.raises(UserError, match="not found"):
@@ -393,6 +395,38 @@ def test_unreadable_image_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match="broken.png"):
         load_dataset(f"imagefolder:{tmp_path}")
+
+
+def test_one_class_or_an_empty_class_is_a_user_error(tmp_path: Path) -> None:
+    # Before: a one-class folder searched a classifier of one class; an empty class folder
+    # became a class no split held.
+    write_pngs(tmp_path / "one", 20, ["a"])
+    with pytest.raises(UserError, match=r"has 1 class folder\(s\) \['a'\]; a classifier needs"):
+        load_dataset(f"imagefolder:{tmp_path / 'one'}")
+    write_pngs(tmp_path / "gap", 20, ["a", "b"])
+    (tmp_path / "gap" / "c").mkdir()
+    with pytest.raises(UserError, match="class folder\\(s\\) c in .* hold no images"):
+        load_dataset(f"imagefolder:{tmp_path / 'gap'}")
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none: a decompression bomb's
+    header (PIL reads the size before any pixel)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_a_user_error(tmp_path: Path) -> None:
+    write_pngs(tmp_path, 20, ["a", "b"])
+    (tmp_path / "a" / "bomb.png").write_bytes(_png_header(100_000, 100_000))
+    with pytest.raises(UserError, match="bomb.png is too large to decode safely") as err:
+        load_dataset(f"imagefolder:{tmp_path}")
+    assert "\n" not in str(err.value)
 
 
 def test_too_few_images_per_class_to_stratify_is_a_user_error(tmp_path: Path) -> None:

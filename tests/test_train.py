@@ -124,6 +124,36 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(
     for (name, a), b in zip(straight.state_dict().items(), fresh.state_dict().values(),
                             strict=True):  # fmt: skip
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
-    with pytest.raises(UserError, match="made with other settings .*delete it"):
+    with pytest.raises(UserError, match=r"other settings \(epochs 3, now 4\); --epochs 3 resumes"):
         fit(fresh, digits.train, aug, digits.stats, TrainConfig(epochs=4, lr=5e-3, seed=1),
             views=views, distiller=kd(), checkpoint=ckpt)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spoil", "problem"),
+    [
+        (lambda s: s["model"].update({k: 1.5 for k in s["model"]}), "cannot be read as tensors"),
+        (lambda s: s.pop("optimizer"), "cannot be read as tensors"),
+        (lambda s: s["model"].update({k: v[:1] for k, v in s["model"].items() if v.ndim}),
+         "does not fit this student"),
+    ],
+    ids=["weights not tensors", "a part missing", "weights of another shape"],
+)  # fmt: skip
+def test_a_checkpoint_fit_cannot_use_is_one_line(digits, views, tmp_path, spoil, problem):
+    # Before: a KeyError or load_state_dict's traceback.
+    aug = default_augmentation(digits.name, digits.image_size)
+    cfg = TrainConfig(epochs=2, lr=5e-3, seed=1)
+    ckpt = tmp_path / "ckpt.pt"
+
+    def stop(epoch, stats):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_student(digits), digits.train, aug, digits.stats, cfg, views=views,
+            checkpoint=ckpt, on_epoch=stop)  # fmt: skip
+    state = torch.load(ckpt, weights_only=True)
+    spoil(state)
+    torch.save(state, ckpt)
+    with pytest.raises(UserError, match=problem) as err:
+        fit(_student(digits), digits.train, aug, digits.stats, cfg, views=views, checkpoint=ckpt)
+    assert "\n" not in str(err.value) and "delete it" in str(err.value)

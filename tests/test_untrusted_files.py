@@ -105,3 +105,27 @@ def test_a_moved_run_trains_exports_and_reports_from_where_it_is(shipped_run, tm
     after = {p: p.stat().st_mtime_ns for p in shipped_run.rglob("*") if p.is_file()}
     assert after == before  # nothing of the original run was read for writing or rewritten
     assert (trained / "student.onnx").is_file()
+
+
+def test_a_config_holding_a_password_is_owner_only_and_results_are_group_readable(
+    shipped_run, shared_cache, tmp_path
+):
+    import stat
+
+    from autodistill.config import SearchConfig, save_config
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    with_password = SearchConfig(storage="postgresql://me:SECRETWORD@db/x", out=str(tmp_path))
+    save_config(with_password, tmp_path)
+    assert mode(tmp_path / "config.yaml") == 0o600
+    # Every other file keeps the mode a new file gets: safetensors wrote 0600 weights, which a
+    # cache or run shared by a group could not read.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    written = [p for folder in (shipped_run, shared_cache) for p in folder.rglob("*")
+               if p.is_file() and not p.name.endswith(".lock")]  # fmt: skip
+    assert any(p.suffix == ".safetensors" for p in written)
+    assert {str(p): oct(mode(p)) for p in written if mode(p) != expected} == {}

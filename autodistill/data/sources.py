@@ -7,6 +7,7 @@ import gzip
 import logging
 import pickle
 import struct
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -348,14 +349,25 @@ def _labelled_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     if not files:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
         raise UserError(f"no images in {folder}; expected {folder}/<class>/*.png (or {suffixes})")
+    counts = np.bincount([label for _, label in files], minlength=len(classes))
+    empty = [name for name, n in zip(classes, counts, strict=True) if n == 0]
+    if empty:
+        raise UserError(f"class folder(s) {', '.join(empty)} in {folder} hold no images; add "
+                        "images or remove the folder")  # fmt: skip
     return files
 
 
 @contextmanager
 def _opened(path: Path) -> Iterator[Image.Image]:
     try:
-        with Image.open(path) as im:
-            yield im
+        with warnings.catch_warnings():
+            # Past PIL's pixel limit, a small file can decode into gigabytes: refuse it.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                yield im
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise UserError(f"image {path} is too large to decode safely ({e}); shrink or remove "
+                        "it") from None  # fmt: skip
     except OSError as e:  # PIL's UnidentifiedImageError and truncated files are OSErrors
         raise UserError(f"cannot read image {path} ({e}); fix or remove it") from e
 
@@ -381,6 +393,10 @@ def _imagefolder(root: Path, *, download: bool, image_size: int | None, seed: in
     given = [s for s in ("train", "val", "test") if (root / s).is_dir()]
     folders = {s: root / s for s in given} if "train" in given else {"train": root}
     classes = _class_dirs(folders["train"])
+    if len(classes) < 2:
+        raise UserError(f"{folders['train']} has {len(classes)} class folder(s) "
+                        f"{classes or ''}; a classifier needs at least two: "
+                        f"{folders['train']}/<class>/*.png")  # fmt: skip
     files = {split: _labelled_files(folder, classes) for split, folder in folders.items()}
     gray = all(_is_gray(p) for items in files.values() for p, _ in items)
     mode, size = ("L" if gray else "RGB"), image_size or 32
