@@ -1,5 +1,9 @@
 """Many workers on one study, under faults: exactly the budget runs, nothing twice, nothing lost.
 
+The tests marked ``faults`` run real worker processes and kill, stop or restart things under
+them; they take about two minutes, so plain ``pytest`` leaves them out and ``pytest -m faults``
+(CI runs both) runs them.
+
 Workers are real ``autodistill search`` processes. The database tests need a PostgreSQL server
 (``.ci/run`` starts one on loopback and sets ``AUTODISTILL_TEST_POSTGRES``); in CI they never skip.
 """
@@ -12,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -24,7 +29,7 @@ from optuna.trial import TrialState
 from autodistill import study as search
 
 POSTGRES = os.environ.get("AUTODISTILL_TEST_POSTGRES")
-BUDGET = 12
+BUDGET = 8
 SPACE = """\
 description: tiny ResNets for the worker tests (a continuous lr, so no two samples coincide)
 families:
@@ -39,12 +44,12 @@ train:
 """
 
 
-def _command(tmp_path: Path, *extra: str) -> list[str]:
+def _command(tmp_path: Path, *extra: str, budget: int = BUDGET, epochs: int = 2) -> list[str]:
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE)
     return [
         sys.executable, "-m", "autodistill.cli", "search", "--data", "digits", "--space",
-        str(space), "--budget", str(BUDGET), "--epochs", "4", "--teacher", "test_resnet",
+        str(space), "--budget", str(budget), "--epochs", str(epochs), "--teacher", "test_resnet",
         "--teacher-epochs", "1", "--views", "2", "--quiet", "--out", str(tmp_path / "out"),
         "--cache-dir", str(tmp_path / "cache"), *extra,
     ]  # fmt: skip
@@ -54,8 +59,10 @@ def _start(cmd: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def _kill_mid_trial(storage, name: str, procs: list[subprocess.Popen], *, children: bool) -> int:
-    """SIGKILL a worker while its trial trains: one of ``procs``, or one of their children."""
+def _kill_mid_trial(storage, name: str, procs: list[subprocess.Popen], *, children: bool,
+                    sig: int = signal.SIGKILL) -> int:  # fmt: skip
+    """Send ``sig`` to a worker while its trial trains: one of ``procs``, or one of their
+    children; returns the trial's number."""
     pids = None if children else {p.pid for p in procs}
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -70,27 +77,28 @@ def _kill_mid_trial(storage, name: str, procs: list[subprocess.Popen], *, childr
         running = [t for t in trials if t.state == TrialState.RUNNING and t.number >= 2
                    and t.user_attrs.get("arch") and t.user_attrs.get("worker")]  # fmt: skip
         for t in sorted(running, key=lambda t: t.datetime_start, reverse=True):
-            pid = int(str(t.user_attrs["worker"]).rpartition(":")[2])
+            pid = int(str(t.user_attrs["worker"]).split(":")[1])  # host:pid:start
             if pids is None or pid in pids:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
                 return t.number
     raise AssertionError("no trial was seen running")
 
 
-def _check(study: optuna.Study, killed: int, logs: list[Path]) -> None:
-    """Exactly BUDGET trials with a result, each parameter set once; the killed trial reran."""
+def _check(study: optuna.Study, killed: int, logs: list[Path], budget: int = BUDGET,
+           reason: str = "stopped") -> None:  # fmt: skip
+    """Exactly ``budget`` trials with a result, each parameter set once; the killed trial reran."""
     trials = study.get_trials()
     text = "\n".join(p.read_text() for p in logs)
-    assert search.finished_count(study) == BUDGET, text
+    assert search.finished_count(study) == budget, text
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     frame = search.trials_frame(study)
     retried = frame[frame["state"] == "RETRIED"]
     assert list(retried["number"]) == [killed], frame[["number", "state", "failure_reason"]]
-    assert "stopped" in retried["failure_reason"].iloc[0]
+    assert reason in retried["failure_reason"].iloc[0]
     rerun = frame[frame["retry_of"] == killed]
     assert len(rerun) == 1 and rerun["state"].iloc[0] in ("COMPLETE", "STOPPED")
     counted = frame[frame["state"] != "RETRIED"]
-    assert len(counted) == BUDGET
+    assert len(counted) == budget
     assert counted["number"].is_unique
     assert not counted["param.lr"].duplicated().any()  # no candidate trained twice
     assert rerun["param.lr"].iloc[0] == study.trials[killed].params["lr"]
@@ -107,6 +115,7 @@ def _check(study: optuna.Study, killed: int, logs: list[Path]) -> None:
     assert {t.number for t in study.best_trials} == {t.number for t in done if not dominated(t)}
 
 
+@pytest.mark.faults
 @pytest.mark.skipif(not POSTGRES and os.environ.get("CI") != "true",
                     reason="set AUTODISTILL_TEST_POSTGRES to a PostgreSQL URL")  # fmt: skip
 def test_three_workers_on_postgresql_share_the_budget_and_survive_a_kill(tmp_path):
@@ -134,6 +143,118 @@ def test_three_workers_on_postgresql_share_the_budget_and_survive_a_kill(tmp_pat
     assert (csv["state"] != "RETRIED").sum() == BUDGET
 
 
+needs_postgres = pytest.mark.skipif(
+    not POSTGRES and os.environ.get("CI") != "true",
+    reason="set AUTODISTILL_TEST_POSTGRES to a PostgreSQL URL",
+)
+SMALL = 5  # the budget of the fault tests below: each needs only a few trials around its fault
+
+
+def _two_workers(tmp_path: Path, name: str, *extra: str):
+    cmd = _command(tmp_path, "--storage", POSTGRES, "--study-name", name, "--threads", "1",
+                   "--heartbeat", "1", *extra, budget=SMALL)  # fmt: skip
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    return [_start(cmd, log) for log in logs], logs
+
+
+def _finish(workers: list[subprocess.Popen]) -> list[int]:
+    try:
+        return [w.wait(timeout=300) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+
+
+@pytest.mark.faults
+@needs_postgres
+def test_sigterm_of_a_postgresql_worker_requeues_its_trial_and_no_password_is_shown(
+    tmp_path, capsys
+):
+    password = urllib.parse.urlsplit(POSTGRES).password
+    assert password and len(password) >= 8 and password not in "autodistill digits-", (
+        "the test database's password must be distinctive, or finding it proves nothing"
+    )
+    name = f"term-{uuid.uuid4().hex[:8]}"
+    workers, logs = _two_workers(tmp_path, name)
+    storage = search.open_storage(POSTGRES, tmp_path)
+    stopped = _kill_mid_trial(storage, name, workers, children=False, sig=signal.SIGTERM)
+    codes = _finish(workers)
+    assert sorted(codes) == [0, 130], [p.read_text() for p in logs]
+    _check(optuna.load_study(study_name=name, storage=storage), stopped, logs, budget=SMALL,
+           reason="interrupted by SIGTERM")  # fmt: skip
+    # The password is in config.yaml (owner-only: resume needs it), and nowhere else.
+    from autodistill.cli import main
+
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "out" / name)]) == 0
+    report = capsys.readouterr()
+    shown = {str(p): p.read_bytes() for p in logs}
+    shown["report"] = (report.out + report.err).encode()
+    shown |= {str(p): p.read_bytes() for p in (tmp_path / "out").rglob("*")
+              if p.is_file() and p.name != "config.yaml"}  # fmt: skip
+    assert [k for k, v in shown.items() if password.encode() in v] == []
+    assert any(b"postgresql://autodistill:***@" in v for v in shown.values())
+
+
+@pytest.mark.faults
+@needs_postgres
+def test_a_paused_postgresql_worker_loses_its_trial_to_a_retry_and_drops_its_late_result(
+    tmp_path,
+):
+    name = f"pause-{uuid.uuid4().hex[:8]}"
+    workers, logs = _two_workers(tmp_path, name)
+    storage = search.open_storage(POSTGRES, tmp_path)
+    paused = _kill_mid_trial(storage, name, workers, children=False, sig=signal.SIGSTOP)
+    deadline = time.monotonic() + 120
+    try:
+        # Its heartbeat stops: after the grace period the other worker fails the trial and
+        # runs it again.
+        while time.monotonic() < deadline:
+            study = optuna.load_study(study_name=name, storage=storage)
+            if study.trials[paused].state == TrialState.FAIL:
+                break
+            time.sleep(0.5)
+        assert study.trials[paused].state == TrialState.FAIL, "the paused trial was not retried"
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGCONT)
+    codes = _finish(workers)
+    assert codes == [0, 0], [p.read_text() for p in logs]
+    study = optuna.load_study(study_name=name, storage=storage)
+    _check(study, paused, logs, budget=SMALL, reason="stopped")
+    assert study.trials[paused].state == TrialState.FAIL  # its late result did not land
+    assert "this attempt is dropped" in "".join(p.read_text() for p in logs)
+
+
+@pytest.mark.faults
+@needs_postgres
+def test_postgresql_workers_survive_a_server_restart_mid_search(tmp_path):
+    restart = os.environ.get("AUTODISTILL_TEST_POSTGRES_RESTART")
+    if not restart:
+        assert os.environ.get("CI") != "true", "CI must say how to restart its PostgreSQL"
+        pytest.skip("set AUTODISTILL_TEST_POSTGRES_RESTART to a command restarting the server")
+    name = f"restart-{uuid.uuid4().hex[:8]}"
+    workers, logs = _two_workers(tmp_path, name)
+    storage = search.open_storage(POSTGRES, tmp_path)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # until a trial trains, past the first ones
+        time.sleep(0.3)
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        except KeyError:
+            continue
+        if any(t.state == TrialState.RUNNING and t.number >= 2 and "arch" in t.user_attrs
+               for t in trials):  # fmt: skip
+            break
+    subprocess.run(restart, shell=True, check=True, timeout=120)
+    codes = _finish(workers)
+    assert codes == [0, 0], [p.read_text()[-3000:] for p in logs]
+    study = optuna.load_study(study_name=name, storage=search.open_storage(POSTGRES, tmp_path))
+    assert search.finished_count(study) == SMALL
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+@pytest.mark.faults
 def test_two_local_jobs_on_the_journal_file_survive_a_kill(tmp_path):
     log = tmp_path / "search.log"
     parent = _start(_command(tmp_path, "--jobs", "2"), log)
@@ -157,6 +278,7 @@ def test_two_local_jobs_on_the_journal_file_survive_a_kill(tmp_path):
     assert (csv["state"] != "RETRIED").sum() == BUDGET
 
 
+@pytest.mark.faults
 def test_sigterm_records_the_trial_keeps_the_rest_and_a_rerun_resumes(tmp_path):
     log = tmp_path / "search.log"
     cmd = _command(tmp_path, "--threads", "1")
@@ -253,3 +375,25 @@ def test_a_worker_that_waits_for_others_says_so_and_for_how_long(tmp_path, monke
     assert len(notes) >= 2, notes
     assert notes[0].startswith("budget taken: waiting (0 s so far) for 1 trial(s) still running")
     assert f":{live}:" in notes[0]
+
+
+@needs_postgres
+def test_a_claim_held_by_a_paused_worker_does_not_block_the_others(tmp_path, monkeypatch, caplog):
+    import logging
+    import zlib
+
+    from sqlalchemy import create_engine, text
+
+    from autodistill.study import storage as storage_mod
+
+    storage = search.open_storage(POSTGRES, tmp_path)
+    name = f"claim-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(storage_mod, "_claim_patience", lambda backend: 0.5)
+    paused = create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://", 1))
+    with paused.connect() as holder, caplog.at_level(logging.WARNING):
+        key = zlib.crc32(f"autodistill:{name}".encode())
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})  # and never lets go
+        with storage_mod.claim(storage, name):
+            entered = True
+    paused.dispose()
+    assert entered and "held for 0 s by a worker that does not let go" in caplog.text
