@@ -35,7 +35,7 @@ TRAIN_PARAMS: dict[str, Domain] = {
     "weight_decay": NON_NEGATIVE,
     "batch_size": integer(1, 65536),
 }
-_SPEC_KEYS = {"choices", "low", "high", "log", "step", "per_stage"}
+_SPEC_KEYS = {"choices", "low", "high", "log", "step", "per_stage", "multiple_of"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class Param:
     log: bool = False
     step: float | None = None
     per_stage: int | str | None = None
+    multiple_of: int | None = None  # every value a multiple of it (hardware-friendly widths)
 
     def describe(self) -> str:
         if self.kind == "fixed":
@@ -62,7 +63,9 @@ class Param:
         else:
             text = f"[{_num(self.low)}, {_num(self.high)}]"
             text += " log" if self.log else ""
-            text += f" step {_num(self.step)}" if self.step else ""
+            if self.step and self.step != self.multiple_of:
+                text += f" step {_num(self.step)}"
+        text += f" multiples of {self.multiple_of}" if self.multiple_of else ""
         return text + (f" per stage ({self.per_stage})" if self.per_stage is not None else "")
 
 
@@ -362,6 +365,7 @@ def _parse_param(spec: Any, where: str, domain: Domain, earlier: Mapping[str, Pa
             f"allowed: {', '.join(sorted(_SPEC_KEYS))}"
         )
     per_stage = _per_stage(spec.get("per_stage"), where, earlier)
+    multiple = _multiple_of(spec.get("multiple_of"), domain, where)
     if "choices" in spec:
         if {"low", "high", "log", "step"} & set(spec):
             raise UserError(f"{where}: use either 'choices' or 'low'/'high', not both")
@@ -374,8 +378,21 @@ def _parse_param(spec: Any, where: str, domain: Domain, earlier: Mapping[str, Pa
             raise UserError(f"{where}: 'choices' has duplicates: {choices}")
         for choice in choices:
             _check(domain, choice, f"{where}: choice")
-        return Param("categorical", choices=tuple(choices), per_stage=per_stage)
-    return _parse_range(spec, where, domain, per_stage)
+            if multiple and choice % multiple:
+                raise UserError(f"{where}: choice {choice} is not a multiple of {multiple}")
+        return Param("categorical", choices=tuple(choices), per_stage=per_stage,
+                     multiple_of=multiple)  # fmt: skip
+    return _parse_range(spec, where, domain, per_stage, multiple)
+
+
+def _multiple_of(value: Any, domain: Domain, where: str) -> int | None:
+    if value is None:
+        return None
+    if domain.kind is not int:
+        raise UserError(f"{where}: 'multiple_of' is for integer parameters (channel widths)")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{where}: 'multiple_of' must be a positive whole number, got {value!r}")
+    return value
 
 
 def _check(domain: Domain, value: Any, where: str) -> None:
@@ -392,7 +409,11 @@ def _is_value(v: Any) -> bool:
 
 
 def _parse_range(
-    spec: Mapping[str, Any], where: str, domain: Domain, per_stage: int | str | None
+    spec: Mapping[str, Any],
+    where: str,
+    domain: Domain,
+    per_stage: int | str | None,
+    multiple: int | None = None,
 ) -> Param:
     if "low" not in spec or "high" not in spec:
         raise UserError(f"{where}: a range needs both 'low' and 'high' (or use 'choices')")
@@ -418,6 +439,14 @@ def _parse_range(
         raise UserError(f"{where}: a log range needs low > 0, got {low}")
     if log and step is not None:
         raise UserError(f"{where}: 'log' and 'step' cannot be combined")
+    if multiple:
+        if log:
+            raise UserError(f"{where}: 'log' and 'multiple_of' cannot be combined")
+        for key, v in (("low", low), ("high", high), ("step", step)):
+            if v is not None and v % multiple:
+                raise UserError(f"{where}: {key} {v} is not a multiple of {multiple} "
+                                f"('multiple_of: {multiple}')")  # fmt: skip
+        step = step or multiple
     # A real parameter written with whole-number ends (temperature 1..8) is still sampled as real.
     is_int = domain.kind is int
     if step is not None and (high - low) / step % 1 > 1e-9 and is_int:
@@ -434,6 +463,7 @@ def _parse_range(
         log=log,
         step=step,
         per_stage=per_stage,
+        multiple_of=multiple,
     )
 
 
