@@ -125,3 +125,23 @@ def test_a_limit_given_from_python_or_the_cli_is_the_same_setting(tmp_path, shar
     autodistill.search(max_params=1e6, **common)
     again = autodistill.search(max_params=1_000_000, **{**common, "budget": 2})
     assert len(again.trials) == 2
+
+
+def test_the_committed_examples_student_still_loads_and_misfit_weights_are_one_line(tmp_path):
+    # A family change that alters what a trial builds must not strand the example's weights.
+    import shutil
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    example = Path(__file__).resolve().parent.parent / "results/examples/mnist5k-default"
+    run_dir = tmp_path / "example"
+    shutil.copytree(example, run_dir)
+    model = autodistill.load_student(run_dir, trial=41)
+    assert sum(p.numel() for p in model.parameters()) == 8150
+    weights = run_dir / "students" / "trial-41" / "student.safetensors"
+    state = load_file(str(weights))
+    save_file({k: v[:1].contiguous() if v.ndim else v for k, v in state.items()}, str(weights))
+    with pytest.raises(autodistill.UserError, match="do not fit trial 41's student") as err:
+        autodistill.load_student(run_dir, trial=41)
+    assert "\n" not in str(err.value)

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from timm.models._efficientnet_blocks import SqueezeExcite
 from timm.models._efficientnet_builder import decode_arch_def, round_channels
 from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
@@ -69,9 +68,6 @@ def build_mobilenetv3(a: Mapping[str, Any], spec: InputSpec) -> nn.Module:
         stem_size=16,
         num_features=int(a["head"]),
         round_chs_fn=partial(round_channels, multiplier=float(a["width"]), divisor=8),
-        # Squeeze-excite widths rounded to multiples of 8 too, as in timm's own MobileNetV3:
-        # odd widths ran slower in ONNX Runtime than wider multiples of 8.
-        se_layer=partial(SqueezeExcite, rd_round_fn=round_channels),
         act_layer=nn.Hardswish,
     )
     # timm hard-codes a stride-2 stem; small inputs need the resolution.

@@ -67,5 +67,11 @@ def load_student(run_dir: Path, trial: int) -> nn.Module:
     model = build(candidate, input_spec(config, study.user_attrs), seed=config.seed)
     weights = student_dir(run_dir, trial) / WEIGHTS
     if (student_dir(run_dir, trial) / METRICS).is_file():
-        model.load_state_dict(load_file(str(weights)))
+        try:
+            model.load_state_dict(load_file(str(weights)))
+        except (RuntimeError, OSError, ValueError) as exc:  # another build, or a damaged file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"the trained weights {weights} do not fit trial {trial}'s student "
+                            f"as this autodistill builds it ({first[:160]}); train it again "
+                            "with 'autodistill train'") from None  # fmt: skip
     return model.eval()
