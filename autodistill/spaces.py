@@ -118,12 +118,34 @@ class SearchSpace:
             train=_sample_group(suggest, "", self.train),
         )
 
+    def parameters(self) -> dict[str, Param]:
+        """Every parameter the space can give a trial, by the name ``sample`` gives it, in
+        sampling order (per-stage ones once per stage, up to the most stages)."""
+        out: dict[str, Param] = {}
+        for name, options in (("family", self.families), ("loss", self.losses)):
+            if len(options) > 1:
+                out[name] = Param("categorical", choices=tuple(options))
+        groups = [*self.families.items(), *self.losses.items(), ("", self.train)]
+        for prefix, params in groups:
+            for key, p in params.items():
+                name = f"{prefix}.{key}" if prefix else key
+                if p.per_stage is None:
+                    out[name] = p
+                    continue
+                stages = p.per_stage
+                if isinstance(stages, str):
+                    ref = params[stages]
+                    stages = int(max((ref.value,) if ref.kind == "fixed" else
+                                     ref.choices or (ref.high,)))  # fmt: skip
+                out.update({f"{name}.{i}": p for i in range(stages)})
+        return out
+
     def fingerprint(self) -> str:
-        """A hash of what the space samples (not its description or where it lies): a study
-        resumed with an edited space would mix trials from two spaces."""
-        what = {"families": self.families, "losses": self.losses, "train": self.train}
-        text = json.dumps(what, sort_keys=True, default=asdict)
-        return hashlib.sha256(text.encode()).hexdigest()
+        """A hash of what the space samples, in order (not its description or where it lies): a
+        study resumed with an edited space would mix trials from two spaces."""
+        canon = [[name, p.kind, p.value, list(p.choices), p.low, p.high, p.log, p.step]
+                 for name, p in self.parameters().items()]  # fmt: skip
+        return hashlib.sha256(json.dumps(["space-v1", canon]).encode()).hexdigest()
 
     def teacher_outputs(self) -> tuple[str, ...]:
         """The teacher outputs any of this space's losses reads (what the cache must hold)."""

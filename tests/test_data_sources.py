@@ -440,3 +440,12 @@ def test_stratified_split_is_exported_for_reuse() -> None:
     rest, carved = sources.stratified_split(data, 20, seed=0)
     assert torch.equal(torch.bincount(carved.labels), torch.full((10,), 2))
     assert rows(rest) + rows(carved) == rows(data)
+
+
+def test_an_empty_class_in_a_given_test_split_is_accepted(tmp_path: Path) -> None:
+    # Only training needs every class; a test folder may lack one (the review found this).
+    write_pngs(tmp_path / "train", 20, ["a", "b"])
+    write_pngs(tmp_path / "test", 4, ["a"], seed=1)
+    (tmp_path / "test" / "b").mkdir()
+    splits = load_dataset(f"imagefolder:{tmp_path}", image_size=8)
+    assert splits.classes == ("a", "b") and set(splits.test.labels.tolist()) == {0}

@@ -230,3 +230,36 @@ def test_a_worker_with_another_teacher_or_other_settings_is_refused(tmp_path):
         join("a" * 64, 5)
     with pytest.raises(UserError, match="teacher_sha256 aaaaaaaaaaaa, this worker has bbbb"):
         join("b" * 64, 3)
+
+
+def test_a_study_that_sampled_another_distribution_is_refused_before_it_changes(tmp_path):
+    # An older autodistill sampled temperature {low: 1, high: 8} as integers; resuming with
+    # it sampled as real failed every trial (Optuna refuses a changed distribution).
+    from autodistill.spaces import parse_space
+
+    old = _study(tmp_path, 2)
+    trial = old.ask()
+    trial.suggest_int("kd.temperature", 1, 8)
+    old.tell(trial, [0.5, 1.0, 1.0])
+    space = parse_space({"families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 8}},
+                         "distill": {"kd": {"temperature": {"low": 1, "high": 8}}},
+                         "train": {"lr": 0.01}})  # fmt: skip
+    storage = search.open_storage(None, tmp_path)
+    with pytest.raises(UserError, match="sampled another search space .kd.temperature: Int"):
+        search.open_study(storage, "t", sampler_name="random", seed=0, budget=2, space=space)
+    assert "space_sha256" not in search.load_study(storage, "t").user_attrs
+
+
+def test_the_space_fingerprint_sees_order_and_values_but_not_comments(tmp_path):
+    from autodistill.spaces import parse_space
+
+    base = {"families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 8},
+                         "vit": {"patch_size": 4, "depth": 1, "heads": 1, "head_dim": 8,
+                                 "mlp_ratio": 2.0}},
+            "train": {"lr": 0.01}}  # fmt: skip
+    swapped = {**base, "families": dict(reversed(base["families"].items()))}
+    edited = {**base, "train": {"lr": 0.02}}
+    prints = [parse_space(d).fingerprint() for d in (base, swapped, edited)]
+    assert len(set(prints)) == 3  # the family choice's order is part of what Optuna recorded
+    described = parse_space({**base, "description": "another text"}).fingerprint()
+    assert described == prints[0]

@@ -397,3 +397,20 @@ def test_a_claim_held_by_a_paused_worker_does_not_block_the_others(tmp_path, mon
             entered = True
     paused.dispose()
     assert entered and "held for 0 s by a worker that does not let go" in caplog.text
+
+
+def test_only_a_database_that_went_away_is_waited_for():
+    # A missing table or a full disk is raised at once, not retried for two minutes.
+    from sqlalchemy import exc as sa
+
+    from autodistill.study.storage import _connection_lost
+
+    def error(text: str) -> sa.OperationalError:
+        return sa.OperationalError("SELECT 1", {}, Exception(text))
+
+    assert _connection_lost(error("connection refused (0x0000274D/10061)"))
+    assert _connection_lost(error("server closed the connection unexpectedly"))
+    assert _connection_lost(error("FATAL: terminating connection due to administrator command"))
+    assert not _connection_lost(error("no such table: trials"))
+    assert not _connection_lost(error("could not extend file: No space left on device"))
+    assert not _connection_lost(ValueError("connection refused"))  # not the database's

@@ -333,8 +333,11 @@ def _class_dirs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _labelled_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    """Image files under ``folder/<class>/``, with the class index as label."""
+def _labelled_files(
+    folder: Path, classes: list[str], *, every_class: bool = True
+) -> list[tuple[Path, int]]:
+    """Image files under ``folder/<class>/``, with the class index as label; ``every_class``
+    (the training split) refuses a class folder without images."""
     if _class_dirs(folder) != classes:
         raise UserError(
             f"{folder} has classes {_class_dirs(folder)} but expected {classes}; every split "
@@ -351,7 +354,7 @@ def _labelled_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
         raise UserError(f"no images in {folder}; expected {folder}/<class>/*.png (or {suffixes})")
     counts = np.bincount([label for _, label in files], minlength=len(classes))
     empty = [name for name, n in zip(classes, counts, strict=True) if n == 0]
-    if empty:
+    if empty and every_class:
         raise UserError(f"class folder(s) {', '.join(empty)} in {folder} hold no images; add "
                         "images or remove the folder")  # fmt: skip
     return files
@@ -397,7 +400,8 @@ def _imagefolder(root: Path, *, download: bool, image_size: int | None, seed: in
         raise UserError(f"{folders['train']} has {len(classes)} class folder(s) "
                         f"{classes or ''}; a classifier needs at least two: "
                         f"{folders['train']}/<class>/*.png")  # fmt: skip
-    files = {split: _labelled_files(folder, classes) for split, folder in folders.items()}
+    files = {split: _labelled_files(folder, classes, every_class=split == "train")
+             for split, folder in folders.items()}  # fmt: skip
     gray = all(_is_gray(p) for items in files.values() for p, _ in items)
     mode, size = ("L" if gray else "RGB"), image_size or 32
     sets = {

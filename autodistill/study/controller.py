@@ -17,6 +17,12 @@ from typing import Any, NoReturn
 
 import numpy as np
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -95,6 +101,7 @@ def open_study(
     seed: int,
     budget: int,
     identity: dict[str, str] | None = None,
+    space: SearchSpace | None = None,
 ) -> optuna.Study:
     """Create the study, or join it to resume or to add a worker.
 
@@ -133,6 +140,13 @@ def open_study(
         for key, value in (identity or {}).items():
             if key in attrs and attrs[key] != value:
                 raise UserError(_identity_mismatch(name, key, attrs[key], value))
+        conflicts = space_conflicts(storage, name, space) if space is not None else []
+        if conflicts:  # also for studies made before spaces were fingerprinted
+            raise UserError(f"study {name!r} sampled another search space ({conflicts[0]}"
+                            f"{f', and {len(conflicts) - 1} more' if len(conflicts) > 1 else ''}"
+                            "): the space was edited, or the study was made by an older "
+                            "autodistill; restore the space, or start a new study with another "
+                            "--study-name")  # fmt: skip
         for key, value in (identity or {}).items():
             if key not in attrs:
                 storage.set_study_user_attr(study_id, key, value)
@@ -293,6 +307,31 @@ def _run_trial(
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     else:
         study.tell(trial, list(values), skip_if_finished=True)
+
+
+def distribution(p: Param) -> BaseDistribution:
+    """The Optuna distribution ``_suggest`` samples ``p`` from."""
+    if p.kind == "categorical":
+        return CategoricalDistribution(list(p.choices))
+    if p.kind == "int":
+        return IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+    return FloatDistribution(float(p.low), float(p.high), log=p.log, step=p.step)
+
+
+def space_conflicts(storage: BaseStorage, name: str, space: SearchSpace) -> list[str]:
+    """Parameters the study ``name`` sampled from another distribution than ``space`` gives
+    them: resuming would fail every trial (Optuna refuses a changed distribution)."""
+    study_id = _study_id(storage, name)
+    if study_id is None:
+        return []
+    recorded: dict[str, BaseDistribution] = {}
+    for t in storage.get_all_trials(study_id, deepcopy=False):
+        for key, dist in t.distributions.items():
+            recorded.setdefault(key, dist)
+    mine = space.parameters()
+    return [f"{key}: {recorded[key]} in the study, {distribution(mine[key])} now"
+            for key in recorded if key in mine and mine[key].kind != "fixed"
+            and distribution(mine[key]) != recorded[key]]  # fmt: skip
 
 
 def _suggest(trial: Trial) -> Callable[[str, Param], Any]:

@@ -156,12 +156,21 @@ def _connection_lost(exc: BaseException) -> bool:
 
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, sa.OperationalError | sa.InterfaceError):
-            return True
         if isinstance(seen, sa.DBAPIError) and seen.connection_invalidated:
             return True
+        if isinstance(seen, sa.OperationalError | sa.InterfaceError):
+            # Not every OperationalError is the server going away (a missing table, a full
+            # disk, a cancelled query): those are raised at once.
+            text = str(seen).lower()
+            return any(s in text for s in _GONE)
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+_GONE = ("connection refused", "could not connect", "server closed the connection",
+         "terminating connection", "connection is closed", "the database system is",
+         "connection timed out", "consuming input failed", "lost connection",
+         "ssl syscall error", "no connection to the server")  # fmt: skip
 
 
 def _first_line(exc: BaseException) -> str:
@@ -257,8 +266,20 @@ def claim(storage: BaseStorage, study_name: str) -> Iterator[None]:
         from sqlalchemy import text
 
         key = zlib.crc32(f"autodistill:{study_name}".encode())
-        with backend.engine.connect() as conn:
-            locked = _advisory_lock(conn, key, _claim_patience(backend), study_name)
+
+        def connect_and_lock() -> tuple[Any, bool]:
+            conn = backend.engine.connect()
+            try:
+                locked = _advisory_lock(conn, key, _claim_patience(backend), study_name)
+            except BaseException:
+                conn.close()
+                raise
+            backend._autodistill_claim_stuck = not locked  # type: ignore[attr-defined]
+            return conn, locked
+
+        # A server restart costs a pause here too, as in every other storage call.
+        conn, locked = _retrying(connect_and_lock, RECONNECT_S)()
+        with conn:
             try:
                 yield
             finally:
@@ -273,7 +294,11 @@ def claim(storage: BaseStorage, study_name: str) -> Iterator[None]:
 
 def _claim_patience(backend: RDBStorage) -> float:
     """How long to wait for a claim: a worker holds it for a moment, so one that holds it this
-    long is paused (SIGSTOP, a suspended VM) and would block every other worker."""
+    long is paused (SIGSTOP, a suspended VM) and would block every other worker. Once one
+    claim has waited that long in vain, the next ones wait a moment only, until the lock is
+    taken again."""
+    if getattr(backend, "_autodistill_claim_stuck", False):
+        return 1.0
     return max(10.0, 2.0 * GRACE * (backend.get_heartbeat_interval() or HEARTBEAT_S))
 
 

@@ -72,7 +72,7 @@ def join_study(
                 INPUT_ATTR: json.dumps(spec, sort_keys=True)}  # fmt: skip
     return open_study(
         storage, config.name, objectives=config.objectives, sampler_name=config.sampler,
-        seed=config.seed, budget=config.budget, identity=identity,
+        seed=config.seed, budget=config.budget, identity=identity, space=space,
     )  # fmt: skip
 
 
@@ -144,7 +144,9 @@ def _worker_main(config_dict: dict[str, Any], index: int) -> None:
     try:
         with interrupts_as_exceptions():
             space = load_space(config.space)
-            prep = prepare(config, space.teacher_outputs(), teacher_sha256=recorded_teacher(config))
+            storage = open_run_storage(config) if config.storage is not None else None
+            expected = recorded_teacher(config, storage)
+            prep = prepare(config, space.teacher_outputs(), teacher_sha256=expected)
             work(config, join_study(config, prep, space), space, prep)
     except KeyboardInterrupt:
         sys.exit(130)
