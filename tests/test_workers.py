@@ -403,7 +403,7 @@ def test_only_a_database_that_went_away_is_waited_for():
     # A missing table or a full disk is raised at once, not retried for two minutes.
     from sqlalchemy import exc as sa
 
-    from autodistill.study.storage import _connection_lost
+    from autodistill.study.database import connection_lost as _connection_lost
 
     def error(text: str) -> sa.OperationalError:
         return sa.OperationalError("SELECT 1", {}, Exception(text))

@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -32,23 +32,18 @@ from optuna.trial import FrozenTrial, TrialState
 from autodistill.config import mask_url
 from autodistill.errors import UserError
 from autodistill.files import atomic_path
+from autodistill.study.database import (
+    RECONNECT_S,
+    advisory_lock,
+    lost_a_race,
+    reconnecting,
+    retrying,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_STORAGE_FILE = "study.journal"
 HEARTBEAT_S = 60  # a database worker silent for GRACE x this long is taken as dead
 GRACE = 3
-RECONNECT_S = 120  # how long a worker retries a database that went away (a server restart)
-# The storage calls a worker makes (through Optuna's cache, too): retried while reconnecting.
-_DB_CALLS = (
-    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
-    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
-    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
-    "_create_new_trial", "set_trial_param", "_set_trial_param",
-    "get_trial_id_from_study_id_trial_number",
-    "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
-    "set_trial_system_attr", "get_trial", "get_all_trials", "_get_trials", "_get_best_trial_id",
-    "record_heartbeat", "_get_stale_trial_ids",
-)  # fmt: skip
 MAX_RETRIES = 2  # a candidate that kills its worker every time (out of memory) stops there
 
 
@@ -85,7 +80,7 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
                             "it, or choose another --storage")  # fmt: skip
         return _journal(path)
     try:
-        return _reconnecting(_rdb(url, heartbeat_s))
+        return reconnecting(_rdb(url, heartbeat_s))
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
         first = str(exc).strip().splitlines()[0]
         password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2] if "@" in url else ""
@@ -113,69 +108,10 @@ def _rdb(url: str, heartbeat_s: int) -> RDBStorage:
                     engine_kwargs={"pool_pre_ping": True},
                 )
         except Exception as exc:
-            if attempt == 2 or not _lost_a_race(exc):
+            if attempt == 2 or not lost_a_race(exc):
                 raise
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
-
-
-def _lost_a_race(exc: BaseException) -> bool:
-    text = str(exc)
-    return "already exists" in text or "duplicate key value" in text
-
-
-def _reconnecting(storage: RDBStorage, patience_s: float = RECONNECT_S) -> RDBStorage:
-    """``storage`` with each call a worker makes retried while the database is unreachable,
-    for up to ``patience_s``: a server restart mid-search costs a pause, not the workers."""
-    for name in _DB_CALLS:
-        setattr(storage, name, _retrying(getattr(storage, name), patience_s))
-    return storage
-
-
-def _retrying(call: Callable[..., object], patience_s: float) -> Callable[..., object]:
-    def retried(*args: object, **kwargs: object) -> object:
-        deadline, said = time.monotonic() + patience_s, False
-        while True:
-            try:
-                return call(*args, **kwargs)
-            except Exception as exc:
-                if not _connection_lost(exc) or time.monotonic() > deadline:
-                    raise
-                if not said:
-                    log.warning("lost the database connection (%s); retrying for up to %.0f s",
-                                _first_line(exc), patience_s)  # fmt: skip
-                    said = True
-                time.sleep(1.0)
-
-    return retried
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is the database going away, not a bad request."""
-    from sqlalchemy import exc as sa
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, sa.DBAPIError) and seen.connection_invalidated:
-            return True
-        if isinstance(seen, sa.OperationalError | sa.InterfaceError):
-            # Not every OperationalError is the server going away (a missing table, a full
-            # disk, a cancelled query): those are raised at once.
-            text = str(seen).lower()
-            return any(s in text for s in _GONE)
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-_GONE = ("connection refused", "could not connect", "server closed the connection",
-         "terminating connection", "connection is closed", "the database system is",
-         "connection timed out", "consuming input failed", "lost connection",
-         "ssl syscall error", "no connection to the server")  # fmt: skip
-
-
-def _first_line(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:160]
 
 
 def _journal(path: Path) -> JournalStorage:
@@ -270,7 +206,7 @@ def claim(storage: BaseStorage, study_name: str) -> Iterator[None]:
         def connect_and_lock() -> tuple[Any, bool]:
             conn = backend.engine.connect()
             try:
-                locked = _advisory_lock(conn, key, _claim_patience(backend), study_name)
+                locked = advisory_lock(conn, key, _claim_patience(backend), study_name)
             except BaseException:
                 conn.close()
                 raise
@@ -278,7 +214,7 @@ def claim(storage: BaseStorage, study_name: str) -> Iterator[None]:
             return conn, locked
 
         # A server restart costs a pause here too, as in every other storage call.
-        conn, locked = _retrying(connect_and_lock, RECONNECT_S)()
+        conn, locked = retrying(connect_and_lock, RECONNECT_S)()
         with conn:
             try:
                 yield
@@ -300,21 +236,6 @@ def _claim_patience(backend: RDBStorage) -> float:
     if getattr(backend, "_autodistill_claim_stuck", False):
         return 1.0
     return max(10.0, 2.0 * GRACE * (backend.get_heartbeat_interval() or HEARTBEAT_S))
-
-
-def _advisory_lock(conn: Any, key: int, patience_s: float, study_name: str) -> bool:
-    """Take PostgreSQL's advisory lock ``key``; False (with a warning) if it stays taken."""
-    from sqlalchemy import text
-
-    deadline = time.monotonic() + patience_s
-    while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-        if time.monotonic() > deadline:
-            log.warning("the claim lock of study %r has been held for %.0f s by a worker that "
-                        "does not let go (paused?); going on without it: the budget may be "
-                        "overshot by a trial", study_name, patience_s)  # fmt: skip
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def _lock_file(backend: BaseStorage) -> str | None:
