@@ -229,3 +229,18 @@ def test_shipped_spaces_build_students_whose_widths_are_multiples_of_8(name):
             if isinstance(layer, nn.Conv2d | nn.Linear):
                 width = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
                 assert width % 8 == 0 or width == 10, (name, cand.arch, where, width)
+
+
+def test_a_copy_of_the_default_space_elsewhere_still_inherits_the_shipped_blocks(tmp_path):
+    # A new user's first step: copy default.yaml into their folder and edit it. Its
+    # 'from: resnet' used to look only beside the copy.
+    from autodistill.spaces import SPACES_DIR
+
+    copy = tmp_path / "mine.yaml"
+    copy.write_text((SPACES_DIR / "default.yaml").read_text())
+    assert load_space(str(copy)).fingerprint() == load_space("default").fingerprint()
+    (tmp_path / "resnet.yaml").write_text(
+        "families: {resnet: {stem_stride: 2, depths: 1, width: 8}}\ntrain: {lr: 0.01}\n"
+    )
+    mine = load_space(str(copy))  # a file beside it comes first
+    assert mine.families["resnet"]["stem_stride"].value == 2

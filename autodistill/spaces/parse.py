@@ -157,15 +157,21 @@ def _inherit(params: Any, fam: str, where: str, base_dir: Path) -> Any:
     if not isinstance(params, Mapping) or "from" not in params:
         return params
     name = params["from"]
-    try:
-        other = (base_dir / f"{name}.yaml").resolve()
-        found = other.is_file()
-    except (OSError, ValueError):  # a name no file system accepts, e.g. with a NUL byte
-        other, found = base_dir / f"{name}.yaml", False
+    # Beside the file first; then the shipped spaces, so a copy of default.yaml edited in
+    # the user's own folder still finds the family blocks it inherits.
+    other, found = base_dir / f"{name}.yaml", False
+    for folder in dict.fromkeys((base_dir, SPACES_DIR)):
+        try:
+            candidate = (folder / f"{name}.yaml").resolve()
+            if candidate.is_file():
+                other, found = candidate, True
+                break
+        except (OSError, ValueError):  # a name no file system accepts, e.g. with a NUL byte
+            break
     if not found:
         raise UserError(
             f"{where}: families.{fam}.from names {name!r}, but {other} does not exist; "
-            f"name a space file in {base_dir}, without '.yaml'"
+            f"name a space file in {base_dir} or a shipped space, without '.yaml'"
         )
     base = _read_yaml(other)
     families = base.get("families") if isinstance(base, Mapping) else None
