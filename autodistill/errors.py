@@ -16,3 +16,10 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signal_name: str = "SIGINT") -> None:
         super().__init__(signal_name)
         self.signal_name = signal_name
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none: what a
+    one-line error quotes of an error from a library."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from autodistill.cache import tensors_sha256
 from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits
-from autodistill.errors import UserError
+from autodistill.errors import UserError, first_line
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
 from autodistill.measure import count_params, measure_latency
@@ -73,7 +73,7 @@ def build_teacher(name: str, spec: InputSpec) -> nn.Module:
         with torch.inference_mode():
             model.eval()(torch.zeros(1, spec.in_chans, spec.image_size, spec.image_size))
     except (RuntimeError, ValueError, AssertionError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UserError(
             f"teacher {name!r} cannot run on {spec.image_size}px images: {first}; "
             "pick a CNN teacher such as resnet18, or a checkpoint of one"

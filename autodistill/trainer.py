@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import ImageSet
-from autodistill.errors import UserError
+from autodistill.errors import UserError, first_line
 from autodistill.files import atomic_path
 from autodistill.forward import forward_outputs
 from autodistill.losses import Dims, Distiller, Outputs, get_loss, total
@@ -100,7 +100,7 @@ def fit(
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise UserError(
                 f"training checkpoint {checkpoint} does not fit this student ({first[:200]}); "
                 "delete it to train from the start"
@@ -171,7 +171,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
         _check_checkpoint(state)
     except Exception as exc:  # noqa: BLE001 - whatever the file holds, the user gets one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise UserError(
             f"training checkpoint {path} cannot be read as tensors and plain "
             f"values ({first[:200]}); delete it to train from the start"

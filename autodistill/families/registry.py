@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from autodistill.domain import Domain
-from autodistill.errors import UserError
+from autodistill.errors import UserError, first_line
 
 
 class InfeasibleArchitecture(Exception):
@@ -96,7 +96,7 @@ def build_student(family: str, arch: Mapping[str, Any], spec: InputSpec) -> nn.M
         raise
     except (RuntimeError, ValueError, AssertionError, ZeroDivisionError) as exc:
         # timm raises these for shapes that collapse below 1 pixel or do not divide.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise InfeasibleArchitecture(
             f"{family} cannot run on {spec.image_size}px input: {first}"
         ) from None

@@ -11,7 +11,7 @@ from torch import nn
 
 from autodistill.config import STUDENTS_DIR, SearchConfig, load_config
 from autodistill.data.sources import load_dataset
-from autodistill.errors import UserError
+from autodistill.errors import UserError, first_line
 from autodistill.families import InputSpec
 from autodistill.recipe import build
 from autodistill.study import load_study, open_storage, trial_candidate
@@ -70,7 +70,7 @@ def load_student(run_dir: Path, trial: int) -> nn.Module:
         try:
             model.load_state_dict(load_file(str(weights)))
         except (RuntimeError, OSError, ValueError) as exc:  # another build, or a damaged file
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise UserError(f"the trained weights {weights} do not fit trial {trial}'s student "
                             f"as this autodistill builds it ({first[:160]}); train it again "
                             "with 'autodistill train'") from None  # fmt: skip

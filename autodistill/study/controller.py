@@ -310,7 +310,7 @@ def _run_trial(
 
 
 def distribution(p: Param) -> BaseDistribution:
-    """The Optuna distribution ``_suggest`` samples ``p`` from."""
+    """The Optuna distribution a trial samples ``p`` from."""
     if p.kind == "categorical":
         return CategoricalDistribution(list(p.choices))
     if p.kind == "int":
@@ -336,13 +336,12 @@ def space_conflicts(storage: BaseStorage, name: str, space: SearchSpace) -> list
 
 def _suggest(trial: Trial) -> Callable[[str, Param], Any]:
     def suggest(name: str, p: Param) -> Any:
-        if p.kind == "categorical":
-            return trial.suggest_categorical(name, list(p.choices))
-        if p.kind == "int":
-            return trial.suggest_int(
-                name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log
-            )
-        return trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)
+        d = distribution(p)  # the one mapping from a Param, also used to compare with a study
+        if isinstance(d, CategoricalDistribution):
+            return trial.suggest_categorical(name, list(d.choices))
+        if isinstance(d, IntDistribution):
+            return trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
 
     return suggest
 

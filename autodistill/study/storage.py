@@ -30,7 +30,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from autodistill.config import mask_url
-from autodistill.errors import UserError
+from autodistill.errors import UserError, first_line
 from autodistill.files import atomic_path
 from autodistill.study.database import (
     RECONNECT_S,
@@ -82,7 +82,7 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
     try:
         return reconnecting(_rdb(url, heartbeat_s))
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2] if "@" in url else ""
         if password:
             first = first.replace(password, "***")
