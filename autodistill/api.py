@@ -32,6 +32,7 @@ from autodistill.config import (
     save_config,
 )
 from autodistill.errors import UserError
+from autodistill.int8 import TOLERANCE as INT8_TOLERANCE
 from autodistill.objectives import DEFAULT, get_objective
 from autodistill.prepare import prepare
 from autodistill.progress import Progress, silent
@@ -107,6 +108,12 @@ def search(
     max_size_kb: float | None = None,
     limits: dict[str, float] | None = None,
     device: str = "auto",
+    precision: str = "auto",
+    latency_runtime: str = "onnxruntime",
+    latency_device: str = "cpu",
+    latency_precision: str = "fp32",
+    latency_threads: int = 0,
+    latency_batch: int = 1,
     sampler: str = "tpe",
     seed: int = 0,
     threads: int = 0,
@@ -127,15 +134,19 @@ def search(
         teacher_checkpoint=teacher_checkpoint, teacher_epochs=teacher_epochs, views=views,
         budget=budget, epochs=epochs, early_stop=not no_early_stop,
         objectives=tuple(objectives) if not isinstance(objectives, str) else objectives,
-        limits=limits, device=device, sampler=sampler, seed=seed, threads=threads, jobs=jobs,
+        limits=limits, device=device, precision=precision, latency_runtime=latency_runtime,
+        latency_device=latency_device, latency_precision=latency_precision,
+        latency_threads=latency_threads, latency_batch=latency_batch,
+        sampler=sampler, seed=seed, threads=threads, jobs=jobs,
         storage=storage, heartbeat_s=heartbeat, study_name=study_name, out=out,
         cache_dir=cache_dir,
     )  # fmt: skip
     cores = os.cpu_count() or 1
-    if config.threads * config.jobs > cores:
-        raise UserError(f"--threads {config.threads} x --jobs {config.jobs} is more than this "
-                        f"machine's {cores} cores: latency timed so would measure contention; "
-                        "use --threads 0 (the cores shared out) or fewer")  # fmt: skip
+    for option, n in (("--threads", config.threads), ("--latency-threads", config.latency_threads)):
+        if n * config.jobs > cores:
+            raise UserError(f"{option} {n} x --jobs {config.jobs} is more than this machine's "
+                            f"{cores} cores: latency timed so would measure contention; use "
+                            f"{option} 0 (the cores shared out) or fewer")  # fmt: skip
     with _threads(config.resolved_threads):
         return _search(config, progress)
 
@@ -146,6 +157,7 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
     # Every check a user's input can fail comes before anything is written to the run dir.
     _check_run_dir(config)
     config.resolved_device  # noqa: B018 - refuses a device that is not on this machine
+    config.latency_target.check_present()  # and a latency target that is not here
     space = load_space(config.space)
     study.check_sampler(config.sampler)
     storage = open_run_storage(config) if config.storage is not None else None
@@ -262,15 +274,22 @@ def train(
 
 
 def export(
-    run_dir: str | Path, *, trial: int | None = None, int8: bool = False, threads: int = 0
+    run_dir: str | Path,
+    *,
+    trial: int | None = None,
+    int8: bool = False,
+    threads: int = 0,
+    tolerance: float = INT8_TOLERANCE,
 ) -> ship.ExportOutcome:
-    """Export a trained student to ONNX (and int8), check it and time it (``autodistill
-    export``); ``threads`` 0 times with the run's."""
+    """Export a trained student to ONNX (and int8: the fastest measured recipe within
+    ``tolerance`` of fp32's validation accuracy), check it and time it (``autodistill export``);
+    ``threads`` 0 times with the run's latency threads."""
     if threads < 0:
         raise UserError(f"--threads must be 0 (the run's) or more, got {threads}")
-    n = threads or load_config(Path(run_dir)).resolved_threads
+    n = threads or load_config(Path(run_dir)).target_threads
     with _threads(n):
-        return ship.export_student(Path(run_dir), trial=trial, int8=int8, threads=n)
+        return ship.export_student(Path(run_dir), trial=trial, int8=int8, threads=n,
+                                   tolerance=tolerance)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,15 @@ class TeacherViews:
         maps = self.outputs.get("attention")
         return int(round(maps.shape[-1] ** 0.5)) if maps is not None else 0
 
+    def to(self, device: torch.device | str) -> TeacherViews:
+        """These views on ``device`` (themselves if already there): a worker on a GPU copies
+        them once, not every step."""
+        device = torch.device(device)
+        if self.params.device == device:
+            return self
+        outputs = {k: t.to(device) for k, t in self.outputs.items()}
+        return TeacherViews(self.params.to(device), outputs, self.key, self.paths)
+
     def nbytes(self) -> int:
         """Size of the cache files on disk."""
         return sum(p.stat().st_size for p in self.paths if p.is_file())
@@ -145,8 +154,8 @@ def compute_views(
     with torch.inference_mode():
         for v in range(views):
             for i in range(0, n, batch_size):
-                x = aug.apply(train.images[i : i + batch_size], params[v, i : i + batch_size])
-                x = normalize(x, *stats).to(device, non_blocking=True)
+                x = train.images[i : i + batch_size].to(device, non_blocking=True)
+                x = normalize(aug.apply(x, params[v, i : i + batch_size]), *stats)
                 for name, value in forward_outputs(teacher, x, kinds, size).items():
                     chunks[name].append(value.half().cpu())
                 done += len(x)

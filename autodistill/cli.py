@@ -80,7 +80,10 @@ def _limit_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, ve
 
 def build_parser() -> argparse.ArgumentParser:
     from autodistill.config import SearchConfig
-    from autodistill.device import CHOICES
+    from autodistill.device import CHOICES, PRECISIONS
+    from autodistill.int8 import TOLERANCE as INT8_TOLERANCE
+    from autodistill.latency import PRECISIONS as LATENCY_PRECISIONS
+    from autodistill.latency import RUNTIMES
     from autodistill.objectives import OBJECTIVES
 
     D = SearchConfig()  # noqa: N806 - the defaults live in one place: the config
@@ -133,6 +136,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _limit_options(s, "refuse students with")
     s.add_argument("--device", default=D.device, help=f"where to train: {CHOICES}")
+    s.add_argument("--precision", default=D.precision, choices=PRECISIONS,
+                   help="training precision: auto is bf16 on CUDA, fp32 elsewhere")  # fmt: skip
+    target = s.add_argument_group("latency target (what every latency of the study is measured on)")
+    target.add_argument("--latency-runtime", default=D.latency_runtime, choices=RUNTIMES,
+                        help="onnxruntime times the exported ONNX file, as export ships it "
+                        "(the default); torch the eager PyTorch model")  # fmt: skip
+    target.add_argument("--latency-device", default=D.latency_device,
+                        help="cpu (the default), cuda, cuda:N or mps (torch only); "
+                        "independent of --device")  # fmt: skip
+    target.add_argument("--latency-precision", default=D.latency_precision,
+                        choices=LATENCY_PRECISIONS,
+                        help="int8: the fastest measured int8 recipe (onnxruntime, cpu), or "
+                        "fp32 where none is faster")  # fmt: skip
+    target.add_argument("--latency-threads", type=int, default=D.latency_threads,
+                        help="threads latency is timed with (by default 0: --threads)")  # fmt: skip
+    target.add_argument("--latency-batch", type=int, default=D.latency_batch,
+                        help="batch size latency is timed at")  # fmt: skip
     s.add_argument("--sampler", default=D.sampler, help="tpe (the default), random, nsga2 or gp")
     s.add_argument("--seed", type=int, default=D.seed,
                    help="seed of the data split, teacher, sampler and training")  # fmt: skip
@@ -193,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--trial", type=int, help="which trained student (needed if several)")
     e.add_argument("--int8", action="store_true", help="also quantize to int8 and re-test")
     e.add_argument("--threads", type=int, default=0, help="threads for timing (0: the run's)")
+    e.add_argument("--int8-tolerance", type=float, default=INT8_TOLERANCE, metavar="FRACTION",
+                   help="the most validation accuracy an int8 recipe may lose and still ship "
+                   f"(default {INT8_TOLERANCE}: one point)")  # fmt: skip
 
     d = sub.add_parser("dashboard", help="browse a run's study in optuna-dashboard")
     d.add_argument("run_dir", type=Path)
@@ -257,7 +280,10 @@ def _search(args: argparse.Namespace) -> int:
             space=args.space, teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
             teacher_epochs=args.teacher_epochs, views=args.views, epochs=args.epochs,
             no_early_stop=args.no_early_stop, objectives=args.objectives, limits=_limits(args),
-            device=args.device, sampler=args.sampler, seed=args.seed, threads=args.threads,
+            device=args.device, precision=args.precision, latency_runtime=args.latency_runtime,
+            latency_device=args.latency_device, latency_precision=args.latency_precision,
+            latency_threads=args.latency_threads, latency_batch=args.latency_batch,
+            sampler=args.sampler, seed=args.seed, threads=args.threads,
             jobs=args.jobs, storage=args.storage, study_name=args.study_name,
             heartbeat=args.heartbeat, out=args.out, cache_dir=args.cache_dir, progress=bars,
         )  # fmt: skip
@@ -286,7 +312,13 @@ def _export(args: argparse.Namespace) -> int:
     from autodistill import api, terminal
 
     terminal.print_export(
-        api.export(args.run_dir, trial=args.trial, int8=args.int8, threads=args.threads)
+        api.export(
+            args.run_dir,
+            trial=args.trial,
+            int8=args.int8,
+            threads=args.threads,
+            tolerance=args.int8_tolerance,
+        )  # fmt: skip
     )
     return 0
 

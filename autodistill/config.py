@@ -13,16 +13,20 @@ from typing import Any
 import torch
 import yaml
 
-from autodistill.device import resolve_device
+from autodistill.device import PRECISIONS, resolve_device, resolve_precision
 from autodistill.errors import UserError
 from autodistill.files import write_text_atomic
+from autodistill.latency import LatencyTarget
 from autodistill.objectives import DEFAULT, get_objective, parse_objectives
 
 # Changing any of these after a study has started would mix incomparable trials.
 STUDY_DEFINING = (
     "data", "space", "teacher", "teacher_checkpoint", "teacher_epochs", "views", "epochs",
-    "objectives", "limits", "seed", "worker_threads", "device_type",
+    "objectives", "limits", "seed", "precision", "latency_runtime", "latency_device",
+    "latency_precision", "target_threads", "latency_batch",
 )  # fmt: skip
+# What a run made before latency had a target was timed with (its config lacks the fields).
+LEGACY_TARGET = {"latency_runtime": "torch", "latency_precision": "fp32", "latency_batch": 1}
 
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -63,7 +67,16 @@ class SearchConfig:
     early_stop: bool = True  # stop a trial at an epoch when earlier trials dominate it there
     objectives: tuple[str, ...] = DEFAULT  # what the front trades off (objectives registry)
     limits: dict[str, float] = field(default_factory=dict)  # objective -> the most it may be
-    device: str = "auto"  # where students and the teacher train (and, for now, are timed)
+    device: str = "auto"  # where students and the teacher train
+    precision: str = "auto"  # training: bf16 autocast on CUDA, fp32 elsewhere (device.py)
+    # The deployment target every latency is measured on (latency.LatencyTarget): ONNX Runtime
+    # by default, what `export` ships; its cost per candidate is measured in
+    # results/benchmarks/target_latency.md.
+    latency_runtime: str = "onnxruntime"
+    latency_device: str = "cpu"
+    latency_precision: str = "fp32"
+    latency_threads: int = 0  # 0: the worker's --threads
+    latency_batch: int = 1
     sampler: str = "tpe"
     seed: int = 0
     threads: int = 0  # per worker; 0: the cores shared out among --jobs; latency is timed with it
@@ -97,6 +110,12 @@ class SearchConfig:
                             "--out, so use 1-100 letters, digits, '.', '_' or '-', starting "
                             "with a letter or digit, without '..'")  # fmt: skip
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
+        if self.latency_threads < 0:
+            raise UserError(f"--latency-threads must be 0 (the worker's threads) or more, got "
+                            f"{self.latency_threads}")  # fmt: skip
+        self.latency_target  # noqa: B018 - checks the target's fields, one line if wrong
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
         # Floats, so 100000 from the CLI and 1e5 from Python are the same setting.
         for value in self.limits.values():
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -144,18 +163,26 @@ class SearchConfig:
         return self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
 
     @property
-    def worker_threads(self) -> int:  # the name a changed-settings message shows
-        return self.resolved_threads
+    def resolved_precision(self) -> str:
+        """fp32 or bf16 on the training device."""
+        return resolve_precision(self.precision, self.resolved_device)
+
+    @property
+    def target_threads(self) -> int:
+        """Threads every latency of the study is timed with."""
+        return self.latency_threads or self.resolved_threads
+
+    @property
+    def latency_target(self) -> LatencyTarget:
+        """Where every latency of the study is measured."""
+        return LatencyTarget(runtime=self.latency_runtime, device=self.latency_device,
+                             precision=self.latency_precision, threads=self.target_threads,
+                             batch=self.latency_batch)  # fmt: skip
 
     @property
     def resolved_device(self) -> torch.device:
         """The device to train on; a UserError when it is not on this machine."""
         return resolve_device(self.device)
-
-    @property
-    def device_type(self) -> str:
-        """cpu, cuda or mps: every worker of a study times latency on the same kind."""
-        return self.resolved_device.type
 
     def with_device(self, device: str) -> SearchConfig:
         return replace(self, device=device)
@@ -174,6 +201,10 @@ class SearchConfig:
             if d.get(old) is not None:
                 limits.setdefault(name, d[old])
         d["limits"] = limits
+        for key, value in LEGACY_TARGET.items():
+            d.setdefault(key, value)
+        if "latency_device" not in d:  # timed where it trained, then
+            d["latency_device"] = "cpu" if d.get("device", "auto") in ("auto", "cpu") else "cuda"
         if "objectives" in d:
             d["objectives"] = tuple(d["objectives"])
         known = {f.name for f in fields(cls)}
@@ -226,22 +257,19 @@ def check_resumable(run_dir: Path, new: SearchConfig) -> None:
                         "objectives recorded); 'autodistill report' reads it, but a search "
                         "cannot resume it: use another --study-name or --out")  # fmt: skip
     old = SearchConfig.from_dict(doc["config"])
-    # The device as it resolved then, not as the old setting would resolve on this machine.
-    then = str(doc.get("resolved", {}).get("device", "cpu")).split(":")[0]
-    keys = [k for k in STUDY_DEFINING if k != "device_type"]
-    changed = [k for k in keys if getattr(old, k) != getattr(new, k)]
+    if "latency_threads" not in doc["config"]:  # timed with the threads it resolved then
+        threads = doc.get("resolved", {}).get("threads") or old.resolved_threads
+        old = replace(old, latency_threads=int(threads))
+    changed = [k for k in STUDY_DEFINING if getattr(old, k) != getattr(new, k)]
     diffs = [f"{k}: {getattr(old, k)!r} -> {getattr(new, k)!r}" for k in changed]
-    if then != new.device_type:
-        changed.append("device_type")
-        diffs.append(f"device: {then} -> {new.device_type}")
     if changed:
         diffs = ", ".join(diffs)
         raise UserError(
             f"{new.run_dir} holds a study made with other settings ({diffs}); "
             "use another --study-name or --out, or the original settings"
             + (
-                " (--threads sets the threads per worker that latency was timed with)"
-                if "worker_threads" in changed
+                " (--latency-threads, or else --threads, sets the threads latency is timed with)"
+                if "target_threads" in changed
                 else ""
             )  # fmt: skip
         )

@@ -9,6 +9,7 @@ import torch
 from autodistill.errors import UserError
 
 CHOICES = "auto, cpu, cuda, cuda:N or mps"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -41,6 +42,27 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0.."
                         f"cuda:{count - 1}")  # fmt: skip
     return torch.device("cuda", index)
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``fp32`` or ``bf16`` (autocast, fp32 master weights): ``auto`` is bf16 on CUDA, where
+    tensor cores run it several times faster, and fp32 elsewhere (on a CPU bf16 pays only
+    where AMX runs it, which is measured, not assumed: pass ``bf16`` to have it).
+
+    Raises:
+        UserError: not a precision, or bf16 on a GPU without it.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; "
+                        "use fp32 or auto")  # fmt: skip
+    if precision == "bf16" and device.type == "mps":
+        raise UserError("--precision bf16 is not supported on MPS here; use fp32 or auto")
+    return precision
 
 
 def _mps_available() -> bool:

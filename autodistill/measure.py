@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,13 +17,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 @dataclass(frozen=True)
 class Latency:
-    """Median latency of one forward pass at batch 1, and where it was measured."""
+    """Median latency of one forward pass, and how far it can be trusted."""
 
     median_ms: float
     iqr_ms: float
     device: str
     threads: int
     runs: int
+    # (slowest - fastest) / fastest of the medians of the rounds kept: how much a burst of
+    # other work on the machine moved them.
+    spread: float = 0.0
+    disturbed: bool = False  # the rounds still disagreed by more than SPREAD after a repeat
 
 
 def count_params(model: nn.Module) -> int:
@@ -81,6 +84,9 @@ def device_name(device: torch.device) -> str:
 
 
 ROUNDS = 3
+# Rounds whose medians differ by more than this fraction were disturbed by other work: they are
+# measured again, and flagged if the fastest ROUNDS of all still differ so much.
+SPREAD = 0.2
 
 
 def measure_latency(
@@ -89,59 +95,76 @@ def measure_latency(
     *,
     threads: int,
     device: torch.device | str = "cpu",
+    batch: int = 1,
     warmup: int = 10,
     min_run_time: float = 0.3,
     warmup_s: float = 0.1,
 ) -> Latency:
-    """Median forward latency at batch 1 in eval mode: after at least ``warmup`` untimed runs
-    lasting at least ``warmup_s`` (a few runs of a 1 ms model do not warm caches and clocks),
-    the median of the least disturbed of ``ROUNDS`` rounds sharing ``min_run_time``.
-
-    ``torch.utils.benchmark.Timer`` pins the thread count while timing, synchronises CUDA, and
-    groups runs into blocks so timer overhead stays below 0.1% of what it measures.
-    """
+    """Median forward latency of the PyTorch model in eval mode at ``batch`` (see ``time_call``
+    for the protocol)."""
     device = torch.device(device)
-    Timer = _timer()  # noqa: N806 - a class
     was_training = model.training
     model.eval().to(device)
-    x = torch.zeros(1, *input_shape, device=device)
+    x = torch.zeros(batch, *input_shape, device=device)
+    # Timer synchronises CUDA itself; on MPS the kernels are waited for explicitly, or only
+    # their launch would be timed.
+    sync = torch.mps.synchronize if device.type == "mps" else None
     with torch.inference_mode():
-        start, runs = time.perf_counter(), 0
-        while runs < warmup or time.perf_counter() - start < warmup_s:
-            model(x)
-            runs += 1
-        # Timer synchronises CUDA itself; on MPS the kernels are waited for explicitly, or
-        # only their launch would be timed.
-        stmt = "model(x); torch.mps.synchronize()" if device.type == "mps" else "model(x)"
-        timer = Timer(stmt=stmt, globals={"model": model, "x": x, "torch": torch},
-                      num_threads=threads)  # fmt: skip
-        # Several short rounds, keeping the least disturbed one: on a shared machine a burst of
-        # other work slows a whole round, and a median cannot remove what lasts that long.
-        rounds = [
-            timer.blocked_autorange(min_run_time=min_run_time / ROUNDS) for _ in range(ROUNDS)
-        ]
+        lat = time_call(lambda: model(x), threads=threads, device=device_name(device),
+                        warmup=warmup, min_run_time=min_run_time, warmup_s=warmup_s,
+                        sync=sync)  # fmt: skip
     model.train(was_training)
-    m = min(rounds, key=lambda r: r.median)
+    return lat
+
+
+def time_call(
+    call: Callable[[], object],
+    *,
+    threads: int,
+    device: str,
+    warmup: int = 10,
+    min_run_time: float = 0.3,
+    warmup_s: float = 0.1,
+    sync: Callable[[], object] | None = None,
+) -> Latency:
+    """The one timing protocol, for PyTorch and ONNX Runtime alike: after at least ``warmup``
+    untimed calls lasting at least ``warmup_s`` (a few runs of a 1 ms model do not warm caches
+    and clocks), ``ROUNDS`` rounds share ``min_run_time``, and the median of the least disturbed
+    round is the latency. Rounds that disagree by more than ``SPREAD`` are repeated once; if the
+    fastest ``ROUNDS`` of them still disagree so, the latency is flagged ``disturbed``.
+
+    ``torch.utils.benchmark.Timer`` pins torch's thread count while timing, synchronises CUDA,
+    and groups calls into blocks so timer overhead stays below 0.1% of what it measures.
+    """
+    Timer = _timer()  # noqa: N806 - a class
+    start, calls = time.perf_counter(), 0
+    while calls < warmup or time.perf_counter() - start < warmup_s:
+        call()
+        calls += 1
+    stmt = "call(); sync()" if sync is not None else "call()"
+    timer = Timer(stmt=stmt, globals={"call": call, "sync": sync}, num_threads=threads)
+
+    def rounds() -> list:
+        # Several short rounds, keeping the least disturbed one: on a shared machine a burst
+        # of other work slows a whole round, and a median cannot remove what lasts that long.
+        return [timer.blocked_autorange(min_run_time=min_run_time / ROUNDS) for _ in range(ROUNDS)]
+
+    done = sorted(rounds(), key=lambda r: r.median)
+    if _spread(done) > SPREAD:
+        done = sorted(done + rounds(), key=lambda r: r.median)
+    kept = done[:ROUNDS]
+    best = kept[0]
     return Latency(
-        median_ms=m.median * 1e3,
-        iqr_ms=m.iqr * 1e3,
-        device=device_name(device),
+        median_ms=best.median * 1e3,
+        iqr_ms=best.iqr * 1e3,
+        device=device,
         threads=threads,
-        runs=sum(len(r.times) * r.number_per_run for r in rounds),
+        runs=sum(len(r.times) * r.number_per_run for r in done),
+        spread=round(_spread(kept), 4),
+        disturbed=_spread(kept) > SPREAD,
     )
 
 
-def median_latency_ms(
-    call: Callable[[], object], *, warmup: int = 10, min_run_time: float = 0.3, min_runs: int = 20
-) -> float:
-    """Median wall time of ``call`` in ms after ``warmup`` untimed calls: the same protocol as
-    ``measure_latency``, for runtimes outside PyTorch (e.g. ONNX Runtime)."""
-    for _ in range(warmup):
-        call()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < min_run_time:
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+def _spread(rounds: list) -> float:
+    medians = [r.median for r in rounds]
+    return max(medians) / min(medians) - 1.0

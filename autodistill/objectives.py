@@ -18,7 +18,8 @@ from torch import nn
 
 from autodistill.data.splits import ImageSet
 from autodistill.errors import UserError
-from autodistill.measure import count_flops, count_params, measure_latency, serialized_bytes
+from autodistill.latency import LatencyTarget, measure_on_target
+from autodistill.measure import count_flops, count_params, serialized_bytes
 from autodistill.trainer import Stats, evaluate
 
 DEFAULT = ("val_accuracy", "params", "latency_ms")
@@ -26,15 +27,16 @@ DEFAULT = ("val_accuracy", "params", "latency_ms")
 
 @dataclass(frozen=True)
 class Probe:
-    """What an objective may look at: the student, its input, where it runs, and (once it is
-    trained) the validation split."""
+    """What an objective may look at: the student, its input, where it trains, the target its
+    latency is measured on, and (once it is trained) the validation split."""
 
     model: nn.Module
     input_shape: tuple[int, int, int]
     device: torch.device
-    threads: int
+    target: LatencyTarget
     val: ImageSet | None = None
     stats: Stats | None = None
+    calibration: np.ndarray | None = None  # normalised training images, for an int8 target
 
 
 # A value, or a value and details recorded beside it (e.g. the latency's spread and device).
@@ -156,10 +158,8 @@ def _accuracy(p: Probe) -> float:
 
 
 def _latency(p: Probe) -> Measured:
-    lat = measure_latency(p.model, p.input_shape, threads=p.threads, device=p.device)
-    details = {"latency_iqr_ms": round(lat.iqr_ms, 4), "latency_device": lat.device,
-               "latency_threads": lat.threads}  # fmt: skip
-    return lat.median_ms, details
+    measured = measure_on_target(p.model, p.input_shape, p.target, calibration=p.calibration)
+    return measured.median_ms, measured.details()
 
 
 register(Objective(
@@ -171,7 +171,7 @@ register(Objective(
     text=lambda v: f"{int(v):,}",
 ))  # fmt: skip
 register(Objective(
-    "latency_ms", "minimize", "latency (ms, batch 1)", _latency, bounds=(1e-2, 1e3),
+    "latency_ms", "minimize", "latency (ms)", _latency, bounds=(1e-2, 1e3),
     always=False, decimals=3, text=lambda v: f"{v:.3f}",
 ))  # fmt: skip
 register(Objective(

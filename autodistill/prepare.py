@@ -7,11 +7,13 @@ in the cache folder first: one builds the teacher and its cache, the others wait
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from filelock import FileLock, Timeout
+from torch import nn
 
 from autodistill.cache import TeacherViews, cache_key, compute_views, load_views
 from autodistill.config import SearchConfig
@@ -35,6 +37,8 @@ class Prepared:
     views: TeacherViews
     threads: int
     device: torch.device
+    load_teacher: Callable[[], nn.Module] | None = None  # the teacher model, loaded when asked
+    precision: str = "fp32"  # students train in it (device.resolve_precision)
 
     @property
     def identity(self) -> dict[str, str]:
@@ -87,4 +91,6 @@ def prepare(
     finally:
         lock.release()
     log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
-    return Prepared(data, aug, info, views, threads, device)
+    views = views.to(device)  # once per worker: every trial reads them there
+    return Prepared(data, aug, info, views, threads, device, load_teacher,
+                    config.resolved_precision)  # fmt: skip

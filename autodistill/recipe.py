@@ -35,10 +35,16 @@ def build(candidate: Candidate, spec: InputSpec, *, seed: int) -> nn.Module:
 
 
 def recipe_for(
-    candidate: Candidate, *, epochs: int, seed: int, device: torch.device | str = "cpu"
+    candidate: Candidate,
+    *,
+    epochs: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
 ) -> TrainConfig:
     """The training settings of ``candidate``: its sampled hyperparameters, the run's seed, the
-    family's memory format, for ``epochs`` (brief in a trial, long in full training)."""
+    family's memory format, for ``epochs`` (brief in a trial, long in full training), on
+    ``device`` in ``precision``."""
     hp = candidate.train
     return TrainConfig(
         epochs=epochs,
@@ -48,6 +54,7 @@ def recipe_for(
         seed=seed,
         channels_last=get_family(candidate.family).channels_last,
         device=str(device),
+        precision=precision,
     )
 
 

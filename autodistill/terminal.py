@@ -78,8 +78,15 @@ def print_train(out: FullTrainOutcome) -> None:
             f"  parameters     {s['params']:,}  ({s['size_ratio']:.1f}x smaller than the teacher)"
         )
         print(
-            f"  latency        {s['latency_ms']:.3f} ms  ({s['speedup']:.1f}x faster, batch 1, "
-            f"{s['latency_threads']} threads)"
+            f"  latency        {s['latency_ms']:.3f} ms  ({s['speedup']:.1f}x faster than the "
+            f"teacher; {s.get('latency_runtime', 'torch')} {s.get('latency_precision', 'fp32')}, "
+            f"batch {s.get('latency_batch', 1)}, {s['latency_threads']} threads"
+            + (
+                ", disturbed: see latency_spread in metrics.json"
+                if s.get("latency_disturbed")
+                else ""
+            )
+            + ")"
         )
         weights = out.files[f"trial {s['trial']}"]
         print(f"  weights        {weights}")
@@ -105,10 +112,16 @@ def print_export(out: ExportOutcome) -> None:
         + (f"  int8 {100 * f['int8_test_accuracy']:.2f}%" if "int8_test_accuracy" in f else "")
     )
     print(
-        f"  latency, batch 1, {f['threads']} threads (median)  torch {f['torch_latency_ms']:.3f} ms"
-        f"  onnxruntime {f['onnx_latency_ms']:.3f} ms"
+        f"  latency, batch {f.get('batch', 1)}, {f['threads']} threads (median)  torch "
+        f"{f['torch_latency_ms']:.3f} ms  onnxruntime {f['onnx_latency_ms']:.3f} ms"
         + (f"  int8 {f['int8_latency_ms']:.3f} ms" if "int8_latency_ms" in f else "")
     )
+    if "int8" in f:
+        print(f"  int8 shipped   {f['int8']['shipped']}: {f['int8']['why']}")
+        for r in f["int8"]["recipes"]:
+            got = (f"{r['latency_ms']:.3f} ms, val {100 * r['val_accuracy']:.2f}%"
+                   if r["latency_ms"] is not None else r["error"])  # fmt: skip
+            print(f"    {r['recipe']:28s} {got}")
     for name, path in out.files.items():
         print(f"  {name:12s} {path}")
 

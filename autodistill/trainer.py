@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from autodistill.cache import TeacherViews
-from autodistill.data.augment import Augmentation, normalize
+from autodistill.data.augment import Augmentation, Normalizer
 from autodistill.data.splits import ImageSet
 from autodistill.errors import UserError, first_line
 from autodistill.files import atomic_path
@@ -39,13 +41,14 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw suits brief runs; sgd+momentum trains the teacher
     # NHWC activations; each family says whether it trains faster so (families.Family).
     channels_last: bool = False
-    # Where the model trains. Not part of what a checkpoint must match: a run may resume on
-    # another device.
+    # Where the model trains, and in what precision (fp32, or bf16 autocast with fp32 master
+    # weights). Not part of what a checkpoint must match: a run may resume on another device.
     device: str = "cpu"
+    precision: str = "fp32"
 
     def settings(self) -> dict[str, Any]:
         """What a checkpoint must have been made with to be resumed."""
-        return {k: v for k, v in asdict(self).items() if k != "device"}
+        return {k: v for k, v in asdict(self).items() if k not in ("device", "precision")}
 
 
 def fit(
@@ -109,42 +112,56 @@ def fit(
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     model.train()
+    # The uint8 images, labels and cached views live where the model trains (moved once; the
+    # views once per worker, by the caller), so a step indexes, augments and normalises there.
+    images, labels = train.images.to(device), train.labels.to(device)
+    if views is not None:
+        views = views.to(device)
+    norm = Normalizer(*stats, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     for epoch in range(first, cfg.epochs):
         # Loss parts are summed on the device and read once per epoch: no host sync per step.
         sums: dict[str, Tensor] = {}
-        order = torch.randperm(n, generator=gen)
+        # Drawn on the host from the seeded generator (the same streams on every device), then
+        # copied once per epoch.
+        order = torch.randperm(n, generator=gen).to(device)
         which_view = (
-            torch.randint(0, views.count, (n,), generator=gen) if views is not None else None
+            torch.randint(0, views.count, (n,), generator=gen).to(device)
+            if views is not None
+            else None
         )
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            teacher: dict[str, Tensor] = {}
-            if views is not None:
-                v = which_view[idx]
-                view_params = views.params[v, idx]
-                teacher = {k: views.outputs[k][v, idx].to(device, non_blocking=True)
-                           for k in kinds}  # fmt: skip
-            else:
-                view_params = aug.sample(len(idx), gen)
-            x = normalize(aug.apply(train.images[idx], view_params), *stats)
-            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            out = Outputs(
-                student=forward_outputs(model, x, kinds, size),
-                targets=train.labels[idx].to(device, non_blocking=True),
-                teacher=teacher,
-                progress=(epoch * steps_per_epoch + start // cfg.batch_size)
-                / (cfg.epochs * steps_per_epoch),
-            )
-            parts = distiller(out)
-            value = total(parts)
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            sched.step()
-            logged = {k: t.detach() for k, t in parts.items()}
-            logged.update(distiller.after_step(out))
-            for k, t in logged.items():
-                sums[k] = sums[k] + t * len(idx) if k in sums else t * len(idx)
+        with _sync_debug(device):  # a step must not wait for the GPU
+            for start in range(0, n, cfg.batch_size):
+                idx = order[start : start + cfg.batch_size]
+                teacher: dict[str, Tensor] = {}
+                if views is not None:
+                    v = which_view[idx]
+                    view_params = views.params[v, idx]
+                    teacher = {k: views.outputs[k][v, idx] for k in kinds}
+                else:
+                    view_params = aug.sample(len(idx), gen).to(device, non_blocking=True)
+                x = norm(aug.apply(images[idx], view_params))
+                x = x.contiguous(memory_format=memory_format)
+                with autocast:
+                    student = forward_outputs(model, x, kinds, size)
+                out = Outputs(
+                    # Losses run in fp32 on whatever precision the forward pass ran in.
+                    student={k: t.float() for k, t in student.items()},
+                    targets=labels[idx],
+                    teacher=teacher,
+                    progress=(epoch * steps_per_epoch + start // cfg.batch_size)
+                    / (cfg.epochs * steps_per_epoch),
+                )
+                parts = distiller(out)
+                value = total(parts)
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                sched.step()
+                logged = {k: t.detach() for k, t in parts.items()}
+                logged.update(distiller.after_step(out))
+                for k, t in logged.items():
+                    sums[k] = sums[k] + t * len(idx) if k in sums else t * len(idx)
         epoch_stats = {k: float(s) / n for k, s in sums.items()}
         if not all(math.isfinite(v) for v in epoch_stats.values()):
             bad = next(k for k, v in epoch_stats.items() if not math.isfinite(v))
@@ -160,6 +177,23 @@ def fit(
         if on_epoch is not None:
             on_epoch(epoch, epoch_stats)
     return history
+
+
+@contextmanager
+def _sync_debug(device: torch.device) -> Iterator[None]:
+    """With ``AUTODISTILL_SYNC_DEBUG=warn|error`` on CUDA, torch warns about or refuses any
+    operation in a training step that makes the host wait for the GPU (``.item()``, a copy to
+    the host, indexing by a device mask): how tests/test_cuda.py holds the step to none."""
+    mode = os.environ.get("AUTODISTILL_SYNC_DEBUG")
+    if device.type != "cuda" or not mode:
+        yield
+        return
+    before = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode(mode)
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(before)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
@@ -262,8 +296,9 @@ def predict(model: nn.Module, images: Tensor, stats: Stats, batch_size: int = 50
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    norm = Normalizer(*stats, device=device)
     out = [
-        model(normalize(images[i : i + batch_size], *stats).to(device, non_blocking=True)).cpu()
+        model(norm(images[i : i + batch_size].to(device, non_blocking=True))).float().cpu()
         for i in range(0, len(images), batch_size)
     ]
     model.train(was_training)

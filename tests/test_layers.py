@@ -13,7 +13,8 @@ LAYERS = {
     "errors": 0, "domain": 0, "files": 0, "signals": 0, "progress": 0,
     "device": 1, "data": 1, "forward": 1,
     "cache": 2, "families": 2, "losses": 2, "spaces": 3, "measure": 4, "trainer": 4,
-    "objectives": 5, "recipe": 5, "teacher": 5, "config": 6, "prepare": 7, "render": 7,
+    "runtime": 4, "int8": 5, "latency": 5, "objectives": 5, "recipe": 5, "teacher": 5,
+    "config": 6, "prepare": 7, "render": 7,
     "study": 8, "ship": 9, "api": 10, "terminal": 11, "cli": 12,
 }  # fmt: skip
 # Inside a room with rooms of its own, the same holds one level down.

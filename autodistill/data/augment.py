@@ -35,7 +35,7 @@ class Augmentation:
         if self.shift:
             images = _translate(images, params[:, 0].long(), params[:, 1].long(), self.shift)
         if self.flip:
-            flip = params[:, 2].bool().view(-1, 1, 1, 1)
+            flip = params[:, 2].to(images.device).bool().view(-1, 1, 1, 1)
             images = torch.where(flip, images.flip(-1), images)
         return images
 
@@ -45,10 +45,12 @@ class Augmentation:
 
 def _translate(images: Tensor, dx: Tensor, dy: Tensor, pad: int) -> Tensor:
     b, c, h, w = images.shape
+    device = images.device  # on the images' device: a GPU augments its own batches
+    dx, dy = dx.to(device), dy.to(device)
     padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-    rows = torch.arange(h).view(1, h) + pad - dy.view(b, 1)  # [B, H]
-    cols = torch.arange(w).view(1, w) + pad - dx.view(b, 1)  # [B, W]
-    batch = torch.arange(b).view(b, 1, 1)
+    rows = torch.arange(h, device=device).view(1, h) + pad - dy.view(b, 1)  # [B, H]
+    cols = torch.arange(w, device=device).view(1, w) + pad - dx.view(b, 1)  # [B, W]
+    batch = torch.arange(b, device=device).view(b, 1, 1)
     out = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]
     return out.permute(0, 3, 1, 2).contiguous()
 
@@ -62,7 +64,19 @@ def default_augmentation(dataset: str, image_size: int) -> Augmentation:
 
 
 def normalize(images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """uint8 images to float, standardised per channel."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
-    return (images.float() - m) / s
+    """uint8 images to float, standardised per channel, on the images' device."""
+    return Normalizer(mean, std, images.device)(images)
+
+
+class Normalizer:
+    """``normalize`` with its constants made once on ``device``: a training step on a GPU
+    copies nothing from the host."""
+
+    def __init__(
+        self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device | str = "cpu"
+    ) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return (images.float() - self.mean) / self.std

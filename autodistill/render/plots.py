@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from autodistill.files import atomic_path
 from autodistill.objectives import get_objective
-from autodistill.render.tables import ACCURACY, state_counts
+from autodistill.render.tables import ACCURACY, state_counts, target_text
 
 
 def _done(trials: pd.DataFrame) -> pd.DataFrame:
@@ -70,9 +70,8 @@ def plot_front(
     axes[0].set_ylabel("validation accuracy (log scale of the error; up is better)")
     axes[-1].legend(loc="best", fontsize=8)
     device = ""
-    if "latency_ms" in objectives and not done.empty and done["latency_device"].notna().any():
-        row = done[done["latency_device"].notna()].iloc[0]
-        device = f" | latency on {row['latency_device']}, {int(row['latency_threads'])} threads"
+    if "latency_ms" in objectives and not done.empty and target_text(done):
+        device = f" | latency: {target_text(done)}"
     fig.suptitle(f"{state_counts(trials)}{device}", fontsize=10)
     _save(fig, path, dpi=120)
 

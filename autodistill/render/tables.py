@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from autodistill.files import atomic_path, write_text_atomic
+from autodistill.measure import SPREAD
 from autodistill.objectives import OBJECTIVES, get_objective
 
 ACCURACY = "val_accuracy"  # the objective the front is sorted by
@@ -38,8 +39,32 @@ def front_table(trials: pd.DataFrame, objectives: tuple[str, ...]) -> str:
     for name in columns:
         text = get_objective(name).text
         shown[name] = shown[name].map(lambda v, t=text: "" if pd.isna(v) else t(v))
+    note = ""
+    if "latency_ms" in shown and "latency_disturbed" in front:
+        disturbed = front["latency_disturbed"].fillna(False).astype(bool)
+        if disturbed.any():
+            shown.loc[disturbed, "latency_ms"] = shown.loc[disturbed, "latency_ms"] + "*"
+            note = (f"\n* latency measured while other work disturbed the machine (its rounds "
+                    f"still differed by more than {100 * SPREAD:.0f}% when repeated)")  # fmt: skip
     names = {n: n.replace("_", " ") for n in columns}
-    return shown.rename(columns={"number": "trial", **names}).to_string(index=False)
+    return shown.rename(columns={"number": "trial", **names}).to_string(index=False) + note
+
+
+def target_text(trials: pd.DataFrame) -> str:
+    """'onnxruntime fp32 on Intel Xeon ..., 2 threads, batch 1': what latency was timed on."""
+    if "latency_threads" not in trials or trials["latency_threads"].isna().all():
+        return ""
+    row = trials[trials["latency_threads"].notna()].iloc[0]
+    runtime = row.get("latency_runtime")
+    where = row.get("latency_hardware")
+    if not isinstance(where, str):  # runs made before latency had a target
+        where, runtime = row.get("latency_device"), "torch"
+    precision = (
+        row.get("latency_precision") if isinstance(row.get("latency_precision"), str) else "fp32"
+    )
+    batch = row.get("latency_batch")
+    batch = int(batch) if pd.notna(batch) else 1
+    return f"{runtime} {precision} on {where}, {int(row['latency_threads'])} threads, batch {batch}"
 
 
 def state_counts(trials: pd.DataFrame) -> str:

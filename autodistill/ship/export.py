@@ -1,10 +1,12 @@
 """Ship a fully trained student: ONNX export with a dynamic batch, checked on real test images,
-optional int8 quantization, and latency under ONNX Runtime and PyTorch at batch 1."""
+int8 by the fastest measured recipe that keeps its validation accuracy (fp32 when none is
+faster), and latency under ONNX Runtime and PyTorch."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,12 +15,16 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from autodistill import int8 as quant
+from autodistill import runtime
 from autodistill.config import load_config
 from autodistill.data.augment import normalize
 from autodistill.data.sources import load_dataset
+from autodistill.data.splits import DatasetSplits
+from autodistill.errors import UserError
 from autodistill.families import InputSpec, build_student
 from autodistill.files import atomic_path, write_text_atomic
-from autodistill.measure import measure_latency, median_latency_ms
+from autodistill.measure import device_name, measure_latency, time_call
 from autodistill.ship.student import WEIGHTS, student_dir, trained_student
 from autodistill.spaces import Candidate
 
@@ -35,15 +41,24 @@ class ExportOutcome:
 
 
 def export_student(
-    run_dir: Path, *, trial: int | None = None, int8: bool = False, threads: int = 0
+    run_dir: Path,
+    *,
+    trial: int | None = None,
+    int8: bool = False,
+    threads: int = 0,
+    tolerance: float = quant.TOLERANCE,
 ) -> ExportOutcome:
-    """Export, check and time the student; with ``int8`` also quantize and re-test it."""
-    import onnxruntime as ort
-
+    """Export, check and time the student on the run's latency target (its threads and batch,
+    ONNX Runtime on the cpu); with ``int8`` also try every int8 recipe, ship the fastest that
+    is faster than fp32 and within ``tolerance`` of its validation accuracy, and test it."""
+    if not 0 <= tolerance < 1:
+        raise UserError(f"--int8-tolerance must be a fraction of accuracy in [0, 1), got "
+                        f"{tolerance}")  # fmt: skip
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     number, metrics = trained_student(run_dir, trial)
-    threads = threads or config.resolved_threads
+    threads = threads or config.target_threads
+    batch = config.latency_batch
     data = load_dataset(config.data, data_dir=config.data_dir, seed=config.seed)
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
     cand = Candidate.from_dict(metrics["candidate"])
@@ -53,37 +68,43 @@ def export_student(
     model.load_state_dict(load_file(str(out_dir / WEIGHTS)))
     model.eval()
     shape = (spec.in_chans, spec.image_size, spec.image_size)
-    fp32 = out_dir / "student.onnx"
-    _export(model, shape, fp32)
+    fp32 = runtime.write_onnx(model, shape, out_dir / "student.onnx")
+    graph = fp32.read_bytes()
 
-    test = normalize(data.test.images, *data.stats)
+    test = normalize(data.test.images, *data.stats).numpy()
+    val = normalize(data.val.images, *data.stats).numpy()
     with torch.inference_mode():
-        reference = model(test).numpy()
-    session = _session(ort, fp32, threads)
-    got = _run(session, test.numpy())
+        reference = model(torch.from_numpy(test)).numpy()
+    session = runtime.session(graph, threads=threads)
+    got = runtime.run(session, test)
+    one = runtime.run(session, test[:1])
+    x = np.repeat(test[:1], batch, axis=0)
+    hardware = device_name(torch.device("cpu"))
+
+    def latency(sess) -> float:
+        return time_call(lambda: sess.run(None, {"x": x}), threads=threads,
+                         device=hardware).median_ms  # fmt: skip
+
+    fp32_val = _accuracy(runtime.run(session, val), data.val.labels)
     figures: dict[str, Any] = {
         "trial": number,
-        "max_abs_diff": float(np.abs(got - reference).max()),
+        "max_abs_diff": max(float(np.abs(got - reference).max()),
+                            float(np.abs(one - reference[:1]).max())),
         "batch_sizes_checked": [1, len(test)],
         "torch_test_accuracy": _accuracy(reference, data.test.labels),
         "onnx_test_accuracy": _accuracy(got, data.test.labels),
+        "onnx_val_accuracy": fp32_val,
         "threads": threads,
-    }
-    one = _run(session, test[:1].numpy())
-    figures["max_abs_diff"] = max(figures["max_abs_diff"], float(np.abs(one - reference[:1]).max()))
-    x1 = test[:1].numpy()
-    figures["torch_latency_ms"] = measure_latency(model, shape, threads=threads).median_ms
-    figures["onnx_latency_ms"] = median_latency_ms(lambda: session.run(None, {"x": x1}))
+        "batch": batch,
+        "hardware": hardware,
+        "torch_latency_ms": measure_latency(model, shape, threads=threads,
+                                            batch=batch).median_ms,
+        "onnx_latency_ms": latency(session),
+    }  # fmt: skip
     files = {"onnx": fp32}
     if int8:
-        q = out_dir / "student.int8.onnx"
-        calibration = normalize(data.train.images[:256], *data.stats).numpy()
-        _quantize(fp32, q, calibration)
-        qs = _session(ort, q, threads)
-        figures["int8_test_accuracy"] = _accuracy(_run(qs, test.numpy()), data.test.labels)
-        figures["int8_latency_ms"] = median_latency_ms(lambda: qs.run(None, {"x": x1}))
-        figures["int8_bytes"] = q.stat().st_size
-        files["int8"] = q
+        files.update(_int8(graph, data, val, test, figures, out_dir, latency, tolerance,
+                           threads))  # fmt: skip
     figures["onnx_bytes"] = fp32.stat().st_size
     path = out_dir / "export.json"
     write_text_atomic(path, json.dumps(figures, indent=2))
@@ -91,60 +112,42 @@ def export_student(
     return ExportOutcome(number, files, figures)
 
 
-def _export(model: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
-    x = torch.zeros(2, *shape)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(model, (x,), input_names=["x"], output_names=["logits"],
-                                dynamic_shapes={"x": {0: batch}}, dynamo=True,
-                                verbose=False)  # fmt: skip
-    with atomic_path(path) as tmp:
-        program.save(str(tmp))
+def _int8(
+    graph: bytes, data: DatasetSplits, val: np.ndarray, test: np.ndarray, figures: dict[str, Any],
+    out_dir: Path, latency: Callable[[Any], float], tolerance: float, threads: int,
+) -> dict[str, Path]:  # fmt: skip
+    """Try the int8 recipes; write the one that ships (none when fp32 stays faster)."""
+    calibration = normalize(data.train.images[:256], *data.stats).numpy()  # never val or test
 
+    def time_graph(g: bytes) -> float:
+        return latency(runtime.session(g, threads=threads))
 
-def _session(ort, path: Path, threads: int):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    def score(g: bytes) -> float:
+        return _accuracy(runtime.run(runtime.session(g, threads=threads), val), data.val.labels)
 
-
-def _run(session, x: np.ndarray, batch: int = 500) -> np.ndarray:
-    return np.concatenate(
-        [session.run(None, {"x": x[i : i + batch]})[0] for i in range(0, len(x), batch)]
-    )
+    tried = quant.try_recipes(graph, calibration, time_graph, score)
+    fp32_ms, fp32_val = figures["onnx_latency_ms"], figures["onnx_val_accuracy"]
+    best, why = quant.choose(fp32_ms, tried, fp32_val=fp32_val, tolerance=tolerance)
+    figures["int8"] = {"shipped": best.recipe if best else "fp32", "why": why,
+                       "tolerance": tolerance,
+                       "recipes": [t.summary() for t in tried]}  # fmt: skip
+    q = out_dir / "student.int8.onnx"
+    if best is None or best.graph is None:
+        q.unlink(missing_ok=True)  # an int8 file from before would look shipped
+        log.info("int8: %s", why)
+        return {}
+    with atomic_path(q) as tmp:
+        Path(tmp).write_bytes(best.graph)
+    qs = runtime.session(best.graph, threads=threads)
+    figures["int8_test_accuracy"] = _accuracy(runtime.run(qs, test), data.test.labels)
+    figures["int8_val_accuracy"] = best.val_accuracy
+    figures["int8_latency_ms"] = best.latency_ms
+    figures["int8_bytes"] = q.stat().st_size
+    return {"int8": q}
 
 
 def _accuracy(logits: np.ndarray, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels.numpy()).mean())
-
-
-def _quantize(src: Path, dst: Path, calibration: np.ndarray) -> None:
-    """Static int8 (QDQ, per-channel weights) calibrated on training images."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"x": calibration[i : i + 32]}
-                                 for i in range(0, len(calibration), 32)])  # fmt: skip
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    prepped = dst.with_suffix(".prep.onnx")
-    try:
-        quant_pre_process(str(src), str(prepped))
-        with atomic_path(dst) as tmp:
-            quantize_static(str(prepped), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, weight_type=QuantType.QInt8,
-                            activation_type=QuantType.QUInt8)  # fmt: skip
-    finally:
-        prepped.unlink(missing_ok=True)
 
 
 __all__ = ["ExportOutcome", "export_student"]

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from safetensors.torch import save_file
 from scipy.stats import kendalltau
 
 from autodistill.config import STUDENTS_DIR, load_config
+from autodistill.data.augment import normalize
 from autodistill.device import resolve_device
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
+from autodistill.latency import LatencyTarget, measure_on_target
 from autodistill.objectives import OBJECTIVES, Probe, get_objective
 from autodistill.prepare import Prepared, prepare
 from autodistill.progress import Progress, silent
@@ -87,8 +91,31 @@ def train_students(
                      limits=dict(limits or {}), top=top)  # fmt: skip
     chosen = [(n, *trial_candidate(study, n)) for n in numbers]
     prep = prepare(config, load_space(config.space).teacher_outputs(), progress=progress)
+    target = config.latency_target
+    teacher_ms: float | None = None
+
+    def teacher_latency() -> float:  # on the students' target, once, only if one trains
+        nonlocal teacher_ms
+        if teacher_ms is None:
+            data = prep.data
+            shape = (data.in_chans, data.image_size, data.image_size)
+            teacher_ms = measure_on_target(prep.load_teacher(), shape, target,
+                                           calibration=_calibration(prep)).median_ms  # fmt: skip
+        return teacher_ms
+
     students = [
-        _train_one(prep, n, cand, attrs, epochs, config.seed, student_dir(run_dir, n), progress)
+        _train_one(
+            prep,
+            n,
+            cand,
+            attrs,
+            epochs,
+            config.seed,
+            student_dir(run_dir, n),
+            progress,
+            target,
+            teacher_latency,
+        )  # fmt: skip
         for n, cand, attrs in chosen
     ]
     files = {f"trial {s['trial']}": student_dir(run_dir, s["trial"]) / WEIGHTS for s in students}
@@ -104,6 +131,11 @@ def train_students(
     return FullTrainOutcome(students, tau, files)
 
 
+def _calibration(prep: Prepared) -> np.ndarray:
+    """Training images an int8 target calibrates its activation ranges on."""
+    return normalize(prep.data.train.images[:256], *prep.data.stats).numpy()
+
+
 def _kendall(brief: list[float], full: list[float]) -> float | None:
     tau = kendalltau(brief, full).statistic
     return None if tau != tau else float(tau)  # NaN when one ranking is all ties
@@ -111,15 +143,16 @@ def _kendall(brief: list[float], full: list[float]) -> float | None:
 
 def _train_one(
     prep: Prepared, number: int, cand: Candidate, attrs: dict[str, Any], epochs: int, seed: int,
-    out: Path, progress: Progress,
+    out: Path, progress: Progress, target: LatencyTarget, teacher_latency: Callable[[], float],
 ) -> dict[str, Any]:  # fmt: skip
-    cfg = recipe_for(cand, epochs=epochs, seed=seed, device=prep.device)
+    cfg = recipe_for(cand, epochs=epochs, seed=seed, device=prep.device, precision=prep.precision)
     recipe = recipe_record(cfg)
     done = out / METRICS
     if done.is_file():
         previous = json.loads(done.read_text())
-        same = {k: v for k, v in previous.get("recipe", {}).items() if k != "device"} == {
-            k: v for k, v in recipe.items() if k != "device"}  # fmt: skip
+        where = ("device", "precision")  # a student may be trained again elsewhere
+        same = {k: v for k, v in previous.get("recipe", {}).items() if k not in where} == {
+            k: v for k, v in recipe.items() if k not in where}  # fmt: skip
         if same and previous["candidate"] == cand.to_dict():
             log.info("trial %d already fully trained (%s)", number, done)
             return previous
@@ -134,7 +167,7 @@ def _train_one(
                      checkpoint=checkpoint,
                      on_epoch=lambda e, _: progress(task, e + 1, epochs, unit="epoch"))  # fmt: skip
     shape = (spec.in_chans, spec.image_size, spec.image_size)
-    probe = Probe(model, shape, prep.device, prep.threads)
+    probe = Probe(model, shape, prep.device, target, calibration=_calibration(prep))
     measured: dict[str, Any] = {}
     for name in MEASURED:
         measured[name], extra = get_objective(name).record(probe)
@@ -148,11 +181,11 @@ def _train_one(
         "test_accuracy": evaluate(model, data.test, data.stats),  # the one look at the test split
         **measured,
         "teacher": {"name": teacher.name, "params": teacher.params,
-                    "test_accuracy": teacher.test_accuracy, "latency_ms": teacher.latency_ms},
+                    "test_accuracy": teacher.test_accuracy, "latency_ms": teacher_latency()},
     }  # fmt: skip
     metrics["retention"] = metrics["test_accuracy"] / teacher.test_accuracy
     metrics["size_ratio"] = teacher.params / metrics["params"]
-    metrics["speedup"] = teacher.latency_ms / metrics["latency_ms"]
+    metrics["speedup"] = metrics["teacher"]["latency_ms"] / metrics["latency_ms"]
     weights = out / WEIGHTS
     with atomic_path(weights) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from autodistill.cache import TeacherViews
-from autodistill.data.augment import Augmentation
+from autodistill.data.augment import Augmentation, normalize
 from autodistill.data.splits import DatasetSplits, ImageSet
 from autodistill.families import InfeasibleArchitecture, InputSpec, get_family
+from autodistill.latency import LatencyTarget
 from autodistill.objectives import DEFAULT, OBJECTIVES, Objective, Probe
 from autodistill.recipe import build, distil, recipe_for, recipe_record
 from autodistill.spaces import Candidate
@@ -59,6 +60,8 @@ class TrialContext:
     early_stop: bool = False  # stop trials others dominate at an epoch rung (search decides)
     objectives: tuple[str, ...] = DEFAULT
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    target: LatencyTarget = field(default_factory=LatencyTarget)  # where latency is timed
+    precision: str = "fp32"  # students train in it: fp32, or bf16 autocast
 
     @property
     def spec(self) -> InputSpec:
@@ -86,29 +89,43 @@ class Cost:
     details: dict[str, Any]  # recorded beside them (latency spread, device, threads)
 
 
-def measure_candidate(candidate: Candidate, ctx: TrialContext) -> tuple[nn.Module, Cost]:
+# Measured before: objective name -> the value and details an earlier trial of the same
+# architecture recorded.
+Known = dict[str, tuple[float, dict[str, Any]]]
+
+
+def measure_candidate(
+    candidate: Candidate, ctx: TrialContext, known: Known | None = None
+) -> tuple[nn.Module, Cost]:
     """Build the student and measure what needs no training. Once a limit is broken, nothing
-    more costly is measured.
+    more costly is measured. A timed objective in ``known`` is taken from there, not timed
+    again: one architecture has one latency in a study, not two that differ by noise.
 
     Raises:
         InfeasibleArchitecture: it cannot run on this input.
     """
     model = build(candidate, ctx.spec, seed=ctx.seed).to(ctx.device)
-    probe = Probe(model, ctx.input_shape, ctx.device, ctx.threads)
-    values, details = _measure(ctx.before_training(), probe, ctx.limits)
+    calibration = None
+    if ctx.target.precision == "int8":  # int8 ranges calibrated on training images
+        calibration = normalize(ctx.data.train.images[:64], *ctx.data.stats).numpy()
+    probe = Probe(model, ctx.input_shape, ctx.device, ctx.target, calibration=calibration)
+    values, details = _measure(ctx.before_training(), probe, ctx.limits, known or {})
     arch = get_family(candidate.family).describe(candidate.arch)
     return model, Cost(arch, values, details)
 
 
 def _measure(
-    objectives: Iterable[Objective], probe: Probe, limits: Limits
+    objectives: Iterable[Objective], probe: Probe, limits: Limits, known: Known
 ) -> tuple[dict[str, float], dict[str, Any]]:
     values: dict[str, float] = {}
     details: dict[str, Any] = {}
     for objective in objectives:
         if not objective.always and limits.violations(values):
             break  # counting is free; timing takes a second: skip it once a limit failed
-        values[objective.name], extra = objective.record(probe)
+        if not objective.always and objective.name in known:
+            values[objective.name], extra = known[objective.name]
+        else:
+            values[objective.name], extra = objective.record(probe)
         details.update(extra)
     return values, details
 
@@ -135,9 +152,10 @@ def train_candidate(
     stop the training there.
     """
     start = time.perf_counter()
-    cfg = recipe_for(candidate, epochs=ctx.epochs, seed=ctx.seed, device=ctx.device)
+    cfg = recipe_for(candidate, epochs=ctx.epochs, seed=ctx.seed, device=ctx.device,
+                     precision=ctx.precision)  # fmt: skip
     data = ctx.data
-    probe = Probe(model, ctx.input_shape, ctx.device, ctx.threads, data.val, data.stats)
+    probe = Probe(model, ctx.input_shape, ctx.device, ctx.target, data.val, data.stats)
     accuracy = OBJECTIVES["val_accuracy"]
 
     def on_epoch(epoch: int, _: dict[str, float]) -> None:
@@ -148,7 +166,7 @@ def train_candidate(
                      on_epoch=on_epoch)  # fmt: skip
     after = [o for o in OBJECTIVES.values()
              if o.after_training and (o.always or o.name in ctx.objectives)]  # fmt: skip
-    values, _ = _measure(after, probe, Limits())
+    values, _ = _measure(after, probe, Limits(), {})
     if "val_accuracy" in values:
         check_learned(values["val_accuracy"], data.val)
     return Trained(values, history, time.perf_counter() - start, recipe_record(cfg))
@@ -175,6 +193,7 @@ __all__ = [
     "Cost",
     "DidNotLearn",
     "InfeasibleArchitecture",
+    "Known",
     "Limits",
     "Trained",
     "TrialContext",

@@ -18,6 +18,7 @@ from autodistill.study.controller import study_objectives
 from autodistill.study.storage import retries
 
 log = logging.getLogger(__name__)
+TARGET_COLUMNS = ("runtime", "precision", "recipe", "device", "hardware", "threads", "batch")
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -29,7 +30,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     counts = [n for n, o in OBJECTIVES.items() if o.decimals == 0]
     # Counts stay integers even where a trial has none (pandas would make the column float).
-    for column in (*counts, "latency_threads", "retry_of"):
+    for column in (*counts, "latency_threads", "latency_batch", "latency_of", "retry_of"):
         if column in frame:
             frame[column] = frame[column].astype("Int64")
     frame.attrs["objectives"] = study_objectives(study)
@@ -60,11 +61,15 @@ def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, An
         "loss": cand.loss if cand else None,
         **{name: a.get(name) for name in OBJECTIVES},
         "latency_iqr_ms": a.get("latency_iqr_ms"),
+        "latency_spread": a.get("latency_spread"),
+        "latency_disturbed": a.get("latency_disturbed"),
         "duration_s": a.get("duration_s"),
         "pareto": on_front,
         "failure_reason": reason,
-        "latency_device": a.get("latency_device"),
-        "latency_threads": a.get("latency_threads"),
+        # The target every latency was measured on, and the trial whose measurement of the
+        # same architecture it reuses.
+        **{f"latency_{k}": a.get(f"latency_{k}") for k in TARGET_COLUMNS},
+        "latency_of": a.get("latency_of"),
         "worker": a.get("worker"),
         "retry_of": t.system_attrs.get("retry_history", [None])[-1],
     }

@@ -62,7 +62,7 @@ def join_study(
     """Create or join the run's study, refusing a different teacher, space or settings."""
     storage = storage if storage is not None else open_run_storage(config)
     # Every worker of a study, on any machine, must train and time trials the same way.
-    settings = {k: getattr(config, k) for k in STUDY_DEFINING if k != "worker_threads"}
+    settings = {k: getattr(config, k) for k in STUDY_DEFINING}
     settings.update(early_stop=config.early_stop, heartbeat_s=config.heartbeat_s)
     data = prep.data
     spec = {"in_chans": data.in_chans, "image_size": data.image_size,
@@ -89,6 +89,7 @@ def work(
         data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
         threads=prep.threads, limits=Limits(dict(config.limits)), seed=config.seed,
         early_stop=config.early_stop, objectives=config.objectives, device=prep.device,
+        target=config.latency_target, precision=prep.precision,
     )  # fmt: skip
     return run(study, space, ctx, budget=config.budget, on_trial=on_trial)
 
@@ -131,6 +132,15 @@ def run_local_workers(
                            f"{[p.exitcode for p in procs]}); see their messages above")  # fmt: skip
 
 
+def spread_over_gpus(config: SearchConfig, index: int) -> SearchConfig:
+    """Local worker ``index`` of a run on ``auto`` or ``cuda`` trains on GPU ``index`` modulo
+    the GPUs here, so ``--jobs N`` on a machine with G GPUs uses all of them."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count > 1 and str(config.device).lower() in ("auto", "cuda"):
+        return config.with_device(f"cuda:{index % count}")
+    return config
+
+
 def _worker_main(config_dict: dict[str, Any], index: int) -> None:
     """A local worker process: load what the parent prepared, join the study, work.
 
@@ -139,7 +149,7 @@ def _worker_main(config_dict: dict[str, Any], index: int) -> None:
     logging.basicConfig(level=logging.WARNING,
                         format=f"%(levelname)s worker-{index} %(name)s: %(message)s")  # fmt: skip
     quiet_optuna_logs()
-    config = SearchConfig.from_dict(config_dict)
+    config = spread_over_gpus(SearchConfig.from_dict(config_dict), index)
     torch.set_num_threads(config.resolved_threads)
     try:
         with interrupts_as_exceptions():
