@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -54,20 +55,6 @@ def serialized_bytes(model: nn.Module) -> int:
     return len(save(state))
 
 
-def _timer() -> type:
-    """torch's Timer. Importing it imports cpp_extension, which warns "No CUDA runtime is found"
-    on every CUDA build of torch run without a GPU; that says nothing about timing, so it is
-    silenced for the import only."""
-    logger = logging.getLogger("torch.utils.cpp_extension")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        from torch.utils.benchmark import Timer
-    finally:
-        logger.setLevel(level)
-    return Timer
-
-
 def device_name(device: torch.device) -> str:
     """A human name for the device the latency was measured on."""
     if device.type == "cuda":
@@ -87,6 +74,9 @@ ROUNDS = 3
 # Rounds whose medians differ by more than this fraction were disturbed by other work: they are
 # measured again, and flagged if the fastest ROUNDS of all still differ so much.
 SPREAD = 0.2
+CALLS = 1000  # timed calls a measurement aims at, across its rounds
+MIN_RUN_S = 0.06
+BLOCK_S = 1e-3  # calls are timed in blocks this long
 
 
 def measure_latency(
@@ -98,7 +88,7 @@ def measure_latency(
     batch: int = 1,
     warmup: int = 10,
     min_run_time: float = 0.3,
-    warmup_s: float = 0.1,
+    warmup_s: float = 0.05,
 ) -> Latency:
     """Median forward latency of the PyTorch model in eval mode at ``batch`` (see ``time_call``
     for the protocol)."""
@@ -106,9 +96,13 @@ def measure_latency(
     was_training = model.training
     model.eval().to(device)
     x = torch.zeros(batch, *input_shape, device=device)
-    # Timer synchronises CUDA itself; on MPS the kernels are waited for explicitly, or only
-    # their launch would be timed.
-    sync = torch.mps.synchronize if device.type == "mps" else None
+    # On a GPU the kernels are waited for at the end of every timed block, or only their
+    # launch would be timed.
+    sync = None
+    if device.type == "cuda":
+        sync = partial(torch.cuda.synchronize, device)
+    elif device.type == "mps":
+        sync = torch.mps.synchronize
     with torch.inference_mode():
         lat = time_call(lambda: model(x), threads=threads, device=device_name(device),
                         warmup=warmup, min_run_time=min_run_time, warmup_s=warmup_s,
@@ -124,35 +118,49 @@ def time_call(
     device: str,
     warmup: int = 10,
     min_run_time: float = 0.3,
-    warmup_s: float = 0.1,
+    warmup_s: float = 0.05,
     sync: Callable[[], object] | None = None,
 ) -> Latency:
     """The one timing protocol, for PyTorch and ONNX Runtime alike: after at least ``warmup``
     untimed calls lasting at least ``warmup_s`` (a few runs of a 1 ms model do not warm caches
-    and clocks), ``ROUNDS`` rounds share ``min_run_time``, and the median of the least disturbed
-    round is the latency. Rounds that disagree by more than ``SPREAD`` are repeated once; if the
-    fastest ``ROUNDS`` of them still disagree so, the latency is flagged ``disturbed``.
+    and clocks), ``ROUNDS`` rounds share the time ``CALLS`` calls take (at least ``MIN_RUN_S``,
+    at most ``min_run_time``: a 0.05 ms student needs no 6,000 calls), and the median of the
+    least disturbed round is the latency. Rounds that disagree by more than ``SPREAD`` are
+    repeated once; if the fastest ``ROUNDS`` of them still disagree so, the latency is flagged
+    ``disturbed``.
 
-    ``torch.utils.benchmark.Timer`` pins torch's thread count while timing, synchronises CUDA,
-    and groups calls into blocks so timer overhead stays below 0.1% of what it measures.
+    Calls are timed in blocks of about a millisecond, so the clock's own cost stays small;
+    ``sync`` (CUDA's or MPS's synchronize) ends every block, so kernels are waited for, not
+    only launched. torch's thread count is pinned to ``threads`` while timing.
     """
-    Timer = _timer()  # noqa: N806 - a class
-    start, calls = time.perf_counter(), 0
-    while calls < warmup or time.perf_counter() - start < warmup_s:
-        call()
-        calls += 1
-    stmt = "call(); sync()" if sync is not None else "call()"
-    timer = Timer(stmt=stmt, globals={"call": call, "sync": sync}, num_threads=threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        start, calls = time.perf_counter(), 0
+        while calls < warmup or time.perf_counter() - start < warmup_s:
+            call()
+            calls += 1
+        if sync is not None:
+            sync()
+        per_call = (time.perf_counter() - start) / calls
+        run_time = min(min_run_time, max(MIN_RUN_S, CALLS * per_call))
+        number = max(1, int(BLOCK_S / max(per_call, 1e-9)))
 
-    def rounds() -> list:
-        # Several short rounds, keeping the least disturbed one: on a shared machine a burst
-        # of other work slows a whole round, and a median cannot remove what lasts that long.
-        return [timer.blocked_autorange(min_run_time=min_run_time / ROUNDS) for _ in range(ROUNDS)]
+        def one_round() -> _Round:
+            blocks: list[float] = []
+            began = time.perf_counter()
+            while not blocks or time.perf_counter() - began < run_time / ROUNDS:
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    call()
+                if sync is not None:
+                    sync()
+                blocks.append((time.perf_counter() - t0) / number)
+            return _Round(blocks, number)
 
-    done = sorted(rounds(), key=lambda r: r.median)
-    if _spread(done) > SPREAD:
-        done = sorted(done + rounds(), key=lambda r: r.median)
-    kept = done[:ROUNDS]
+        kept, done = settle(lambda: [one_round() for _ in range(ROUNDS)])
+    finally:
+        torch.set_num_threads(before)
     best = kept[0]
     return Latency(
         median_ms=best.median * 1e3,
@@ -163,6 +171,36 @@ def time_call(
         spread=round(_spread(kept), 4),
         disturbed=_spread(kept) > SPREAD,
     )
+
+
+@dataclass(frozen=True)
+class _Round:
+    """The per-call times of one round's blocks."""
+
+    times: list[float]
+    number_per_run: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def iqr(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        q = statistics.quantiles(self.times, n=4)
+        return q[2] - q[0]
+
+
+def settle(rounds: Callable[[], list]) -> tuple[list, list]:
+    """Several short rounds, keeping the least disturbed: on a shared machine a burst of other
+    work slows a whole round, and a median cannot remove what lasts that long. ``rounds()``
+    measures ``ROUNDS`` rounds; when their medians differ by more than ``SPREAD`` it is called
+    once more. Returns the fastest ``ROUNDS`` rounds (fastest first) and all of them."""
+    done = sorted(rounds(), key=lambda r: r.median)
+    if _spread(done) > SPREAD:
+        done = sorted(done + rounds(), key=lambda r: r.median)
+    return done[:ROUNDS], done
 
 
 def _spread(rounds: list) -> float:

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from filelock import FileLock, Timeout
@@ -17,9 +18,10 @@ from torch import nn
 
 from autodistill.cache import TeacherViews, cache_key, compute_views, load_views
 from autodistill.config import SearchConfig
-from autodistill.data.augment import Augmentation, default_augmentation
+from autodistill.data.augment import Augmentation, default_augmentation, normalize
 from autodistill.data.sources import load_dataset
 from autodistill.data.splits import DatasetSplits
+from autodistill.latency import LatencyTarget, measure_on_target
 from autodistill.progress import Progress, silent
 from autodistill.teacher import TeacherInfo, TeacherRecipe, dataset_fingerprint, prepare_teacher
 
@@ -44,6 +46,20 @@ class Prepared:
     def identity(self) -> dict[str, str]:
         """What every worker of one study must share: the teacher and its cached outputs."""
         return {"teacher_sha256": self.teacher.weights_sha256, "teacher_cache_key": self.views.key}
+
+    def teacher_on_target(self, target: LatencyTarget) -> dict[str, Any]:
+        """The teacher's description with its latency on ``target`` (what its students are
+        compared with); its eager PyTorch latency stays as ``torch_latency_ms``."""
+        if self.load_teacher is None:
+            raise ValueError("this preparation cannot load its teacher")
+        shape = (self.data.in_chans, self.data.image_size, self.data.image_size)
+        calibration = None
+        if target.precision == "int8":
+            calibration = normalize(self.data.train.images[:256], *self.data.stats).numpy()
+        measured = measure_on_target(self.load_teacher(), shape, target, calibration=calibration)
+        info = self.teacher.to_dict()
+        return {**info, "torch_latency_ms": info["latency_ms"], "latency_ms": measured.median_ms,
+                "latency_target": target.describe()}  # fmt: skip
 
     def cache_summary(self) -> str:
         kinds = "/".join(self.views.outputs)

@@ -53,6 +53,7 @@ def print_search(out: SearchResult) -> None:
     print(
         f"\nteacher {t['name']}: {t['params']:,} params, val {100 * t['val_accuracy']:.2f}%, "
         f"test {100 * t['test_accuracy']:.2f}%, {t['latency_ms']:.3f} ms"
+        f" ({t.get('latency_target', 'PyTorch eager')})"
     )
     print(f"teacher cache: {out.cache}")
     print(f"ran {out.ran_now} trial(s) in {out.seconds:.0f} s; files:")

@@ -4,6 +4,8 @@ architecture gets one latency in a study."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import onnx
 import optuna
@@ -129,36 +131,37 @@ def test_dynamic_int8_is_tried_only_where_attention_products_dominate():
 
 
 @pytest.mark.parametrize(
-    ("medians", "rounds", "disturbed"),
+    ("medians", "measured", "disturbed"),
     [
         ([1.0, 1.05, 1.1], 3, False),  # they agree: not repeated
         ([1.0, 1.5, 1.02, 1.01, 1.6, 1.7], 6, False),  # a burst: repeated, three agree
         ([1.0, 2.0, 2.1, 2.0, 2.2, 2.1], 6, True),  # still apart when repeated: flagged
     ],
 )
-def test_rounds_that_disagree_are_repeated_and_flagged(monkeypatch, medians, rounds, disturbed):
+def test_rounds_that_disagree_are_repeated_and_flagged(medians, measured, disturbed):
     from types import SimpleNamespace
 
-    from autodistill import measure
+    from autodistill.measure import _spread, settle
 
     script = iter(medians)
-    timed = []
+    calls = []
 
-    class Timer:  # each round's median as scripted, in ms
-        def __init__(self, **_):
-            pass
+    def rounds():
+        calls.append(1)
+        return [SimpleNamespace(median=next(script)) for _ in range(3)]
 
-        def blocked_autorange(self, min_run_time):
-            timed.append(min_run_time)
-            m = next(script) / 1e3
-            return SimpleNamespace(median=m, iqr=0.0, times=[m] * 5, number_per_run=10)
+    kept, done = settle(rounds)
+    assert len(done) == measured and len(calls) == measured // 3
+    assert kept[0].median == 1.0  # the least disturbed round gives the latency
+    assert (_spread(kept) > SPREAD) is disturbed
 
-    monkeypatch.setattr(measure, "_timer", lambda: Timer)
-    got = time_call(lambda: None, threads=1, device="cpu", warmup=1, warmup_s=0.0)
-    assert len(timed) == rounds
-    assert got.median_ms == pytest.approx(1.0)  # the least disturbed round
-    assert got.disturbed is disturbed and (got.spread > SPREAD) is disturbed
-    assert got.runs == 50 * rounds
+
+def test_a_steady_call_is_timed_in_blocks():
+    def call():  # about 0.2 ms of sleeping: steady enough for a 20% bound
+        time.sleep(0.0002)
+
+    got = time_call(call, threads=1, device="cpu", min_run_time=0.1)
+    assert 0.15 < got.median_ms < 5 and got.runs >= 10
 
 
 def test_one_architecture_is_timed_once_in_a_study(tmp_path, make_ctx, monkeypatch):

@@ -97,7 +97,8 @@ def write_page(
         summary += (f" Teacher {teacher['name']}: {teacher['params']:,} params, val "
                     f"{100 * teacher['val_accuracy']:.2f}%, "
                     f"test {100 * teacher['test_accuracy']:.2f}%, "
-                    f"{teacher['latency_ms']:.3f} ms.")  # fmt: skip
+                    f"{teacher['latency_ms']:.3f} ms "
+                    f"({teacher.get('latency_target', 'PyTorch eager')}).")  # fmt: skip
     paths = {"html": run_dir / "report.html", "md": run_dir / "report.md"}
     table = front_table(trials, objectives)
     heading = f"Pareto front ({', '.join(o.replace('_', ' ') for o in objectives)})"

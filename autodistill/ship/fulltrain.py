@@ -19,7 +19,7 @@ from autodistill.device import resolve_device
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
-from autodistill.latency import LatencyTarget, measure_on_target
+from autodistill.latency import LatencyTarget
 from autodistill.objectives import OBJECTIVES, Probe, get_objective
 from autodistill.prepare import Prepared, prepare
 from autodistill.progress import Progress, silent
@@ -97,10 +97,7 @@ def train_students(
     def teacher_latency() -> float:  # on the students' target, once, only if one trains
         nonlocal teacher_ms
         if teacher_ms is None:
-            data = prep.data
-            shape = (data.in_chans, data.image_size, data.image_size)
-            teacher_ms = measure_on_target(prep.load_teacher(), shape, target,
-                                           calibration=_calibration(prep)).median_ms  # fmt: skip
+            teacher_ms = prep.teacher_on_target(target)["latency_ms"]
         return teacher_ms
 
     students = [
