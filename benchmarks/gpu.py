@@ -12,7 +12,8 @@ Writes results/benchmarks/gpu.{json,md}. On a machine without CUDA it refuses, u
 ``--device cpu --budget 2 --students 2`` is given to check the script itself.
 
     python benchmarks/gpu.py                      # on the GPU machine
-    python benchmarks/gpu.py --device cpu --budget 2 --students 2 --out /tmp/gpu-check
+    python benchmarks/gpu.py --device cpu --budget 2 --students 2 --teacher-epochs 1 \
+        --out /tmp/gpu-check
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--budget", type=int, default=50)
     p.add_argument("--students", type=int, default=10)
+    p.add_argument("--teacher-epochs", type=int, default=10, help="fewer only to check the script")
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = p.parse_args()
     device = resolve_device(args.device)
@@ -75,7 +77,8 @@ def _search(args, scratch: Path, cache: Path, name: str) -> dict:
     """One ``autodistill search`` as a user runs it, timed from outside."""
     cmd = [sys.executable, "-m", "autodistill.cli", "search", "--budget", str(args.budget),
            "--device", args.device, "--quiet", "--out", str(scratch / "runs"),
-           "--cache-dir", str(cache), "--study-name", name]  # fmt: skip
+           "--cache-dir", str(cache), "--study-name", name,
+           "--teacher-epochs", str(args.teacher_epochs)]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -87,7 +90,8 @@ def _search(args, scratch: Path, cache: Path, name: str) -> dict:
 
 
 def _students(args, device: torch.device, cache: Path) -> list[dict]:
-    config = SearchConfig(device=args.device, cache_dir=str(cache))
+    config = SearchConfig(device=args.device, cache_dir=str(cache),
+                          teacher_epochs=args.teacher_epochs)  # fmt: skip
     space = load_space("default")
     prep = prepare(config, space.teacher_outputs())
     data = prep.data

@@ -38,10 +38,13 @@ def main() -> None:
     p.add_argument("--run", type=Path, default=Path("results/examples/mnist5k-default"))
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--extra", action="append", default=[], metavar="RUN_DIR:TRIAL",
+                   help="also this trial of another run (e.g. a larger dense CNN)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="autodistill-int8-")) / args.run.name
+    scratch = Path(tempfile.mkdtemp(prefix="autodistill-int8-"))
+    work = scratch / args.run.name
     shutil.copytree(args.run, work)
     front = pd.read_csv(work / "pareto.csv")
     chosen = {int(front.loc[front[front["family"] == f]["params"].idxmax(), "number"]): "largest"
@@ -49,8 +52,14 @@ def main() -> None:
     knee = sorted((work / "students").glob("trial-*"))
     for path in knee:
         chosen.setdefault(int(path.name.split("-")[1]), "knee")
+    jobs = [(work, number, why) for number, why in chosen.items()]
+    for i, extra in enumerate(args.extra):
+        run, trial = extra.rsplit(":", 1)
+        copy = scratch / f"extra-{i}" / Path(run).name
+        shutil.copytree(run, copy)
+        jobs.append((copy, int(trial), f"extra, from {run}"))
     rows = []
-    for number, why in chosen.items():
+    for work, number, why in jobs:
         start = time.perf_counter()
         autodistill.train(work, trial=number, epochs=args.epochs)
         out = autodistill.export(work, trial=number, int8=True, threads=args.threads)
@@ -90,7 +99,7 @@ def main() -> None:
     md = _markdown(doc)
     (args.out / "int8.md").write_text(md)
     print(md)
-    shutil.rmtree(work.parent, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _markdown(doc: dict) -> str:

@@ -177,6 +177,7 @@ def _exporters(frame, by_number, seed, spec, shape, args) -> dict:
                 (torch.zeros(2, *shape),),
                 input_names=["x"],
                 output_names=["logits"],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
                 dynamo=True,
                 verbose=False,
             )

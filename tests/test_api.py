@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +12,9 @@ import torch
 import autodistill
 from autodistill.cli import main
 from autodistill.study import load_study, open_storage
+
+# The committed example as an earlier autodistill made it (tests/data/run-made-by-0.1/README.md).
+OLD_RUN = Path(__file__).resolve().parent / "data" / "run-made-by-0.1"
 
 
 def test_the_api_is_explicit():
@@ -108,11 +112,9 @@ def test_no_submodule_shadows_a_function_of_the_api():
 
 def test_a_run_of_an_older_autodistill_is_reported_but_not_resumed(tmp_path, capsys):
     import shutil
-    from pathlib import Path
 
-    example = Path(__file__).resolve().parent.parent / "results/examples/mnist5k-default"
     run_dir = tmp_path / "mnist5k-default"
-    shutil.copytree(example, run_dir)
+    shutil.copytree(OLD_RUN, run_dir)
     found = autodistill.report(run_dir)  # accuracy read as a fraction from its trials
     assert found.front["val_accuracy"].max() == pytest.approx(0.9747, abs=1e-4)
     assert main(["search", "--out", str(tmp_path)]) == 2
@@ -127,16 +129,23 @@ def test_a_limit_given_from_python_or_the_cli_is_the_same_setting(tmp_path, shar
     assert len(again.trials) == 2
 
 
-def test_the_committed_examples_student_still_loads_and_misfit_weights_are_one_line(tmp_path):
-    # A family change that alters what a trial builds must not strand the example's weights.
-    import shutil
+def test_the_committed_examples_student_loads_and_so_does_an_older_runs():
     from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "results/examples/mnist5k-default"
+    model = autodistill.load_student(example, trial=17)
+    assert sum(p.numel() for p in model.parameters()) == 9744
+    assert sum(p.numel() for p in autodistill.load_student(OLD_RUN, trial=41).parameters()) == 8150
+
+
+def test_an_older_runs_misfit_weights_are_one_line(tmp_path):
+    # A family change that alters what a trial builds must not strand a run's weights.
+    import shutil
 
     from safetensors.torch import load_file, save_file
 
-    example = Path(__file__).resolve().parent.parent / "results/examples/mnist5k-default"
     run_dir = tmp_path / "example"
-    shutil.copytree(example, run_dir)
+    shutil.copytree(OLD_RUN, run_dir)
     model = autodistill.load_student(run_dir, trial=41)
     assert sum(p.numel() for p in model.parameters()) == 8150
     weights = run_dir / "students" / "trial-41" / "student.safetensors"
