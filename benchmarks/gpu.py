@@ -31,7 +31,7 @@ import torch
 
 from autodistill.config import SearchConfig
 from autodistill.device import resolve_device, resolve_precision
-from autodistill.families import InfeasibleArchitecture
+from autodistill.families import InfeasibleArchitecture, get_family
 from autodistill.measure import device_name
 from autodistill.prepare import prepare
 from autodistill.recipe import build, distil, recipe_for
@@ -115,7 +115,7 @@ def _students(args, device: torch.device, cache: Path) -> list[dict]:
         gpu_share = _kernel_share(model, cand, one, prep, device)
         rows.append(
             {
-                "arch": cand.family + " " + str(cand.arch),
+                "arch": get_family(cand.family).describe(cand.arch),
                 "loss": cand.loss,
                 "batch_size": cfg.batch_size,
                 "trial_s": round(seconds, 2),
@@ -173,6 +173,8 @@ def _markdown(doc: dict, budget: int) -> str:
         lines.append(f"| {s['name']} | {s['seconds']} | {s['exit']} |")
     cached = next(s for s in doc["searches"] if s["name"] == "teacher-cached")
     verdict = "met" if cached["seconds"] <= 90 and cached["exit"] == 0 else "missed"
+    if budget != 50 or m["device"] == m["cpu"]:
+        verdict = "not judged: a check of the script, not the benchmark"
     lines += ["", f"Target (budget 50, teacher cached, <= 90 s): **{verdict}** "
               f"({cached['seconds']} s).", ""]  # fmt: skip
     return "\n".join(lines)
