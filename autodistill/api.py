@@ -34,7 +34,7 @@ from autodistill.config import (
 from autodistill.errors import UserError
 from autodistill.int8 import TOLERANCE as INT8_TOLERANCE
 from autodistill.objectives import DEFAULT, get_objective
-from autodistill.prepare import prepare
+from autodistill.prepare import Prepared, prepare
 from autodistill.progress import Progress, silent
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
@@ -45,6 +45,7 @@ from autodistill.study.workers import (
     run_local_workers,
     work,
 )
+from autodistill.teacher import better_teacher, weak_teacher
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class SearchResult:
     ran_now: int
     seconds: float
     cache: str  # what the teacher cache holds and its size on disk
+    warnings: tuple[str, ...] = ()  # one line each: e.g. a teacher too weak to teach
 
 
 @contextmanager
@@ -198,7 +200,26 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
     return SearchResult(
         run_dir, trials, render.pareto_frame(trials), config.objectives, teacher, files, ran,
         time.perf_counter() - start, prep.cache_summary(),
+        _teacher_warnings(prep, trials, config.epochs),
     )  # fmt: skip
+
+
+def _teacher_warnings(prep: Prepared, trials: pd.DataFrame, epochs: int) -> tuple[str, ...]:
+    """A teacher that is weak, or that a briefly trained student already beats, teaches little:
+    say so, and what to do."""
+    teacher = prep.teacher
+    out = [w for w in [weak_teacher(teacher, prep.data)] if w]
+    trained = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+    if not trained.empty and trained["val_accuracy"].max() > teacher.val_accuracy:
+        best = trained.loc[trained["val_accuracy"].idxmax()]
+        brief = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+        out.append(f"trial {int(best['number'])}, a student trained for only {brief}, beat the "
+                   f"teacher on validation ({100 * best['val_accuracy']:.1f}% against "
+                   f"{100 * teacher.val_accuracy:.1f}%): the teacher teaches it little; "
+                   f"{better_teacher(teacher)}")  # fmt: skip
+    for line in out:
+        log.info(line)
+    return tuple(out)
 
 
 def _nothing_trained(trials: pd.DataFrame, config: SearchConfig) -> str:

@@ -308,9 +308,16 @@ def _train(
     )
     task = f"teacher {name}"
     progress(task, 0, recipe.epochs, unit="epoch")
+
+    def on_epoch(epoch: int, losses: dict[str, float]) -> None:
+        # Evaluation draws nothing random and leaves the weights be: the teacher trained is the
+        # same with or without it.
+        val = evaluate(model, data.val, data.stats)
+        note = f"loss {sum(losses.values()):.3f} | val {100 * val:.1f}%"
+        progress(task, epoch + 1, recipe.epochs, unit="epoch", note=note)
+
     try:
-        fit(model, data.train, aug, data.stats, cfg,
-            on_epoch=lambda e, _: progress(task, e + 1, recipe.epochs, unit="epoch"))  # fmt: skip
+        fit(model, data.train, aug, data.stats, cfg, on_epoch=on_epoch)
     except TrainingDiverged as exc:
         raise UserError(f"training the teacher {name} diverged ({exc}); choose another "
                         "--teacher, or give a --teacher-checkpoint") from None  # fmt: skip
@@ -334,6 +341,27 @@ def _describe(
         weights_sha256=weights_sha256(model),
         source=source,
         train_seconds=round(secs, 1),
+    )
+
+
+def better_teacher(info: TeacherInfo) -> str:
+    """What to do about a teacher that teaches little."""
+    if info.source.startswith("checkpoint"):
+        return "give a better --teacher-checkpoint"
+    return "train it longer (--teacher-epochs), or give a --teacher-checkpoint"
+
+
+def weak_teacher(info: TeacherInfo, data: DatasetSplits) -> str | None:
+    """One line naming a teacher too weak to teach (validation accuracy less than halfway
+    from always answering the most frequent class to perfect) and what to do; None if not."""
+    chance = data.val.chance_accuracy()
+    if info.val_accuracy >= (1 + chance) / 2:
+        return None
+    return (
+        f"the teacher {info.name} is weak: {100 * info.val_accuracy:.1f}% validation "
+        f"accuracy, where always answering the most frequent class gives "
+        f"{100 * chance:.1f}%; students distilled from it learn its mistakes: "
+        f"{better_teacher(info)}"
     )
 
 

@@ -56,6 +56,8 @@ def print_search(out: SearchResult) -> None:
         f" ({t.get('latency_target', 'PyTorch eager')})"
     )
     print(f"teacher cache: {out.cache}")
+    for line in out.warnings:
+        print(f"warning: {line}")
     print(f"ran {out.ran_now} trial(s) in {out.seconds:.0f} s; files:")
     for name, path in out.files.items():
         print(f"  {name:12s} {path}")

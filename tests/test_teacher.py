@@ -264,3 +264,43 @@ def test_a_study_whose_cached_teacher_was_damaged_resumes(shipped_run, shared_ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the study was made with teacher weights" in err, err
     assert journal.read_bytes() == before
+
+
+def test_the_teachers_progress_shows_its_loss_and_validation_accuracy(digits, tmp_path):
+    from autodistill.teacher import TeacherRecipe
+
+    notes = []
+    aug = default_augmentation(digits.name, digits.image_size)
+    prepare_teacher(TEACHER, digits, aug, cache_dir=tmp_path, threads=2,
+                    recipe=TeacherRecipe(epochs=2, lr=0.1),
+                    progress=lambda *_, **kw: notes.append(kw.get("note", "")))  # fmt: skip
+    shown = [n for n in notes if n]
+    assert len(shown) == 2 and all(n.startswith("loss ") and "| val " in n for n in shown)
+
+
+def test_a_weak_teacher_and_one_a_brief_student_beats_are_named_with_what_to_do(digits, teacher):
+    import dataclasses
+
+    import pandas as pd
+
+    from autodistill.api import _teacher_warnings
+    from autodistill.prepare import Prepared
+    from autodistill.teacher import weak_teacher
+
+    info, _ = teacher
+    weak = dataclasses.replace(info, val_accuracy=0.31)
+    line = weak_teacher(weak, digits)
+    assert "is weak: 31.0% validation accuracy" in line and "--teacher-epochs" in line
+    assert "\n" not in line
+    strong = dataclasses.replace(info, val_accuracy=0.95)
+    assert weak_teacher(strong, digits) is None
+    on_ckpt = dataclasses.replace(weak, source="checkpoint: t.safetensors")
+    assert "better --teacher-checkpoint" in weak_teacher(on_ckpt, digits)
+
+    trials = pd.DataFrame({"number": [0, 1], "state": ["COMPLETE", "COMPLETE"],
+                           "val_accuracy": [0.90, 0.97]})  # fmt: skip
+    prep = Prepared(digits, None, strong, None, 2, torch.device("cpu"))
+    [line] = _teacher_warnings(prep, trials, epochs=3)
+    assert line.startswith("trial 1, a student trained for only 3 epochs, beat the teacher")
+    assert "97.0% against 95.0%" in line
+    assert _teacher_warnings(prep, trials.assign(val_accuracy=[0.9, 0.94]), epochs=3) == ()
