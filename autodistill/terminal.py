@@ -67,8 +67,10 @@ def print_train(out: FullTrainOutcome) -> None:
     """Each fully trained student against the teacher, and the ranking's Kendall tau."""
     for s in out.students:
         t = s["teacher"]
+        again = (" (already trained with this recipe: read from its metrics.json, not trained "
+                 "again)" if s["trial"] in out.reused else "")  # fmt: skip
         print(f"\ntrial {s['trial']}: {s['arch']} ({s['loss']}), {s['epochs']} epochs, "
-              f"seed {s['recipe']['seed']}")  # fmt: skip
+              f"seed {s['recipe']['seed']}{again}")  # fmt: skip
         print(
             f"  test accuracy  {100 * s['test_accuracy']:.2f}%  (teacher {t['name']} "
             f"{100 * t['test_accuracy']:.2f}%, retention {100 * s['retention']:.1f}%)"

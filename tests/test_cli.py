@@ -133,12 +133,17 @@ def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(run, tmp_path, capsy
     assert metrics["params"] == best["params"] and metrics["epochs"] == 2
     assert 0 < metrics["test_accuracy"] <= 1 and metrics["retention"] > 0
     assert "retention" in out and "x smaller than the teacher" in out
+    assert "already trained" not in out
 
     assert main(["train", str(run_dir), "--top", "2", "--epochs", "2", "--quiet"]) == 0
     ranking = json.loads((run_dir / "students" / "ranking.json").read_text())
     assert len(ranking["students"]) == 2
     assert ranking["kendall_tau"] in (-1.0, 1.0, None)
-    assert "Kendall tau" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Kendall tau" in out
+    # The best front point is among the top 2 and was trained above: it says it is reused.
+    assert f"trial {int(best['number'])}: " in out and out.count("already trained with this") == 1
+    assert "reused" not in json.loads((student / "metrics.json").read_text())
 
     assert main(["train", str(run_dir), "--trial", "99"]) == 2
     assert "no trial 99" in capsys.readouterr().err

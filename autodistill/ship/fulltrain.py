@@ -43,6 +43,7 @@ class FullTrainOutcome:
     students: list[dict[str, Any]]
     kendall_tau: float | None
     files: dict[str, Path]
+    reused: tuple[int, ...] = ()  # trials already fully trained with this recipe: not again
 
 
 def choose(
@@ -125,7 +126,8 @@ def train_students(
             {k: s[k] for k in ("trial", "arch", "brief_val_accuracy", "val_accuracy",
                                "test_accuracy")} for s in students]}, indent=2))  # fmt: skip
         files["ranking"] = path
-    return FullTrainOutcome(students, tau, files)
+    reused = tuple(s["trial"] for s in students if s.pop("reused", False))
+    return FullTrainOutcome(students, tau, files, reused)
 
 
 def _calibration(prep: Prepared) -> np.ndarray:
@@ -152,7 +154,7 @@ def _train_one(
             k: v for k, v in recipe.items() if k not in where}  # fmt: skip
         if same and previous["candidate"] == cand.to_dict():
             log.info("trial %d already fully trained (%s)", number, done)
-            return previous
+            return {**previous, "reused": True}
     data = prep.data
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
     model = build(cand, spec, seed=seed)  # the trial's own initial weights
