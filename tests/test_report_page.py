@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
+import pandas as pd
 import pytest
 
 
@@ -22,6 +23,10 @@ def test_the_page_has_the_card_front_and_every_plot(shipped_run):
     assert page.count("src='data:image/png;base64,") == 4  # self-contained
     for text in ("retained", "x smaller", "x faster", "ONNX Runtime int8", "Pareto front"):
         assert text in page, text
+    front = pd.read_csv(shipped_run / "pareto.csv")
+    assert "<th>trial</th>" in page and "<pre>" not in page  # the front is an HTML table
+    for number in front["number"]:
+        assert f"<tr><td>{number}</td>" in page, number
     md = (shipped_run / "report.md").read_text()
     for link in re.findall(r"\]\(([^)]+\.png)\)", md):
         assert (shipped_run / link).is_file(), link

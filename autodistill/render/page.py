@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from autodistill.files import write_text_atomic
-from autodistill.render.tables import front_table, state_counts
+from autodistill.render.tables import front_cells, front_table, state_counts
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -102,13 +102,14 @@ def write_page(
     paths = {"html": run_dir / "report.html", "md": run_dir / "report.md"}
     table = front_table(trials, objectives)
     heading = f"Pareto front ({', '.join(o.replace('_', ' ') for o in objectives)})"
-    write_text_atomic(paths["html"], _html(title, summary, heading, table, students, images))
+    front = front_cells(trials, objectives)
+    write_text_atomic(paths["html"], _html(title, summary, heading, front, students, images))
     markdown = _markdown(title, summary, heading, table, students, images, run_dir)
     write_text_atomic(paths["md"], markdown)
     return paths
 
 
-def _html(title, summary, heading, table, students, images) -> str:
+def _html(title, summary, heading, front, students, images) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
              f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]  # fmt: skip
@@ -119,7 +120,13 @@ def _html(title, summary, heading, table, students, images) -> str:
         parts.append(_html_table(["", "teacher", "student", "student vs teacher"],
                                  card_rows(student, export)))  # fmt: skip
     parts.append(f"<h2>{html.escape(heading)}</h2>")
-    parts.append(f"<pre>{html.escape(table)}</pre>")
+    cells, note = front
+    if cells.empty:
+        parts.append("<p>No completed trials yet: the front is empty.</p>")
+    else:
+        parts.append(_html_table(list(cells.columns), cells.astype(str).values.tolist()))
+        if note:
+            parts.append(f"<p>{html.escape(note)}</p>")
     if "pareto" in images:
         parts.append(_img(images["pareto"], "accuracy against the other objectives"))
     parts.append("<div class='grid'>")

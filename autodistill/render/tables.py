@@ -31,9 +31,17 @@ def front_columns(objectives: tuple[str, ...]) -> list[str]:
 
 def front_table(trials: pd.DataFrame, objectives: tuple[str, ...]) -> str:
     """The front as a fixed-width table for the terminal."""
+    shown, note = front_cells(trials, objectives)
+    if shown.empty:
+        return "(no completed trials yet: the front is empty)"
+    return shown.to_string(index=False) + (f"\n{note}" if note else "")
+
+
+def front_cells(trials: pd.DataFrame, objectives: tuple[str, ...]) -> tuple[pd.DataFrame, str]:
+    """The front as text cells, most accurate first, and a footnote (empty if none)."""
     front = pareto_frame(trials)
     if front.empty:
-        return "(no completed trials yet: the front is empty)"
+        return pd.DataFrame(), ""
     columns = [c for c in front_columns(objectives) if c in front and front[c].notna().any()]
     shown = front[["number", "family", "arch", "loss", *columns]].copy()
     for name in columns:
@@ -44,10 +52,11 @@ def front_table(trials: pd.DataFrame, objectives: tuple[str, ...]) -> str:
         disturbed = front["latency_disturbed"].fillna(False).astype(bool)
         if disturbed.any():
             shown.loc[disturbed, "latency_ms"] = shown.loc[disturbed, "latency_ms"] + "*"
-            note = (f"\n* latency measured while other work disturbed the machine (its rounds "
+            note = (f"* latency measured while other work disturbed the machine (its rounds "
                     f"still differed by more than {100 * SPREAD:.0f}% when repeated)")  # fmt: skip
     names = {n: n.replace("_", " ") for n in columns}
-    return shown.rename(columns={"number": "trial", **names}).to_string(index=False) + note
+    shown["number"] = shown["number"].astype(int).astype(str)
+    return shown.rename(columns={"number": "trial", **names}), note
 
 
 def target_text(trials: pd.DataFrame) -> str:
