@@ -225,6 +225,7 @@ def save_config(config: SearchConfig, run_dir: Path) -> Path:
             versions[pkg] = None
     resolved = {
         "threads": config.resolved_threads,
+        "latency_threads": config.target_threads,
         "device": str(config.resolved_device),
         "cache_dir": str(config.resolved_cache_dir),
         "storage": config.storage or str(config.run_dir / "study.journal"),

@@ -12,7 +12,7 @@ CHOICES = "auto, cpu, cuda, cuda:N or mps"
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "--device") -> torch.device:
     """``auto`` (the first GPU if there is one, else MPS, else the CPU) or a device that exists.
 
     Raises:
@@ -29,7 +29,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise UserError("--device mps: this machine has no Apple GPU (MPS); use cpu or auto")
+            raise UserError(f"{option} mps: this machine has no Apple GPU (MPS); use cpu or auto")
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", name)
     if match is None:
@@ -37,9 +37,9 @@ def resolve_device(name: str) -> torch.device:
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     index = int(match.group(1) or 0)
     if count == 0:
-        raise UserError(f"--device {name}: no CUDA GPU is visible on this machine; use cpu or auto")
+        raise UserError(f"{option} {name}: no CUDA GPU is visible on this machine; use cpu or auto")
     if index >= count:
-        raise UserError(f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0.."
+        raise UserError(f"{option} {name}: this machine has {count} CUDA GPU(s), cuda:0.."
                         f"cuda:{count - 1}")  # fmt: skip
     return torch.device("cuda", index)
 

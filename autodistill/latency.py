@@ -56,7 +56,7 @@ class LatencyTarget:
     def check_present(self) -> None:
         """Raise a UserError unless this machine has the target's device and runtime."""
         if self.runtime == "torch":
-            resolve_device(self.device)
+            resolve_device(self.device, "--latency-device")
         else:
             runtime.check_provider(self.device)
 

@@ -8,6 +8,7 @@ from typing import Any
 from autodistill.api import ReportResult, SearchResult
 from autodistill.objectives import get_objective
 from autodistill.render import front_table, state_counts
+from autodistill.render.tables import times
 from autodistill.ship import ExportOutcome, FullTrainOutcome
 from autodistill.spaces import SearchSpace
 
@@ -83,7 +84,7 @@ def print_train(out: FullTrainOutcome) -> None:
             f"  parameters     {s['params']:,}  ({s['size_ratio']:.1f}x smaller than the teacher)"
         )
         print(
-            f"  latency        {s['latency_ms']:.3f} ms  ({s['speedup']:.1f}x faster than the "
+            f"  latency        {s['latency_ms']:.3f} ms  ({times(s['speedup'])} than the "
             f"teacher; {s.get('latency_runtime', 'torch')} {s.get('latency_precision', 'fp32')}, "
             f"batch {s.get('latency_batch', 1)}, {s['latency_threads']} threads"
             + (
@@ -122,7 +123,7 @@ def print_export(out: ExportOutcome) -> None:
         + (f"  int8 {f['int8_latency_ms']:.3f} ms" if "int8_latency_ms" in f else "")
     )
     if "int8" in f:
-        print(f"  int8 shipped   {f['int8']['shipped']}: {f['int8']['why']}")
+        print(f"  int8           {f['int8']['why']}")
         for r in f["int8"]["recipes"]:
             got = (f"{r['latency_ms']:.3f} ms, val {100 * r['val_accuracy']:.2f}%"
                    if r["latency_ms"] is not None else r["error"])  # fmt: skip

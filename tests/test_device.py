@@ -56,7 +56,7 @@ def test_cpu_runs_end_to_end_and_is_recorded(tmp_path, shared_cache):
     ("options", "message"),
     [
         (["--latency-device", "cuda"], "--latency-device cuda"),
-        (["--latency-runtime", "torch", "--latency-device", "cuda:0"], "--device cuda:0"),
+        (["--latency-runtime", "torch", "--latency-device", "cuda:0"], "--latency-device cuda:0"),
         (["--latency-runtime", "torch", "--latency-precision", "int8"], "--latency-runtime onnx"),
         (["--latency-batch", "0"], "--latency-batch must be a positive integer"),
     ],

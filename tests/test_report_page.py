@@ -21,8 +21,9 @@ import pytest
 def test_the_page_has_the_card_front_and_every_plot(shipped_run):
     page = (shipped_run / "report.html").read_text()
     assert page.count("src='data:image/png;base64,") == 4  # self-contained
-    for text in ("retained", "x smaller", "x faster", "ONNX Runtime int8", "Pareto front"):
+    for text in ("retained", "x smaller", "ONNX Runtime int8", "Pareto front"):
         assert text in page, text
+    assert re.search(r"\d\.\dx (faster|slower)</td>", page)  # the student against the teacher
     front = pd.read_csv(shipped_run / "pareto.csv")
     assert "<th>trial</th>" in page and "<pre>" not in page  # the front is an HTML table
     for number in front["number"]:
@@ -132,3 +133,10 @@ def test_a_dashboard_off_loopback_warns(shipped_run, monkeypatch, caplog):
         api.dashboard(shipped_run, host="0.0.0.0")
     assert served == [{"host": "0.0.0.0", "port": 8080, "allow_write": False}]
     assert "anyone who can reach this machine can read the study" in caplog.text
+
+
+def test_a_ratio_below_one_reads_slower_not_a_fraction_faster():
+    from autodistill.render.tables import times
+
+    assert times(2.04) == "2.0x faster" and times(1.0) == "1.0x faster"
+    assert times(0.7) == "1.4x slower"

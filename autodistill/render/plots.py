@@ -17,6 +17,14 @@ from autodistill.objectives import get_objective
 from autodistill.render.tables import ACCURACY, state_counts, target_text
 
 
+def _teacher(teacher: dict[str, Any], name: str) -> Any:
+    """The teacher's value of an objective, if it is comparable with the students': its
+    latency only when it was timed on the students' target (teacher.json's is eager PyTorch)."""
+    if name == "latency_ms" and "latency_target" not in teacher:
+        return None
+    return teacher.get(name)
+
+
 def _done(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
 
@@ -49,7 +57,7 @@ def plot_front(
             for _, r in f.iterrows():
                 ax.annotate(f"#{r['number']}", (r[x], _error(r[ACCURACY])),
                             textcoords="offset points", xytext=(4, 3), fontsize=7)  # fmt: skip
-        if teacher is not None and teacher.get(x) is not None:
+        if teacher is not None and _teacher(teacher, x) is not None:
             ax.scatter([teacher[x]], [_error(teacher[ACCURACY])], marker="*", s=220,
                        color="crimson", label=f"teacher ({teacher['name']})", zorder=4)  # fmt: skip
         if limits.get(x) is not None:
@@ -122,7 +130,7 @@ def plot_3d(
         ):
             ax.scatter(_axis(x_name, rows[x_name])[0], _axis(y_name, rows[y_name])[0],
                        _axis(ACCURACY, rows[ACCURACY])[0], **style)  # fmt: skip
-    if teacher is not None and all(teacher.get(n) is not None for n in objectives):
+    if teacher is not None and all(_teacher(teacher, n) is not None for n in objectives):
         ax.scatter(_axis(x_name, [teacher[x_name]])[0], _axis(y_name, [teacher[y_name]])[0],
                    _axis(ACCURACY, [teacher[ACCURACY]])[0], marker="*", s=160,
                    color="crimson", label="teacher")  # fmt: skip

@@ -59,6 +59,11 @@ def front_cells(trials: pd.DataFrame, objectives: tuple[str, ...]) -> tuple[pd.D
     return shown.rename(columns={"number": "trial", **names}), note
 
 
+def times(ratio: float) -> str:
+    """'2.1x faster', or '1.4x slower' for a ratio below 1 (never '0.7x faster')."""
+    return f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
+
+
 def target_text(trials: pd.DataFrame) -> str:
     """'onnxruntime fp32 on Intel Xeon ..., 2 threads, batch 1': what latency was timed on."""
     if "latency_threads" not in trials or trials["latency_threads"].isna().all():
@@ -73,7 +78,11 @@ def target_text(trials: pd.DataFrame) -> str:
     )
     batch = row.get("latency_batch")
     batch = int(batch) if pd.notna(batch) else 1
-    return f"{runtime} {precision} on {where}, {int(row['latency_threads'])} threads, batch {batch}"
+    threads = int(row["latency_threads"])
+    return (
+        f"{runtime} {precision} on {where}, {threads} thread{'s' if threads != 1 else ''}, "
+        f"batch {batch} (one forward pass of the batch)"
+    )
 
 
 def state_counts(trials: pd.DataFrame) -> str:

@@ -102,6 +102,8 @@ def export_student(
         "onnx_latency_ms": latency(session),
     }  # fmt: skip
     files = {"onnx": fp32}
+    if not int8:  # an int8 file from an earlier export would look shipped beside this one
+        (out_dir / "student.int8.onnx").unlink(missing_ok=True)
     if int8:
         files.update(_int8(graph, data, val, test, figures, out_dir, latency, tolerance,
                            threads))  # fmt: skip
