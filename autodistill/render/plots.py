@@ -79,7 +79,7 @@ def plot_front(
     axes[-1].legend(loc="best", fontsize=8)
     device = ""
     if "latency_ms" in objectives and not done.empty and target_text(done):
-        device = f" | latency: {target_text(done)}"
+        device = f"\nlatency: {target_text(done)}"
     fig.suptitle(f"{state_counts(trials)}{device}", fontsize=10)
     _save(fig, path, dpi=120)
 

@@ -81,7 +81,7 @@ def target_text(trials: pd.DataFrame) -> str:
     threads = int(row["latency_threads"])
     return (
         f"{runtime} {precision} on {where}, {threads} thread{'s' if threads != 1 else ''}, "
-        f"batch {batch} (one forward pass of the batch)"
+        f"batch {batch}" + (" (one forward pass)" if batch > 1 else "")
     )
 
 
