@@ -143,6 +143,12 @@ def search(
         storage=storage, heartbeat_s=heartbeat, study_name=study_name, out=out,
         cache_dir=cache_dir,
     )  # fmt: skip
+    target = config.latency_target
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if target.runtime == "torch" and target.device.startswith("cuda") and config.jobs > 1 < gpus:
+        raise UserError(f"--latency-device {target.device} with --jobs {config.jobs}: the "
+                        "workers train on every GPU, so candidates would be timed on a GPU that "
+                        "another worker trains on; use --jobs 1, or time on the cpu")  # fmt: skip
     cores = os.cpu_count() or 1
     for option, n in (("--threads", config.threads), ("--latency-threads", config.latency_threads)):
         if n * config.jobs > cores:

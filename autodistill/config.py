@@ -26,7 +26,12 @@ STUDY_DEFINING = (
     "latency_precision", "target_threads", "latency_batch",
 )  # fmt: skip
 # What a run made before latency had a target was timed with (its config lacks the fields).
-LEGACY_TARGET = {"latency_runtime": "torch", "latency_precision": "fp32", "latency_batch": 1}
+LEGACY_TARGET = {
+    "latency_runtime": "torch",
+    "latency_precision": "fp32",
+    "latency_batch": 1,
+    "precision": "fp32",
+}
 
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -246,13 +251,22 @@ def load_config(run_dir: Path) -> SearchConfig:
         raise UserError(
             f"{run_dir} is not a run directory: {path} is missing (run 'autodistill search' first)"
         )
-    return SearchConfig.from_dict(yaml.safe_load(path.read_text())["config"])
+    doc = yaml.safe_load(path.read_text())
+    config = dict(doc["config"])
+    if "latency_device" not in config:  # timed where it trained, as it resolved then
+        config["latency_device"] = str(doc.get("resolved", {}).get("device", "cpu"))
+    return SearchConfig.from_dict(config)
 
 
 def check_resumable(run_dir: Path, new: SearchConfig) -> None:
     """Refuse to resume the study in ``run_dir`` with settings that would make its trials
     incomparable, or one made by an autodistill that kept accuracy in percent."""
     doc = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text())
+    if "latency_runtime" not in doc["config"] and "objectives" in doc["config"]:
+        raise UserError(f"{run_dir} was made by an autodistill that timed latency in eager "
+                        "PyTorch only (no latency target recorded); 'autodistill report', "
+                        "'train' and 'export' read it, but a search cannot resume it: use "
+                        "another --study-name or --out")  # fmt: skip
     if "objectives" not in doc["config"]:
         raise UserError(f"{run_dir} was made by an older autodistill (accuracy in percent, no "
                         "objectives recorded); 'autodistill report' reads it, but a search "

@@ -107,6 +107,5 @@ def prepare(
     finally:
         lock.release()
     log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
-    views = views.to(device)  # once per worker: every trial reads them there
     return Prepared(data, aug, info, views, threads, device, load_teacher,
                     config.resolved_precision)  # fmt: skip

@@ -30,7 +30,14 @@ def to_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     candidate, so the cheap one is what both the search and ``export`` use. Where it is gone,
     torch.export's.
     """
-    model = _cpu_eval_copy(model)
+    was_training = model.training
+    try:
+        return _export(_cpu_eval_copy(model), input_shape)
+    finally:
+        model.train(was_training)
+
+
+def _export(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     x = torch.zeros(2, *input_shape)
     with torch.inference_mode(False), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice, per call

@@ -102,6 +102,8 @@ def fit(
             sched.load_state_dict(state["scheduler"])
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and "cuda_rng" in state:  # dropout drew on the GPU
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             first = first_line(exc)
             raise UserError(
@@ -173,6 +175,8 @@ def fit(
                 "model": model.state_dict(), "distiller": distiller.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda"
+                   else {}),
             })  # fmt: skip
         if on_epoch is not None:
             on_epoch(epoch, epoch_stats)
@@ -229,7 +233,7 @@ def _check_checkpoint(state: Any) -> None:
         values = state[key].values() if isinstance(state[key], dict) else [None]
         if not all(isinstance(v, Tensor) for v in values):
             raise ValueError(f"its {key} weights are not all tensors")
-    for key in ("generator", "torch_rng"):
+    for key in ("generator", "torch_rng", *(["cuda_rng"] if "cuda_rng" in state else [])):
         if not isinstance(state[key], Tensor) or state[key].dtype != torch.uint8:
             raise ValueError(f"its {key} state is not a random generator's")
     if not isinstance(state["optimizer"], dict) or not isinstance(state["scheduler"], dict):

@@ -145,7 +145,11 @@ def _kernel_share(model, cand, cfg, prep, device: torch.device) -> float | None:
         distil(model, cand, cfg, data=prep.data, aug=prep.aug, views=prep.views)
         torch.cuda.synchronize(device)
         wall = time.perf_counter() - start
-    kernel_us = sum(e.self_device_time_total for e in prof.key_averages())
+    from torch.autograd import DeviceType
+
+    # Only the kernels' own rows: a CPU operator's row also carries the kernels it launched.
+    kernel_us = sum(e.self_device_time_total for e in prof.key_averages()
+                    if e.device_type == DeviceType.CUDA)  # fmt: skip
     return round(kernel_us / 1e6 / wall, 3)
 
 

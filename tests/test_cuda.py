@@ -81,7 +81,7 @@ def test_latency_on_the_gpu_is_timed_with_synchronisation(digits):
     got = measure_on_target(model, (1, 8, 8), LatencyTarget("torch", device="cuda:0"),
                             min_run_time=0.05)  # fmt: skip
     assert got.median_ms > 0.005  # a launch alone is microseconds; the kernels are waited for
-    assert "NVIDIA" in got.details()["latency_hardware"] or got.details()["latency_hardware"]
+    assert got.details()["latency_hardware"] == torch.cuda.get_device_name(0)
 
 
 def test_a_search_on_the_gpu_trains_there_and_times_on_the_cpu(tmp_path, shared_cache):
@@ -98,5 +98,7 @@ def test_a_search_on_the_gpu_trains_there_and_times_on_the_cpu(tmp_path, shared_
     doc = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert doc["resolved"]["device"] == "cuda:0"
     trials = pd.read_csv(run_dir / "trials.csv")
-    assert trials["state"].isin(["COMPLETE", "STOPPED", "INFEASIBLE"]).all()
+    assert (trials["state"] == "COMPLETE").any()
+    failed = trials[trials["state"] == "FAIL"]["failure_reason"].fillna("")
+    assert failed.str.startswith("DidNotLearn").all()  # a 1-epoch student may stay at chance
     assert (trials["latency_device"].dropna() == "cpu").all()  # the target, not the trainer

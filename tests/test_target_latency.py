@@ -189,3 +189,45 @@ def test_one_architecture_is_timed_once_in_a_study(tmp_path, make_ctx, monkeypat
     frame = search.trials_frame(study)
     assert frame["latency_runtime"].eq("onnxruntime").all()
     assert frame["latency_of"].tolist()[1:] == [0, 0]
+
+
+def test_a_run_made_before_latency_had_a_target_is_read_as_timed_then_and_not_resumed(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from autodistill.config import check_resumable, load_config
+
+    example = Path(__file__).resolve().parent.parent / "results/examples/mnist5k-default"
+    run_dir = tmp_path / "mnist5k-default"
+    shutil.copytree(example, run_dir)
+    doc = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for key in ("latency_runtime", "latency_device", "latency_precision", "latency_threads",
+                "latency_batch", "precision"):  # fmt: skip
+        doc["config"].pop(key)
+    doc["resolved"]["device"] = "mps"
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(doc))
+    old = load_config(run_dir)
+    assert (old.latency_runtime, old.latency_device, old.precision) == ("torch", "mps", "fp32")
+    with pytest.raises(UserError, match="timed latency in eager PyTorch only") as err:
+        check_resumable(run_dir, old)
+    assert "\n" not in str(err.value)
+
+
+def test_a_disturbed_latency_is_not_passed_on_to_the_same_architecture():
+    from types import SimpleNamespace
+
+    from autodistill.spaces import Candidate
+    from autodistill.study.controller import _known
+
+    cand = Candidate("resnet", {"depths": [1]}, "kd", {}, {})
+
+    def trial(number, **attrs):
+        return SimpleNamespace(number=number, user_attrs={"candidate": cand.to_dict(), **attrs})
+
+    earlier = [trial(0, latency_ms=9.0, latency_disturbed=True),
+               trial(1, latency_ms=1.0, latency_runtime="ort")]  # fmt: skip
+    now = SimpleNamespace(number=2, study=SimpleNamespace(get_trials=lambda deepcopy: earlier))
+    value, details = _known(now, cand)["latency_ms"]
+    assert value == 1.0 and details["latency_of"] == 1 and details["latency_runtime"] == "ort"

@@ -30,8 +30,11 @@ def dkd_terms(student: Tensor, teacher: Tensor, targets: Tensor, temperature: fl
     mask = F.one_hot(targets, student.shape[1]).bool()
     p_s = F.softmax(student / t, dim=1)
     p_t = F.softmax(teacher.float() / t, dim=1)
-    b_s = torch.stack([p_s[mask], 1 - p_s[mask]], dim=1).clamp_min(1e-8)
-    b_t = torch.stack([p_t[mask], 1 - p_t[mask]], dim=1).clamp_min(1e-8)
+    # gather, not p[mask]: indexing by a mask makes the host wait for the GPU.
+    p_y_s = p_s.gather(1, targets[:, None]).squeeze(1)
+    p_y_t = p_t.gather(1, targets[:, None]).squeeze(1)
+    b_s = torch.stack([p_y_s, 1 - p_y_s], dim=1).clamp_min(1e-8)
+    b_t = torch.stack([p_y_t, 1 - p_y_t], dim=1).clamp_min(1e-8)
     tckd = (b_t * (b_t.log() - b_s.log())).sum(1).mean()
     # Removing the target logit before the softmax gives the non-target distribution exactly.
     log_q_s = F.log_softmax(student / t - 1e4 * mask, dim=1)

@@ -76,7 +76,13 @@ def plot_front(
         ax.grid(True, which="both", alpha=0.25)
     axes[0].invert_yaxis()  # the y axis is shared: invert once, so better is up
     axes[0].set_ylabel("validation accuracy (log scale of the error; up is better)")
-    axes[-1].legend(loc="best", fontsize=8)
+    # One legend for all panels: the teacher may be drawn on some of them only.
+    labelled = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labelled.setdefault(label, handle)
+    if labelled:
+        axes[-1].legend(list(labelled.values()), list(labelled), loc="best", fontsize=8)
     device = ""
     if "latency_ms" in objectives and not done.empty and target_text(done):
         device = f"\nlatency: {target_text(done)}"

@@ -399,8 +399,8 @@ def _known(trial: Trial, candidate: Candidate) -> Known:
     for t in sorted(trial.study.get_trials(deepcopy=False), key=lambda t: t.number):
         a = t.user_attrs
         theirs = a.get("candidate") or {}
-        if t.number == trial.number or "latency_ms" not in a:
-            continue
+        if t.number == trial.number or "latency_ms" not in a or a.get("latency_disturbed"):
+            continue  # a disturbed measurement is not passed on: the next one times again
         if (theirs.get("family"), theirs.get("arch")) != (mine["family"], mine["arch"]):
             continue
         skip = ("latency_ms", "latency_of")

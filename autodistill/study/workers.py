@@ -12,6 +12,7 @@ import multiprocessing
 import multiprocessing.connection
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -63,6 +64,8 @@ def join_study(
     storage = storage if storage is not None else open_run_storage(config)
     # Every worker of a study, on any machine, must train and time trials the same way.
     settings = {k: getattr(config, k) for k in STUDY_DEFINING}
+    # As it resolves: a CPU worker (fp32) and a GPU worker (bf16) of one "auto" train unlike.
+    settings["precision"] = config.resolved_precision
     settings.update(early_stop=config.early_stop, heartbeat_s=config.heartbeat_s)
     data = prep.data
     spec = {"in_chans": data.in_chans, "image_size": data.image_size,
@@ -85,6 +88,8 @@ def work(
     on_trial: Callable[[optuna.Study, Any], None] | None = None,
 ) -> int:
     """One worker: take trials until the study's budget is used; returns how many it ran."""
+    # The cached views where this worker trains, once (a parent of --jobs workers never does).
+    prep = replace(prep, views=prep.views.to(prep.device))
     ctx = TrialContext(
         data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
         threads=prep.threads, limits=Limits(dict(config.limits)), seed=config.seed,
