@@ -348,9 +348,16 @@ def report(run_dir: str | Path) -> ReportResult:
         teacher=teacher, limits=config.limits,
         hypervolume=study.hypervolume_history(the_study),
         importances=study.importances(the_study), students=students,
+        brief_epochs=config.epochs, ranking=_ranking(run_dir),
     )  # fmt: skip
     return ReportResult(run_dir, config.name, trials, render.pareto_frame(trials), objectives,
                         teacher, [m for m, _ in students], files)  # fmt: skip
+
+
+def _ranking(run_dir: Path) -> dict[str, Any] | None:
+    """What ``train --top K`` measured of the brief ranking, if it ran."""
+    path = run_dir / STUDENTS_DIR / "ranking.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _students(run_dir: Path) -> list[tuple[dict, dict | None]]:

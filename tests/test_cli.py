@@ -144,6 +144,12 @@ def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(run, tmp_path, capsy
     # The best front point is among the top 2 and was trained above: it says it is reused.
     assert f"trial {int(best['number'])}: " in out and out.count("already trained with this") == 1
     assert "reused" not in json.loads((student / "metrics.json").read_text())
+    assert main(["report", str(run_dir)]) == 0
+    page = (run_dir / "report.html").read_text()
+    assert "These scores are brief: validation accuracy after 1 epoch of training" in page
+    assert "Rank fidelity (train --top K)" in page and "Kendall tau between the brief" in page
+    for s in ranking["students"]:
+        assert f"<tr><td>{s['trial']}</td>" in page
 
     assert main(["train", str(run_dir), "--trial", "99"]) == 2
     assert "no trial 99" in capsys.readouterr().err

@@ -41,6 +41,8 @@ def write_report(
     hypervolume: list[tuple[int, float]],
     importances: dict[str, float],
     students: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    brief_epochs: int | None = None,
+    ranking: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """The result files, every plot, and report.html / report.md; returns the paths by name."""
     files = write_results(trials, run_dir, objectives=objectives, teacher=teacher, limits=limits)
@@ -54,7 +56,8 @@ def write_report(
     plot_importances(importances, images["importances"])
     files.update({k: v for k, v in images.items() if k != "pareto"})
     files.update(write_page(run_dir, title=title, trials=trials, objectives=objectives,
-                            teacher=teacher, students=students, images=images))  # fmt: skip
+                            teacher=teacher, students=students, images=images,
+                            brief_epochs=brief_epochs, ranking=ranking))  # fmt: skip
     return files
 
 

@@ -88,8 +88,12 @@ def write_page(
     teacher: dict[str, Any] | None,
     students: list[tuple[dict[str, Any], dict[str, Any] | None]],
     images: dict[str, Path],
+    brief_epochs: int | None = None,
+    ranking: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write report.html (self-contained) and report.md beside the images."""
+    """Write report.html (self-contained) and report.md beside the images. ``brief_epochs``
+    says what the front's scores are; ``ranking`` (students/ranking.json of ``train --top K``)
+    how well they ranked the fully trained students."""
     summary = f"{len(trials)} trials: {state_counts(trials)}."
     if teacher:
         summary += (f" Teacher {teacher['name']}: {teacher['params']:,} params, val "
@@ -100,14 +104,42 @@ def write_page(
     paths = {"html": run_dir / "report.html", "md": run_dir / "report.md"}
     table = front_table(trials, objectives)
     heading = f"Pareto front ({', '.join(o.replace('_', ' ') for o in objectives)})"
-    front = front_cells(trials, objectives)
-    write_text_atomic(paths["html"], _html(title, summary, heading, front, students, images))
-    markdown = _markdown(title, summary, heading, table, students, images, run_dir)
+    cells, note = front_cells(trials, objectives)
+    if brief_epochs:
+        note = (
+            f"These scores are brief: validation accuracy after {brief_epochs} epoch"
+            f"{'s' if brief_epochs != 1 else ''} of training (a stopped trial's at the "
+            "epoch it stopped), not after full training. " + note
+        ).strip()
+    sections = [_ranking_section(ranking)] if ranking else []
+    write_text_atomic(paths["html"], _html(title, summary, heading, (cells, note), students,
+                                           images, sections))  # fmt: skip
+    markdown = _markdown(title, summary, heading, table, students, images, run_dir, note,
+                         sections)  # fmt: skip
     write_text_atomic(paths["md"], markdown)
     return paths
 
 
-def _html(title, summary, heading, front, students, images) -> str:
+Section = tuple[str, str, list[str], list[list[str]]]  # heading, sentence, header, rows
+
+
+def _ranking_section(ranking: dict[str, Any]) -> Section:
+    """How the brief scores ranked the students ``train --top K`` trained fully."""
+    tau = ranking.get("kendall_tau")
+    students = ranking.get("students", [])
+    sentence = (
+        f"Kendall tau between the brief and the full validation accuracy of these "
+        f"{len(students)} front points: "
+        f"{'undefined (ties)' if tau is None else f'{tau:.2f}'} (1: the same order)."
+    )
+    rows = [[str(s["trial"]), str(s["arch"]), f"{100 * s['brief_val_accuracy']:.2f}%",
+             f"{100 * s['val_accuracy']:.2f}%", f"{100 * s['test_accuracy']:.2f}%"]
+            for s in students]  # fmt: skip
+    header = ["trial", "arch", "brief val", "full val", "test"]
+    return "Rank fidelity (train --top K)", sentence, header, rows
+
+
+def _html(title, summary, heading, front, students, images, sections=()) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
              f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]  # fmt: skip
@@ -125,6 +157,9 @@ def _html(title, summary, heading, front, students, images) -> str:
         parts.append(_html_table(list(cells.columns), cells.astype(str).values.tolist()))
         if note:
             parts.append(f"<p>{html.escape(note)}</p>")
+    for head, sentence, header, rows in sections:
+        parts += [f"<h2>{html.escape(head)}</h2><p>{html.escape(sentence)}</p>",
+                  _html_table(header, rows)]  # fmt: skip
     if "pareto" in images:
         parts.append(_img(images["pareto"], "accuracy against the other objectives"))
     parts.append("<div class='grid'>")
@@ -148,7 +183,9 @@ def _img(path: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
 
-def _markdown(title, summary, heading, table, students, images, run_dir: Path) -> str:
+def _markdown(
+    title, summary, heading, table, students, images, run_dir: Path, note="", sections=()
+) -> str:
     lines = [f"# {title}", "", summary, ""]
     for student, export in students:
         lines += [f"## Trial {student['trial']}: {student['arch']} ({student['loss']}), fully "
@@ -158,6 +195,19 @@ def _markdown(title, summary, heading, table, students, images, run_dir: Path) -
         lines += [f"| {' | '.join(r)} |" for r in card_rows(student, export)]
         lines.append("")
     lines += [f"## {heading}", "", "```", table, "```", ""]
+    if note:
+        lines += [note, ""]
+    for head, sentence, header, rows in sections:
+        lines += [
+            f"## {head}",
+            "",
+            sentence,
+            "",
+            f"| {' | '.join(header)} |",
+            "|" + "---|" * len(header),
+            *[f"| {' | '.join(r)} |" for r in rows],
+            "",
+        ]
     for key, path in images.items():
         lines.append(f"![{key}]({path.relative_to(run_dir)})")
     return "\n".join(lines) + "\n"
