@@ -94,6 +94,13 @@ def print_train(out: FullTrainOutcome) -> None:
             )
             + ")"
         )
+        learned = s.get("learned")
+        if learned and learned.get("worst_class") is not None:
+            print(f"  learned        agrees with the teacher on "
+                  f"{100 * learned['agreement_with_teacher']:.1f}% of test images; worst-kept "
+                  f"class {learned['worst_class']} ({100 * learned['worst_class_retention']:.1f}%"
+                  f" retained); ECE {learned['student_ece']:.3f} (teacher "
+                  f"{learned['teacher_ece']:.3f})")  # fmt: skip
         weights = out.files[f"trial {s['trial']}"]
         print(f"  weights        {weights}")
     if out.kendall_tau is not None or "ranking" in out.files:

@@ -132,6 +132,11 @@ def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(run, tmp_path, capsy
     assert (student / "student.safetensors").is_file() and not (student / "checkpoint.pt").exists()
     assert metrics["params"] == best["params"] and metrics["epochs"] == 2
     assert 0 < metrics["test_accuracy"] <= 1 and metrics["retention"] > 0
+    learned = metrics["learned"]  # what it learned from the teacher, on test
+    assert 0 <= learned["agreement_with_teacher"] <= 1 and learned["split"] == "test"
+    assert len(learned["per_class"]) == 10 and 0 <= learned["student_ece"] <= 1
+    assert learned["worst_class"] in {c["class"] for c in learned["per_class"]}
+    assert "agrees with the teacher on" in out
     assert "retention" in out and "x smaller than the teacher" in out
     assert "already trained" not in out
 

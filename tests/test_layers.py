@@ -22,7 +22,7 @@ INNER = {
     "study": {"database": 0, "storage": 0, "early_stop": 0, "evaluate": 0, "dashboard": 0,
               "controller": 1,
               "results": 2, "workers": 2},
-    "ship": {"pick": 0, "student": 0, "fulltrain": 1, "export": 1},
+    "ship": {"pick": 0, "student": 0, "learned": 0, "fulltrain": 1, "export": 1},
     "render": {"tables": 0, "plots": 1, "page": 1},
     "spaces": {"model": 0, "parse": 1},
 }  # fmt: skip

@@ -40,6 +40,40 @@ def _target(student: dict[str, Any]) -> str:
     )
 
 
+def _learned_rows(learned: dict[str, Any] | None) -> list[list[str]]:
+    """Agreement with the teacher, the class kept worst, and calibration (students trained by
+    an autodistill that measured them)."""
+    if not learned:
+        return []
+    rows = [
+        [
+            "agreement with the teacher (test top-1)",
+            "",
+            f"{100 * learned['agreement_with_teacher']:.1f}%",
+            "same answer as the teacher",
+        ]
+    ]
+    worst = next((c for c in learned["per_class"] if c["class"] == learned["worst_class"]), None)
+    if worst is not None:
+        rows.append(
+            [
+                f"worst-kept class ({worst['class']})",
+                f"{100 * worst['teacher_accuracy']:.1f}%",
+                f"{100 * worst['student_accuracy']:.1f}%",
+                f"{100 * worst['retention']:.1f}% retained",
+            ]
+        )
+    rows.append(
+        [
+            "calibration error (ECE, test)",
+            f"{learned['teacher_ece']:.3f}",
+            f"{learned['student_ece']:.3f}",
+            "0 is calibrated",
+        ]
+    )
+    return rows
+
+
 def card_rows(student: dict[str, Any], export: dict[str, Any] | None) -> list[list[str]]:
     """Teacher vs student: accuracy and retention, size, latency and speed-up (fp32, int8)."""
     t = student["teacher"]
@@ -52,6 +86,7 @@ def card_rows(student: dict[str, Any], export: dict[str, Any] | None) -> list[li
         [f"latency ({_target(student)})", f"{t['latency_ms']:.3f} ms",
          f"{student['latency_ms']:.3f} ms", times(student["speedup"])],
     ]  # fmt: skip
+    rows += _learned_rows(student.get("learned"))
     if export:
         torch_ms = export["torch_latency_ms"]
         onnx_ms = export["onnx_latency_ms"]

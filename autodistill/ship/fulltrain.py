@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 from safetensors.torch import save_file
 from scipy.stats import kendalltau
+from torch import Tensor
 
 from autodistill.config import STUDENTS_DIR, load_config
 from autodistill.data.augment import normalize
@@ -24,12 +24,13 @@ from autodistill.objectives import OBJECTIVES, Probe, get_objective
 from autodistill.prepare import Prepared, prepare
 from autodistill.progress import Progress, silent
 from autodistill.recipe import build, distil, recipe_for, recipe_record
+from autodistill.ship.learned import what_it_learned
 from autodistill.ship.pick import pick, pick_within, top_front
 from autodistill.ship.student import METRICS, WEIGHTS, student_dir
 from autodistill.spaces import Candidate, load_space
 from autodistill.study import load_study, open_storage, study_objectives, trial_candidate
 from autodistill.study import trials_frame as study_trials
-from autodistill.trainer import evaluate
+from autodistill.trainer import evaluate, predict
 
 log = logging.getLogger(__name__)
 # Recorded for every trained student: whatever the registry measures before training.
@@ -93,13 +94,7 @@ def train_students(
     chosen = [(n, *trial_candidate(study, n)) for n in numbers]
     prep = prepare(config, load_space(config.space).teacher_outputs(), progress=progress)
     target = config.latency_target
-    teacher_ms: float | None = None
-
-    def teacher_latency() -> float:  # on the students' target, once, only if one trains
-        nonlocal teacher_ms
-        if teacher_ms is None:
-            teacher_ms = prep.teacher_on_target(target)["latency_ms"]
-        return teacher_ms
+    teacher_figures = _TeacherFigures(prep, target)
 
     students = [
         _train_one(
@@ -112,7 +107,7 @@ def train_students(
             student_dir(run_dir, n),
             progress,
             target,
-            teacher_latency,
+            teacher_figures,
         )  # fmt: skip
         for n, cand, attrs in chosen
     ]
@@ -140,9 +135,31 @@ def _kendall(brief: list[float], full: list[float]) -> float | None:
     return None if tau != tau else float(tau)  # NaN when one ranking is all ties
 
 
+class _TeacherFigures:
+    """The teacher's latency on the run's target and its test logits: what each student is
+    compared with, each computed once and only if a student trains."""
+
+    def __init__(self, prep: Prepared, target: LatencyTarget) -> None:
+        self.prep, self.target = prep, target
+        self._latency: float | None = None
+        self._logits: Tensor | None = None
+
+    def latency_ms(self) -> float:
+        if self._latency is None:
+            self._latency = self.prep.teacher_on_target(self.target)["latency_ms"]
+        return self._latency
+
+    def test_logits(self) -> Tensor:
+        if self._logits is None:
+            data = self.prep.data
+            self._logits = predict(self.prep.load_teacher().to(self.prep.device),
+                                   data.test.images, data.stats)  # fmt: skip
+        return self._logits
+
+
 def _train_one(
     prep: Prepared, number: int, cand: Candidate, attrs: dict[str, Any], epochs: int, seed: int,
-    out: Path, progress: Progress, target: LatencyTarget, teacher_latency: Callable[[], float],
+    out: Path, progress: Progress, target: LatencyTarget, teacher_figures: _TeacherFigures,
 ) -> dict[str, Any]:  # fmt: skip
     cfg = recipe_for(cand, epochs=epochs, seed=seed, device=prep.device, precision=prep.precision)
     recipe = recipe_record(cfg)
@@ -166,6 +183,7 @@ def _train_one(
                      checkpoint=checkpoint,
                      on_epoch=lambda e, _: progress(task, e + 1, epochs, unit="epoch"))  # fmt: skip
     shape = (spec.in_chans, spec.image_size, spec.image_size)
+    test_logits = predict(model, data.test.images, data.stats)  # the one look at the test split
     probe = Probe(model, shape, prep.device, target, calibration=_calibration(prep))
     measured: dict[str, Any] = {}
     for name in MEASURED:
@@ -177,10 +195,13 @@ def _train_one(
         "candidate": cand.to_dict(), "recipe": recipe, "epochs": epochs,
         "final_loss": history[-1], "brief_val_accuracy": attrs.get("val_accuracy"),
         "val_accuracy": evaluate(model, data.val, data.stats),
-        "test_accuracy": evaluate(model, data.test, data.stats),  # the one look at the test split
+        "test_accuracy": float((test_logits.argmax(1) == data.test.labels).float().mean()),
         **measured,
         "teacher": {"name": teacher.name, "params": teacher.params,
-                    "test_accuracy": teacher.test_accuracy, "latency_ms": teacher_latency()},
+                    "test_accuracy": teacher.test_accuracy,
+                    "latency_ms": teacher_figures.latency_ms()},
+        "learned": what_it_learned(test_logits, teacher_figures.test_logits(), data.test.labels,
+                                   data.classes),
     }  # fmt: skip
     metrics["retention"] = metrics["test_accuracy"] / teacher.test_accuracy
     metrics["size_ratio"] = teacher.params / metrics["params"]
