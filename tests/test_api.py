@@ -133,6 +133,7 @@ def test_the_committed_examples_student_loads_and_so_does_an_older_runs():
     from pathlib import Path
 
     example = Path(__file__).resolve().parent.parent / "results/examples/mnist5k-default"
+    assert (example / "students" / "trial-17" / "student.safetensors").is_file()  # trained
     model = autodistill.load_student(example, trial=17)
     assert sum(p.numel() for p in model.parameters()) == 9744
     assert sum(p.numel() for p in autodistill.load_student(OLD_RUN, trial=41).parameters()) == 8150
