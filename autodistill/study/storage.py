@@ -96,6 +96,14 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
 def _rdb(url: str, heartbeat_s: int) -> RDBStorage:
     """The database storage. Workers that start together on a new database race to create its
     tables; the losers find them made and try again."""
+    # A connection the server dropped (a restart) is replaced, not used.
+    engine: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        # A worker stopped mid-transaction (SIGSTOP, a frozen VM) would hold its row locks, and
+        # every other worker would wait on them; the server ends such a transaction once it has
+        # been idle as long as a heartbeat may be silent, and the others go on.
+        idle_ms = GRACE * heartbeat_s * 1000
+        engine["connect_args"] = {"options": f"-c idle_in_transaction_session_timeout={idle_ms}"}
     for attempt in range(3):
         try:
             with quiet_experimental():
@@ -104,8 +112,7 @@ def _rdb(url: str, heartbeat_s: int) -> RDBStorage:
                     heartbeat_interval=heartbeat_s,
                     grace_period=GRACE * heartbeat_s,
                     heartbeat_stale_trial_callback=RETRY,
-                    # A connection the server dropped (a restart) is replaced, not used.
-                    engine_kwargs={"pool_pre_ping": True},
+                    engine_kwargs=engine,
                 )
         except Exception as exc:
             if attempt == 2 or not lost_a_race(exc):
