@@ -18,7 +18,7 @@ from torch import nn
 
 from autodistill.cache import TeacherViews, cache_key, compute_views, load_views
 from autodistill.config import SearchConfig
-from autodistill.data.augment import Augmentation, default_augmentation, normalize
+from autodistill.data.augment import Augmentation, default_augmentation
 from autodistill.data.sources import load_dataset
 from autodistill.data.splits import DatasetSplits
 from autodistill.latency import LatencyTarget, measure_on_target
@@ -55,7 +55,7 @@ class Prepared:
         shape = (self.data.in_chans, self.data.image_size, self.data.image_size)
         calibration = None
         if target.precision == "int8":
-            calibration = normalize(self.data.train.images[:256], *self.data.stats).numpy()
+            calibration = self.data.calibration()
         measured = measure_on_target(self.load_teacher(), shape, target, calibration=calibration)
         info = self.teacher.to_dict()
         return {**info, "torch_latency_ms": info["latency_ms"], "latency_ms": measured.median_ms,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import torch
 
 
@@ -66,3 +67,10 @@ class DatasetSplits:
         mean = x.mean(dim=(0, 2, 3))
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
         return tuple(mean.tolist()), tuple(std.tolist())
+
+    def calibration(self, n: int = 256) -> np.ndarray:
+        """The first ``n`` training images, normalised, as an int8 recipe calibrates its
+        activation ranges on them (never validation or test images)."""
+        from autodistill.data.augment import normalize
+
+        return normalize(self.train.images[:n], *self.stats).numpy()

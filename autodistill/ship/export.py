@@ -119,7 +119,7 @@ def _int8(
     out_dir: Path, latency: Callable[[Any], float], tolerance: float, threads: int,
 ) -> dict[str, Path]:  # fmt: skip
     """Try the int8 recipes; write the one that ships (none when fp32 stays faster)."""
-    calibration = normalize(data.train.images[:256], *data.stats).numpy()  # never val or test
+    calibration = data.calibration()
 
     def time_graph(g: bytes) -> float:
         return latency(runtime.session(g, threads=threads))

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from safetensors.torch import save_file
 from scipy.stats import kendalltau
 from torch import Tensor
 
 from autodistill.config import STUDENTS_DIR, load_config
-from autodistill.data.augment import normalize
 from autodistill.device import resolve_device
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
@@ -125,11 +123,6 @@ def train_students(
     return FullTrainOutcome(students, tau, files, reused)
 
 
-def _calibration(prep: Prepared) -> np.ndarray:
-    """Training images an int8 target calibrates its activation ranges on."""
-    return normalize(prep.data.train.images[:256], *prep.data.stats).numpy()
-
-
 def _kendall(brief: list[float], full: list[float]) -> float | None:
     tau = kendalltau(brief, full).statistic
     return None if tau != tau else float(tau)  # NaN when one ranking is all ties
@@ -184,7 +177,7 @@ def _train_one(
                      on_epoch=lambda e, _: progress(task, e + 1, epochs, unit="epoch"))  # fmt: skip
     shape = (spec.in_chans, spec.image_size, spec.image_size)
     test_logits = predict(model, data.test.images, data.stats)  # the one look at the test split
-    probe = Probe(model, shape, prep.device, target, calibration=_calibration(prep))
+    probe = Probe(model, shape, prep.device, target, calibration=prep.data.calibration())
     measured: dict[str, Any] = {}
     for name in MEASURED:
         measured[name], extra = get_objective(name).record(probe)

@@ -395,15 +395,14 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float
 
 def _known(trial: Trial, candidate: Candidate) -> Known:
     """The timed objectives the study's first trial of the same architecture recorded."""
-    mine = candidate.to_dict()
+    d = candidate.to_dict()  # as recorded: JSON lists, not tuples
+    mine, skip = (d["family"], d["arch"]), ("latency_ms", "latency_of")
     for t in sorted(trial.study.get_trials(deepcopy=False), key=lambda t: t.number):
-        a = t.user_attrs
-        theirs = a.get("candidate") or {}
-        if t.number == trial.number or "latency_ms" not in a or a.get("latency_disturbed"):
-            continue  # a disturbed measurement is not passed on: the next one times again
-        if (theirs.get("family"), theirs.get("arch")) != (mine["family"], mine["arch"]):
+        a, theirs = t.user_attrs, t.user_attrs.get("candidate") or {}
+        # A disturbed measurement is not passed on: the next trial of it times again.
+        if t.number == trial.number or "latency_ms" not in a or a.get("latency_disturbed") or (
+                theirs.get("family"), theirs.get("arch")) != mine:  # fmt: skip
             continue
-        skip = ("latency_ms", "latency_of")
         details = {k: v for k, v in a.items() if k.startswith("latency_") and k not in skip}
         details["latency_of"] = a.get("latency_of", t.number)
         return {"latency_ms": (a["latency_ms"], details)}

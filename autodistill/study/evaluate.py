@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from autodistill.cache import TeacherViews
-from autodistill.data.augment import Augmentation, normalize
+from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits, ImageSet
 from autodistill.families import InfeasibleArchitecture, InputSpec, get_family
 from autodistill.latency import LatencyTarget
@@ -107,7 +107,7 @@ def measure_candidate(
     model = build(candidate, ctx.spec, seed=ctx.seed).to(ctx.device)
     calibration = None
     if ctx.target.precision == "int8":  # int8 ranges calibrated on training images
-        calibration = normalize(ctx.data.train.images[:64], *ctx.data.stats).numpy()
+        calibration = ctx.data.calibration(64)
     probe = Probe(model, ctx.input_shape, ctx.device, ctx.target, calibration=calibration)
     values, details = _measure(ctx.before_training(), probe, ctx.limits, known or {})
     arch = get_family(candidate.family).describe(candidate.arch)
