@@ -4,6 +4,7 @@
     run = autodistill.search(budget=50, data="mnist5k")
     run.front                                   # the Pareto front, a pandas DataFrame
     autodistill.train(run.run_dir, pick="knee")
+    autodistill.compress(run.run_dir, prune=(0.25, 0.5), qat=True)  # the compression front
     student = autodistill.load_student(run.run_dir, trial=int(run.front["number"].iloc[0]))
 
 The names below are imported on first use, so ``import autodistill`` does not wait for torch.
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _WHERE = {
-    "search": "api", "train": "api", "export": "api", "report": "api", "load_student": "api",
-    "list_spaces": "api", "dashboard": "api", "SearchResult": "api", "ReportResult": "api",
+    "search": "api", "train": "api", "compress": "api", "export": "api", "report": "api",
+    "load_student": "api", "list_spaces": "api", "dashboard": "api", "SearchResult": "api",
+    "ReportResult": "api",
     "UserError": "errors", "Progress": "progress", "OBJECTIVES": "objectives",
 }  # fmt: skip
 
@@ -29,6 +31,7 @@ __all__ = [
     "SearchResult",
     "UserError",
     "__version__",
+    "compress",
     "dashboard",
     "export",
     "load_student",
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from autodistill.api import (
         ReportResult,
         SearchResult,
+        compress,
         dashboard,
         export,
         list_spaces,

@@ -36,6 +36,7 @@ from autodistill.int8 import TOLERANCE as INT8_TOLERANCE
 from autodistill.objectives import DEFAULT, get_objective
 from autodistill.prepare import Prepared, prepare
 from autodistill.progress import Progress, silent
+from autodistill.ship.variants import TOLERANCE as COMPRESS_TOLERANCE
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
 from autodistill.study.workers import (
@@ -319,6 +320,31 @@ def export(
                                    tolerance=tolerance)  # fmt: skip
 
 
+def compress(
+    run_dir: str | Path,
+    *,
+    trial: int | None = None,
+    pick: str | None = None,
+    prune: tuple[float, ...] = (0.25, 0.5),
+    qat: bool = False,
+    epochs: int = 5,
+    kd: bool = True,
+    tolerance: float = COMPRESS_TOLERANCE,
+    device: str | None = None,
+    progress: Progress = silent,
+) -> ship.CompressOutcome:
+    """Compress a fully trained student (``autodistill compress``): prune it by each ratio of
+    ``prune`` (fractions of channels) with distillation fine-tuning (``kd=False``: plain
+    cross-entropy), int8 after training and, with ``qat``, quantization-aware distillation;
+    every variant measured on the run's target, the fastest within ``tolerance`` of the
+    student's validation accuracy chosen."""
+    config = load_config(Path(run_dir))
+    with _threads(config.resolved_threads):
+        return ship.compress_student(Path(run_dir), trial=trial, rule=pick, ratios=tuple(prune),
+                                     qat_kd=qat, epochs=epochs, kd=kd, tolerance=tolerance,
+                                     device=device, progress=progress)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ReportResult:
     """What ``report`` found in a run, and the files it drew."""
@@ -351,7 +377,7 @@ def report(run_dir: str | Path) -> ReportResult:
         brief_epochs=config.epochs, ranking=_ranking(run_dir),
     )  # fmt: skip
     return ReportResult(run_dir, config.name, trials, render.pareto_frame(trials), objectives,
-                        teacher, [m for m, _ in students], files)  # fmt: skip
+                        teacher, [m for m, _, _ in students], files)  # fmt: skip
 
 
 def _ranking(run_dir: Path) -> dict[str, Any] | None:
@@ -360,14 +386,15 @@ def _ranking(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _students(run_dir: Path) -> list[tuple[dict, dict | None]]:
-    """Fully trained students of the run, with their export figures where they were exported."""
+def _students(run_dir: Path) -> list[tuple[dict, dict | None, dict | None]]:
+    """Fully trained students of the run, with their export and compression figures where
+    they were exported and compressed."""
     out = []
     for number in ship.trained_numbers(run_dir):
         metrics = run_dir / STUDENTS_DIR / f"trial-{number}" / "metrics.json"
-        exported = metrics.with_name("export.json")
-        figures = json.loads(exported.read_text()) if exported.is_file() else None
-        out.append((json.loads(metrics.read_text()), figures))
+        extra = [metrics.with_name(n) for n in ("export.json", "compress.json")]
+        exported, compressed = (json.loads(p.read_text()) if p.is_file() else None for p in extra)
+        out.append((json.loads(metrics.read_text()), exported, compressed))
     return out
 
 

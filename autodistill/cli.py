@@ -65,6 +65,20 @@ def _positive(text: str) -> float:
     return value
 
 
+def _ratios(text: str) -> tuple[float, ...]:
+    """``0.25,0.5``: pruning ratios, each a fraction of channels in (0, 1)."""
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of fractions "
+                                         "such as 0.25,0.5") from None  # fmt: skip
+    bad = [v for v in values if not 0 < v < 1]
+    if bad:
+        raise argparse.ArgumentTypeError(f"a pruning ratio is a fraction of channels in (0, 1); "
+                                         f"got {bad[0]}")  # fmt: skip
+    return values
+
+
 def _limit_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, verb: str) -> None:
     """``--max-<objective>`` for every objective measured before training."""
     from autodistill.objectives import limitable
@@ -85,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     from autodistill.latency import PRECISIONS as LATENCY_PRECISIONS
     from autodistill.latency import RUNTIMES
     from autodistill.objectives import OBJECTIVES
+    from autodistill.ship.variants import TOLERANCE as COMPRESS_TOLERANCE
 
     D = SearchConfig()  # noqa: N806 - the defaults live in one place: the config
     p = _Parser(
@@ -217,6 +232,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the most validation accuracy an int8 recipe may lose and still ship "
                    f"(default {INT8_TOLERANCE}: one point)")  # fmt: skip
 
+    c = sub.add_parser("compress", help="prune a trained student with distillation, int8 "
+                       "after training and quantization-aware: the compression front")  # fmt: skip
+    c.add_argument("run_dir", type=Path)
+    which = c.add_argument_group("which trained student (one of; needed if several)")
+    which.add_argument("--trial", type=int, help="this trial number")
+    which.add_argument("--pick", choices=("knee", "best", "smallest", "fastest"),
+                       help="a point of the front by rule (it must be trained)")  # fmt: skip
+    c.add_argument("--prune", type=_ratios, default=(0.25, 0.5), metavar="R[,R...]",
+                   help="fractions of channels to remove, each a variant (default 0.25,0.5); "
+                   "more than 0.3 is removed in rounds of at most 0.3, fine-tuned "
+                   "between")  # fmt: skip
+    c.add_argument(
+        "--qat",
+        action="store_true",
+        help="also train each variant int8-quantization-aware, with distillation",
+    )
+    c.add_argument(
+        "--epochs",
+        type=int,
+        default=5,
+        help="fine-tuning epochs per pruning round and per QAT run (default 5)",
+    )
+    c.add_argument("--tolerance", type=float, default=COMPRESS_TOLERANCE, metavar="FRACTION",
+                   help="the most validation accuracy a variant may lose and be chosen "
+                   f"(default {COMPRESS_TOLERANCE}: half a point)")  # fmt: skip
+    c.add_argument("--device", help=f"where to fine-tune: {CHOICES} (by default the run's)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+
     d = sub.add_parser("dashboard", help="browse a run's study in optuna-dashboard")
     d.add_argument("run_dir", type=Path)
     d.add_argument("--host", default="127.0.0.1")
@@ -323,6 +366,21 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress(args: argparse.Namespace) -> int:
+    from autodistill import api, terminal
+
+    bars = terminal.Bars(not args.quiet)
+    try:
+        out = api.compress(
+            args.run_dir, trial=args.trial, pick=args.pick, prune=args.prune, qat=args.qat,
+            epochs=args.epochs, tolerance=args.tolerance, device=args.device, progress=bars,
+        )  # fmt: skip
+    finally:
+        bars.close()
+    terminal.print_compress(out)
+    return 0
+
+
 def _dashboard(args: argparse.Namespace) -> int:
     from autodistill import api
 
@@ -350,6 +408,7 @@ def _spaces(args: argparse.Namespace) -> int:
 _COMMANDS = {
     "search": _search,
     "train": _train,
+    "compress": _compress,
     "export": _export,
     "report": _report,
     "dashboard": _dashboard,

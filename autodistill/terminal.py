@@ -9,7 +9,7 @@ from autodistill.api import ReportResult, SearchResult
 from autodistill.objectives import get_objective
 from autodistill.render import front_table, state_counts
 from autodistill.render.tables import times
-from autodistill.ship import ExportOutcome, FullTrainOutcome
+from autodistill.ship import CompressOutcome, ExportOutcome, FullTrainOutcome
 from autodistill.spaces import SearchSpace
 
 
@@ -135,6 +135,27 @@ def print_export(out: ExportOutcome) -> None:
             got = (f"{r['latency_ms']:.3f} ms, val {100 * r['val_accuracy']:.2f}%"
                    if r["latency_ms"] is not None else r["error"])  # fmt: skip
             print(f"    {r['recipe']:28s} {got}")
+    for name, path in out.files.items():
+        print(f"  {name:12s} {path}")
+
+
+def print_compress(out: CompressOutcome) -> None:
+    """The compression front as a table, the variant chosen and why, and the files."""
+    first = out.variants[0]
+    print(f"trial {out.trial} compressed: {len(out.variants)} variants, ONNX Runtime on the cpu, "
+          f"{first['latency_threads']} threads, batch {first['latency_batch']} (median of "
+          "interleaved passes)")  # fmt: skip
+    if out.resumed:
+        print(f"  finished before, not trained again: {', '.join(out.resumed)}")
+    print(f"  {'variant':28s} {'params':>9s} {'kB':>7s} {'val':>7s} {'test':>7s} {'ms':>7s} "
+          f"{'x student':>9s} {'x teacher':>9s}")  # fmt: skip
+    for v in out.variants:
+        mark = "*" if v["variant"] == out.best else " "
+        print(f"{mark} {v['variant']:28s} {v['params']:>9,} {v['onnx_bytes'] / 1e3:>7.1f} "
+              f"{100 * v['val_accuracy']:>6.2f}% {100 * v['test_accuracy']:>6.2f}% "
+              f"{v['latency_ms']:>7.3f} {v['speedup_vs_student']:>8.2f}x "
+              f"{v['speedup_vs_teacher']:>8.1f}x")  # fmt: skip
+    print(f"chosen (on validation): {out.why}")
     for name, path in out.files.items():
         print(f"  {name:12s} {path}")
 

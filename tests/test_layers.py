@@ -13,7 +13,8 @@ LAYERS = {
     "errors": 0, "domain": 0, "files": 0, "signals": 0, "progress": 0,
     "device": 1, "data": 1, "forward": 1,
     "cache": 2, "families": 2, "losses": 2, "spaces": 3, "measure": 4, "trainer": 4,
-    "runtime": 4, "int8": 5, "latency": 5, "objectives": 5, "recipe": 5, "teacher": 5,
+    "runtime": 4, "prune": 4, "qat": 4, "int8": 5, "latency": 5, "objectives": 5, "recipe": 5,
+    "teacher": 5,
     "config": 6, "prepare": 7, "render": 7,
     "study": 8, "ship": 9, "api": 10, "terminal": 11, "cli": 12,
 }  # fmt: skip
@@ -22,7 +23,8 @@ INNER = {
     "study": {"database": 0, "storage": 0, "early_stop": 0, "evaluate": 0, "dashboard": 0,
               "controller": 1,
               "results": 2, "workers": 2},
-    "ship": {"pick": 0, "student": 0, "learned": 0, "fulltrain": 1, "export": 1},
+    "ship": {"pick": 0, "student": 0, "learned": 0, "variants": 0, "fulltrain": 1, "export": 1,
+             "compress": 1},
     "render": {"tables": 0, "plots": 1, "page": 1},
     "spaces": {"model": 0, "parse": 1},
 }  # fmt: skip

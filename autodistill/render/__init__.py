@@ -11,7 +11,13 @@ from typing import Any
 import pandas as pd
 
 from autodistill.render.page import card_rows, write_page
-from autodistill.render.plots import plot_3d, plot_front, plot_hypervolume, plot_importances
+from autodistill.render.plots import (
+    plot_3d,
+    plot_compression,
+    plot_front,
+    plot_hypervolume,
+    plot_importances,
+)
 from autodistill.render.tables import front_table, pareto_frame, state_counts, write_tables
 
 
@@ -40,7 +46,7 @@ def write_report(
     limits: dict[str, float],
     hypervolume: list[tuple[int, float]],
     importances: dict[str, float],
-    students: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    students: list[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]],
     brief_epochs: int | None = None,
     ranking: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
@@ -54,6 +60,11 @@ def write_report(
     plot_hypervolume(hypervolume, images["hypervolume"], objectives=objectives)
     images["importances"] = run_dir / "importances.png"
     plot_importances(importances, images["importances"])
+    for student, _, compressed in students:  # each compressed student beside the front
+        if compressed:
+            key = f"compress-trial-{student['trial']}"
+            images[key] = run_dir / f"{key}.png"
+            plot_compression(trials, compressed, student, images[key])
     files.update({k: v for k, v in images.items() if k != "pareto"})
     files.update(write_page(run_dir, title=title, trials=trials, objectives=objectives,
                             teacher=teacher, students=students, images=images,

@@ -74,8 +74,32 @@ def _learned_rows(learned: dict[str, Any] | None) -> list[list[str]]:
     return rows
 
 
-def card_rows(student: dict[str, Any], export: dict[str, Any] | None) -> list[list[str]]:
-    """Teacher vs student: accuracy and retention, size, latency and speed-up (fp32, int8)."""
+def _compressed_rows(compressed: dict[str, Any] | None) -> list[list[str]]:
+    """The compressed variant chosen on validation against the teacher, both timed in the one
+    interleaved run of ``compress``."""
+    if not compressed:
+        return []
+    t = compressed["teacher"]
+    best = next(v for v in compressed["variants"] if v["variant"] == compressed["best"])
+    name = best["variant"]
+    return [
+        [f"compressed: {name}, test accuracy", f"{100 * t['test_accuracy']:.2f}%",
+         f"{100 * best['test_accuracy']:.2f}%", f"{100 * best['retention']:.1f}% retained"],
+        [f"compressed: {name}, parameters / file", f"{t['params']:,}",
+         f"{best['params']:,} / {best['onnx_bytes'] / 1e3:.0f} kB",
+         f"{best['size_ratio']:.1f}x smaller"],
+        [f"compressed: {name}, latency (ONNX Runtime, compress timed both)",
+         f"{t['latency_ms']:.3f} ms", f"{best['latency_ms']:.3f} ms",
+         times(best["speedup_vs_teacher"])],
+        ["compressed: why this variant", "", "", compressed["why"]],
+    ]  # fmt: skip
+
+
+def card_rows(
+    student: dict[str, Any], export: dict[str, Any] | None, compressed: dict[str, Any] | None = None
+) -> list[list[str]]:
+    """Teacher vs student: accuracy and retention, size, latency and speed-up (fp32, int8), and
+    the compressed variant chosen, when ``compress`` has run."""
     t = student["teacher"]
     acc_t = 100 * t["test_accuracy"]
     rows = [
@@ -111,7 +135,7 @@ def card_rows(student: dict[str, Any], export: dict[str, Any] | None) -> list[li
         elif "int8" in export:  # tried, and fp32 was faster or int8 lost too much
             rows.append(["latency (ONNX Runtime int8)", "", "not shipped",
                          export["int8"]["why"]])  # fmt: skip
-    return rows
+    return rows + _compressed_rows(compressed)
 
 
 def write_page(
@@ -178,12 +202,17 @@ def _html(title, summary, heading, front, students, images, sections=()) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
              f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]  # fmt: skip
-    for student, export in students:
+    for student, export, compressed in students:
         parts.append(f"<h2>Trial {student['trial']}: {html.escape(str(student['arch']))} "
                      f"({html.escape(student['loss'])}), fully trained {student['epochs']} epochs"
                      "</h2>")  # fmt: skip
         parts.append(_html_table(["", "teacher", "student", "student vs teacher"],
-                                 card_rows(student, export)))  # fmt: skip
+                                 card_rows(student, export, compressed)))  # fmt: skip
+        if compressed:
+            parts.append(_compression_table(compressed))
+            key = f"compress-trial-{student['trial']}"
+            if key in images:
+                parts.append(_img(images[key], "compressed variants beside the front"))
     parts.append(f"<h2>{html.escape(heading)}</h2>")
     cells, note = front
     if cells.empty:
@@ -206,6 +235,20 @@ def _html(title, summary, heading, front, students, images, sections=()) -> str:
     return "\n".join(parts)
 
 
+_VARIANT_HEADER = ["variant", "params", "file", "val", "test", "latency", "vs student",
+                   "vs teacher"]  # fmt: skip
+
+
+def _compression_table(compressed: dict[str, Any]) -> str:
+    """Every variant ``compress`` made (students/trial-N/compress.csv), the chosen one marked."""
+    rows = [[("* " if v["variant"] == compressed["best"] else "") + v["variant"],
+             f"{v['params']:,}", f"{v['onnx_bytes'] / 1e3:.0f} kB",
+             f"{100 * v['val_accuracy']:.2f}%", f"{100 * v['test_accuracy']:.2f}%",
+             f"{v['latency_ms']:.3f} ms", times(v["speedup_vs_student"]),
+             times(v["speedup_vs_teacher"])] for v in compressed["variants"]]  # fmt: skip
+    return _html_table(_VARIANT_HEADER, rows)
+
+
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
@@ -222,12 +265,12 @@ def _markdown(
     title, summary, heading, table, students, images, run_dir: Path, note="", sections=()
 ) -> str:
     lines = [f"# {title}", "", summary, ""]
-    for student, export in students:
+    for student, export, compressed in students:
         lines += [f"## Trial {student['trial']}: {student['arch']} ({student['loss']}), fully "
                   f"trained {student['epochs']} epochs", "",
                   "| | teacher | student | student vs teacher |",
                   "|---|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| {' | '.join(r)} |" for r in card_rows(student, export)]
+        lines += [f"| {' | '.join(r)} |" for r in card_rows(student, export, compressed)]
         lines.append("")
     lines += [f"## {heading}", "", "```", table, "```", ""]
     if note:
@@ -243,6 +286,6 @@ def _markdown(
             *[f"| {' | '.join(r)} |" for r in rows],
             "",
         ]
-    for key, path in images.items():
+    for key, path in images.items():  # the compression plots included
         lines.append(f"![{key}]({path.relative_to(run_dir)})")
     return "\n".join(lines) + "\n"

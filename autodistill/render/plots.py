@@ -163,6 +163,61 @@ def plot_hypervolume(
     _save(fig, path)
 
 
+_MARKERS = {"fp32": "o", "int8-ptq": "s", "int8-qat-kd": "D", "int8-qat": "D"}
+
+
+def plot_compression(
+    trials: pd.DataFrame, compressed: dict[str, Any], student: dict[str, Any], path: Path
+) -> None:
+    """A student's compressed variants (validation accuracy against ONNX Runtime latency and
+    against params) beside the search's front, the fully trained student and the teacher.
+
+    The front's accuracies are brief-training scores and its latencies the search's; the
+    variants' are after fine-tuning, timed together in one run: the figure says so.
+    """
+    variants = pd.DataFrame(compressed["variants"])
+    teacher = compressed["teacher"]
+    fig = Figure(figsize=(12, 4.8))
+    axes = fig.subplots(1, 2, sharey=True)
+    done = _done(trials)
+    front = done[done["pareto"].astype(bool)] if not done.empty else done
+    for ax, x in zip(axes, ("latency_ms", "params"), strict=True):
+        if x in front:
+            ax.scatter(front[x], _error(front[ACCURACY]), s=40, facecolors="none",
+                       edgecolors="grey", label="search front (brief scores)")  # fmt: skip
+        ax.scatter([student[x]], [_error(student[ACCURACY])], s=90, color="black", marker="P",
+                   label=f"trial {student['trial']} fully trained", zorder=4)  # fmt: skip
+        for precision, rows in variants.groupby("precision", sort=False):
+            ax.scatter(rows[x], _error(rows[ACCURACY]), s=55, marker=_MARKERS.get(precision, "o"),
+                       label=f"compressed, {precision}", zorder=5)  # fmt: skip
+            for _, r in rows.iterrows():
+                ax.annotate(r["variant"].split("/")[0].removeprefix("prune-") + "%",
+                            (r[x], _error(r[ACCURACY])), textcoords="offset points",
+                            xytext=(4, 3), fontsize=7)  # fmt: skip
+        ax.scatter([teacher[x]], [_error(teacher.get("val_accuracy", teacher["test_accuracy"]))],
+                   marker="*", s=220, color="crimson", label=f"teacher ({teacher['name']})",
+                   zorder=4)  # fmt: skip
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain))
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{100 - v:g}%"))
+        ax.set_xlabel(get_objective(x).label)
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0].invert_yaxis()
+    axes[0].set_ylabel("validation accuracy (log scale of the error; up is better)")
+    axes[-1].legend(loc="best", fontsize=8)
+    first = variants.iloc[0]
+    fig.suptitle(f"trial {student['trial']} compressed: variants timed together in ONNX Runtime "
+                 f"on the cpu, {first['latency_threads']} threads, batch "
+                 f"{first['latency_batch']}; labels are the % of channels pruned",
+                 fontsize=10)  # fmt: skip
+    _save(fig, path, dpi=120)
+
+
 def plot_importances(importances: dict[str, float], path: Path) -> None:
     """Which hyperparameters mattered for validation accuracy."""
     fig = Figure(figsize=(6, 0.4 * max(3, len(importances)) + 1))

@@ -1,0 +1,295 @@
+"""Compress a fully trained student further: structured pruning in rounds, each fine-tuned with
+distillation against the run's cached teacher views, then int8 after training (PTQ) and with
+quantization-aware distillation (QAT-KD), every variant measured on the run's target.
+
+Every round and every QAT run checkpoints each epoch and keeps its result, so a run that stops
+resumes where it stopped; what is finished is never trained again.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from autodistill import int8, prune, qat, runtime
+from autodistill.config import load_config
+from autodistill.device import resolve_device
+from autodistill.errors import UserError
+from autodistill.families import InputSpec
+from autodistill.files import atomic_path, write_text_atomic
+from autodistill.measure import count_flops
+from autodistill.prepare import Prepared, prepare
+from autodistill.progress import Progress, silent
+from autodistill.recipe import build, distil, recipe_for
+from autodistill.ship.pick import pick
+from autodistill.ship.student import WEIGHTS, student_dir, trained_student
+from autodistill.ship.variants import (
+    TOLERANCE,
+    Scorer,
+    Variant,
+    choose,
+    compare,
+    time_interleaved,
+)
+from autodistill.spaces import Candidate, load_space
+from autodistill.study import load_study, open_storage, study_objectives
+from autodistill.study import trials_frame as study_trials
+from autodistill.trainer import TrainConfig
+
+log = logging.getLogger(__name__)
+COMPRESS_DIR = "compress"
+CSV = "compress.csv"
+# Fine-tuning runs at this fraction of the recipe's peak learning rate: the student is already
+# trained, and the full rate would undo what it learned before it recovers from the cut.
+LR_FACTOR = 0.2
+# The int8 recipe of both PTQ and QAT-KD: static QDQ, uint8 activations, int8 weights per
+# channel, the fastest static recipe on dense students on this CPU (results/benchmarks/int8.md;
+# int8 activations were 1.3-6x slower). The same recipe for both isolates what training adds.
+RECIPE = int8.RECIPES["static-qdq-u8s8"]
+
+
+@dataclass(frozen=True)
+class CompressOutcome:
+    """Every variant made, the one to ship and why, and where the files are."""
+
+    trial: int
+    variants: list[dict[str, Any]]
+    best: str
+    why: str
+    files: dict[str, Path]
+    resumed: tuple[str, ...] = ()  # stages found finished on disk and not trained again
+
+
+def compress_student(
+    run_dir: Path,
+    *,
+    trial: int | None = None,
+    rule: str | None = None,
+    ratios: tuple[float, ...] = (0.25, 0.5),
+    qat_kd: bool = False,
+    epochs: int = 5,
+    kd: bool = True,
+    tolerance: float = TOLERANCE,
+    device: str | None = None,
+    progress: Progress = silent,
+) -> CompressOutcome:
+    """Prune a fully trained student by each of ``ratios`` (fractions of channels removed),
+    fine-tune each round for ``epochs`` with the trial's distillation loss (plain cross-entropy
+    with ``kd=False``), quantize every variant to int8 after training and, with ``qat_kd``,
+    train it quantization-aware with distillation; measure all on the run's target and write
+    ``students/trial-N/compress.csv``."""
+    if epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {epochs}")
+    if not 0 <= tolerance < 1:
+        raise UserError(f"--tolerance must be a fraction of accuracy in [0, 1), got {tolerance}")
+    if trial is not None and rule is not None:
+        raise UserError("give one of --trial or --pick")
+    ratios = tuple(sorted(set(ratios)))
+    for r in ratios:
+        prune.rounds(r)  # a ratio outside (0, 1) is refused before anything trains
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    if device is not None:
+        resolve_device(device)
+        config = config.with_device(device)
+    if rule is not None:
+        study = load_study(open_storage(config.storage, run_dir), config.name)
+        trial = pick(study_trials(study), rule, study_objectives(study))
+    number, metrics = trained_student(run_dir, trial)
+    cand = Candidate.from_dict(metrics["candidate"])
+    if not kd:
+        cand = replace(cand, loss="ce", distill={})
+    prep = prepare(config, load_space(config.space).teacher_outputs(), progress=progress)
+    spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
+    shape = (spec.in_chans, spec.image_size, spec.image_size)
+    home = student_dir(run_dir, number)
+    base = build(cand, spec, seed=config.seed)
+    base.load_state_dict(load_file(str(home / WEIGHTS)))
+    cfg = recipe_for(cand, epochs=epochs, seed=config.seed, device=prep.device,
+                     precision=prep.precision)  # fmt: skip
+    cfg = replace(cfg, lr=cfg.lr * LR_FACTOR)
+    stages = _Stages(prep, cand, spec, cfg, home / COMPRESS_DIR, progress, f"trial {number}")
+    calibration = prep.data.calibration()
+
+    made: list[tuple[float, str, nn.Module, dict[str, Any]]] = [(0.0, "fp32", base, {})]
+    for r in ratios:
+        pruned, steps = stages.pruned(base, r, kd)
+        made.append((r, "fp32", pruned, {"finetune_loss": cand.loss, "finetune_epochs": epochs,
+                                         "rounds": len(steps)}))  # fmt: skip
+    if qat_kd:
+        for r, _, model, _ in list(made):
+            trained = stages.quantization_aware(model, r, kd)
+            made.append((r, "int8-qat-kd" if kd else "int8-qat", trained,
+                         {"finetune_loss": cand.loss, "finetune_epochs": epochs}))  # fmt: skip
+
+    variants: list[Variant] = []
+    for r, precision, model, finetune in made:
+        graph = runtime.to_onnx(model, shape)
+        if precision != "fp32":
+            graph = int8.quantize(graph, RECIPE, calibration)
+        params, flops = prune.count(model), count_flops(model, shape)
+        variants.append(Variant(_name(r, precision, kd), r, precision, graph, params, flops,
+                                finetune))  # fmt: skip
+        if precision == "fp32":  # and its int8 after training, by the same recipe
+            q = int8.quantize(graph, RECIPE, calibration)
+            variants.append(Variant(_name(r, "int8-ptq", kd), r, "int8-ptq", q, params, flops,
+                                    finetune))  # fmt: skip
+    variants.sort(key=lambda v: (v.ratio, ("fp32", "int8-ptq").index(v.precision)
+                                 if v.precision in ("fp32", "int8-ptq") else 2))  # fmt: skip
+    score = Scorer(prep.data, config.target_threads)
+    for v in variants:
+        v.figures.update(score(v.graph))
+    teacher = _teacher(prep, shape)
+    graphs = {v.name: v.graph for v in variants} | {"teacher": teacher.pop("graph")}
+    timed = time_interleaved(graphs, shape, threads=config.target_threads,
+                             batch=config.latency_batch)  # fmt: skip
+    teacher["latency_ms"] = timed.pop("teacher")["latency_ms"]
+    for v in variants:
+        v.figures.update(timed[v.name])
+    compare(variants, teacher)
+    best, why = choose(variants, tolerance)
+    files = _write(home, variants, best, why, teacher, {
+        "ratios": list(ratios), "qat_kd": qat_kd, "epochs": epochs, "kd": kd,
+        "tolerance": tolerance, "lr": cfg.lr, "lr_factor": LR_FACTOR, "recipe": RECIPE.name,
+    })  # fmt: skip
+    return CompressOutcome(number, [v.row() for v in variants], best.name, why, files,
+                           tuple(stages.resumed))  # fmt: skip
+
+
+def _name(ratio: float, precision: str, kd: bool) -> str:
+    return f"{_dir(ratio, kd)}/{precision}"
+
+
+def _dir(ratio: float, kd: bool) -> str:
+    return f"prune-{round(100 * ratio)}{'' if kd else '-plain'}"
+
+
+def _teacher(prep: Prepared, shape: tuple[int, ...]) -> dict[str, Any]:
+    info = prep.teacher
+    graph = runtime.to_onnx(prep.load_teacher(), shape)
+    return {"name": info.name, "params": info.params, "val_accuracy": info.val_accuracy,
+            "test_accuracy": info.test_accuracy, "graph": graph}  # fmt: skip
+
+
+class _Stages:
+    """The trained stages of one student's compression, each kept on disk when done: rounds of
+    pruning and fine-tuning, and quantization-aware runs."""
+
+    def __init__(
+        self, prep: Prepared, cand: Candidate, spec: InputSpec, cfg: TrainConfig, root: Path,
+        progress: Progress, label: str,
+    ) -> None:  # fmt: skip
+        self.prep, self.cand, self.spec, self.cfg = prep, cand, spec, cfg
+        self.root, self.progress, self.label = root, progress, label
+        self.shape = (spec.in_chans, spec.image_size, spec.image_size)
+        self.resumed: list[str] = []
+
+    def pruned(self, base: nn.Module, ratio: float, kd: bool) -> tuple[nn.Module, list[float]]:
+        """``base`` with ``ratio`` of its channels removed in rounds, each fine-tuned."""
+        steps = prune.rounds(ratio)
+        folder = self.root / _dir(ratio, kd)
+        model = copy.deepcopy(base)
+        for i, step in enumerate(steps, 1):
+            done = folder / f"round-{i}.safetensors"
+            if done.is_file():
+                model = self._load(done, folded=False)
+                self.resumed.append(f"{_dir(ratio, kd)} round {i}")
+                continue
+            prune.prune_step(model, step, self.shape)
+            task = f"{self.label} prune {100 * ratio:.0f}% round {i}/{len(steps)}"
+            self._train(model, folder / f"round-{i}.pt", task)
+            self._save(model, done, folded=False)
+        return model, steps
+
+    def quantization_aware(self, model: nn.Module, ratio: float, kd: bool) -> nn.Module:
+        """A copy of ``model`` trained with fake int8 weights and inputs, then stripped of its
+        fake quantizers (its norms stay folded into its convolutions)."""
+        folder = self.root / _dir(ratio, kd)
+        done = folder / "qat.safetensors"
+        if done.is_file():
+            self.resumed.append(f"{_dir(ratio, kd)} qat")
+            return self._load(done, folded=True)
+        q = qat.prepare(copy.deepcopy(model))
+        # fp32: the fake quantizers compute scales in fp32, and bf16 would round before them.
+        self._train(q, folder / "qat.pt", f"{self.label} QAT {100 * ratio:.0f}%",
+                    precision="fp32")  # fmt: skip
+        qat.strip(q)
+        self._save(q, done, folded=True)
+        return q
+
+    def _train(self, model: nn.Module, checkpoint: Path, task: str, **override: Any) -> None:
+        cfg = replace(self.cfg, **override)
+        self.progress(task, 0, cfg.epochs, unit="epoch")
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        distil(
+            model, self.cand, cfg, data=self.prep.data, aug=self.prep.aug,
+            views=self.prep.views, checkpoint=checkpoint,
+            on_epoch=lambda e, _: self.progress(task, e + 1, cfg.epochs, unit="epoch"),
+        )  # fmt: skip
+        model.cpu().eval()
+
+    def _save(self, model: nn.Module, path: Path, *, folded: bool) -> None:
+        """The stage's weights as tensors, its shapes as JSON metadata: loading it runs no code."""
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        meta = {"structure": json.dumps(prune.structure(model)), "folded": json.dumps(folded),
+                "candidate": json.dumps(self.cand.to_dict())}  # fmt: skip
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=meta)
+        path.with_suffix(".pt").unlink(missing_ok=True)  # the stage is done: its checkpoint goes
+
+    def _load(self, path: Path, *, folded: bool) -> nn.Module:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        try:
+            model = build(self.cand, self.spec, seed=0)
+            if folded:
+                qat.fold_batchnorms(model)
+            shapes = json.loads(meta["structure"])
+            return prune.rebuild(model, shapes, load_file(str(path))).eval()
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise UserError(f"{path} is not a compressed stage of this student ({exc}); delete "
+                            "it to make it again") from None  # fmt: skip
+
+
+def _write(
+    home: Path, variants: list[Variant], best: Variant, why: str, teacher: dict[str, Any],
+    settings: dict[str, Any],
+) -> dict[str, Path]:  # fmt: skip
+    """compress.csv (one row per variant), compress.json (with the settings, the teacher and the
+    choice) and every variant's ONNX file."""
+    files: dict[str, Path] = {}
+    for v in variants:
+        folder = home / COMPRESS_DIR / v.name.split("/")[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / ("student.onnx" if v.precision == "fp32" else f"student.{v.precision}.onnx")
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(v.graph)
+        v.figures["onnx"] = str(path.relative_to(home))
+    rows = [v.row() for v in variants]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    files["csv"] = home / CSV
+    write_text_atomic(files["csv"], buf.getvalue())
+    files["json"] = home / "compress.json"
+    write_text_atomic(files["json"], json.dumps({
+        "settings": settings, "teacher": teacher, "best": best.name, "why": why,
+        "variants": rows}, indent=2))  # fmt: skip
+    files["best"] = home / best.figures["onnx"]
+    return files
+
+
+__all__ = ["COMPRESS_DIR", "CSV", "LR_FACTOR", "RECIPE", "TOLERANCE", "CompressOutcome",
+           "compress_student"]  # fmt: skip
