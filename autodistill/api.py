@@ -331,18 +331,20 @@ def compress(
     kd: bool = True,
     tolerance: float = COMPRESS_TOLERANCE,
     device: str | None = None,
+    seed: int | None = None,
     progress: Progress = silent,
 ) -> ship.CompressOutcome:
     """Compress a fully trained student (``autodistill compress``): prune it by each ratio of
     ``prune`` (fractions of channels) with distillation fine-tuning (``kd=False``: plain
     cross-entropy), int8 after training and, with ``qat``, quantization-aware distillation;
     every variant measured on the run's target, the fastest within ``tolerance`` of the
-    student's validation accuracy chosen."""
+    student's validation accuracy chosen. ``seed`` (by default the run's) draws the
+    fine-tuning's batches."""
     config = load_config(Path(run_dir))
     with _threads(config.resolved_threads):
         return ship.compress_student(Path(run_dir), trial=trial, rule=pick, ratios=tuple(prune),
                                      qat_kd=qat, epochs=epochs, kd=kd, tolerance=tolerance,
-                                     device=device, progress=progress)  # fmt: skip
+                                     device=device, seed=seed, progress=progress)  # fmt: skip
 
 
 @dataclass(frozen=True)

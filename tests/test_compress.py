@@ -181,6 +181,9 @@ def test_compress_makes_the_compression_front_and_resumes_without_training_again
     assert set(again.resumed) == {"prune-50 round 1", "prune-50 round 2", "prune-0 qat",
                                   "prune-50 qat"}  # fmt: skip
     assert [v["params"] for v in again.variants] == [int(r["params"]) for r in rows]
+    # Stages made with other settings (here fewer epochs) are made again, not reused.
+    longer = api.compress(trained_run, prune=(0.5,), epochs=2)
+    assert longer.resumed == ()
 
 
 def test_an_interrupted_round_resumes_from_its_checkpoint_to_the_same_weights(

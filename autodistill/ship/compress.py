@@ -26,6 +26,7 @@ from autodistill.device import resolve_device
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
+from autodistill.losses import get_loss
 from autodistill.measure import count_flops
 from autodistill.prepare import Prepared, prepare
 from autodistill.progress import Progress, silent
@@ -80,13 +81,16 @@ def compress_student(
     kd: bool = True,
     tolerance: float = TOLERANCE,
     device: str | None = None,
+    seed: int | None = None,
     progress: Progress = silent,
 ) -> CompressOutcome:
     """Prune a fully trained student by each of ``ratios`` (fractions of channels removed),
     fine-tune each round for ``epochs`` with the trial's distillation loss (plain cross-entropy
-    with ``kd=False``), quantize every variant to int8 after training and, with ``qat_kd``,
-    train it quantization-aware with distillation; measure all on the run's target and write
-    ``students/trial-N/compress.csv``."""
+    with ``kd=False``; ``kd`` with a trial that learned without the teacher fine-tunes with
+    ``kd``), quantize every variant to int8 after training and, with ``qat_kd``, train it
+    quantization-aware with distillation; measure all on the run's target and write
+    ``students/trial-N/compress.csv``. ``seed`` (by default the run's) draws the fine-tuning's
+    batches; another seed keeps its stages apart."""
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")
     if not 0 <= tolerance < 1:
@@ -105,16 +109,17 @@ def compress_student(
         study = load_study(open_storage(config.storage, run_dir), config.name)
         trial = pick(study_trials(study), rule, study_objectives(study))
     number, metrics = trained_student(run_dir, trial)
-    cand = Candidate.from_dict(metrics["candidate"])
-    if not kd:
-        cand = replace(cand, loss="ce", distill={})
+    trained = Candidate.from_dict(metrics["candidate"])
+    cand = _finetune_candidate(trained, kd)
+    seed = config.seed if seed is None else seed
+    tag = ("" if kd else "-plain") + ("" if seed == config.seed else f"-s{seed}")
     prep = prepare(config, load_space(config.space).teacher_outputs(), progress=progress)
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
     shape = (spec.in_chans, spec.image_size, spec.image_size)
     home = student_dir(run_dir, number)
-    base = build(cand, spec, seed=config.seed)
+    base = build(trained, spec, seed=config.seed)
     base.load_state_dict(load_file(str(home / WEIGHTS)))
-    cfg = recipe_for(cand, epochs=epochs, seed=config.seed, device=prep.device,
+    cfg = recipe_for(trained, epochs=epochs, seed=seed, device=prep.device,
                      precision=prep.precision)  # fmt: skip
     cfg = replace(cfg, lr=cfg.lr * LR_FACTOR)
     stages = _Stages(prep, cand, spec, cfg, home / COMPRESS_DIR, progress, f"trial {number}")
@@ -122,13 +127,13 @@ def compress_student(
 
     made: list[tuple[float, str, nn.Module, dict[str, Any]]] = [(0.0, "fp32", base, {})]
     for r in ratios:
-        pruned, steps = stages.pruned(base, r, kd)
+        pruned, steps = stages.pruned(base, r, tag)
         made.append((r, "fp32", pruned, {"finetune_loss": cand.loss, "finetune_epochs": epochs,
                                          "rounds": len(steps)}))  # fmt: skip
     if qat_kd:
         for r, _, model, _ in list(made):
-            trained = stages.quantization_aware(model, r, kd)
-            made.append((r, "int8-qat-kd" if kd else "int8-qat", trained,
+            aware = stages.quantization_aware(model, r, tag)
+            made.append((r, "int8-qat-kd" if kd else "int8-qat", aware,
                          {"finetune_loss": cand.loss, "finetune_epochs": epochs}))  # fmt: skip
 
     variants: list[Variant] = []
@@ -137,11 +142,11 @@ def compress_student(
         if precision != "fp32":
             graph = int8.quantize(graph, RECIPE, calibration)
         params, flops = prune.count(model), count_flops(model, shape)
-        variants.append(Variant(_name(r, precision, kd), r, precision, graph, params, flops,
+        variants.append(Variant(_name(r, precision, tag), r, precision, graph, params, flops,
                                 finetune))  # fmt: skip
         if precision == "fp32":  # and its int8 after training, by the same recipe
             q = int8.quantize(graph, RECIPE, calibration)
-            variants.append(Variant(_name(r, "int8-ptq", kd), r, "int8-ptq", q, params, flops,
+            variants.append(Variant(_name(r, "int8-ptq", tag), r, "int8-ptq", q, params, flops,
                                     finetune))  # fmt: skip
     variants.sort(key=lambda v: (v.ratio, ("fp32", "int8-ptq").index(v.precision)
                                  if v.precision in ("fp32", "int8-ptq") else 2))  # fmt: skip
@@ -158,19 +163,30 @@ def compress_student(
     compare(variants, teacher)
     best, why = choose(variants, tolerance)
     files = _write(home, variants, best, why, teacher, {
-        "ratios": list(ratios), "qat_kd": qat_kd, "epochs": epochs, "kd": kd,
+        "ratios": list(ratios), "qat_kd": qat_kd, "epochs": epochs, "kd": kd, "seed": seed,
+        "finetune_loss": cand.loss,
         "tolerance": tolerance, "lr": cfg.lr, "lr_factor": LR_FACTOR, "recipe": RECIPE.name,
     })  # fmt: skip
     return CompressOutcome(number, [v.row() for v in variants], best.name, why, files,
                            tuple(stages.resumed))  # fmt: skip
 
 
-def _name(ratio: float, precision: str, kd: bool) -> str:
-    return f"{_dir(ratio, kd)}/{precision}"
+def _finetune_candidate(trained: Candidate, kd: bool) -> Candidate:
+    """How the compressed student learns: the trial's own loss when it reads the teacher; the
+    plain KD loss (its defaults) for a trial trained without one; cross-entropy without ``kd``."""
+    if not kd:
+        return replace(trained, loss="ce", distill={})
+    if get_loss(trained.loss).needs_teacher:
+        return trained
+    return replace(trained, loss="kd", distill={})
 
 
-def _dir(ratio: float, kd: bool) -> str:
-    return f"prune-{round(100 * ratio)}{'' if kd else '-plain'}"
+def _name(ratio: float, precision: str, tag: str) -> str:
+    return f"{_dir(ratio, tag)}/{precision}"
+
+
+def _dir(ratio: float, tag: str) -> str:
+    return f"prune-{round(100 * ratio)}{tag}"
 
 
 def _teacher(prep: Prepared, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -193,16 +209,16 @@ class _Stages:
         self.shape = (spec.in_chans, spec.image_size, spec.image_size)
         self.resumed: list[str] = []
 
-    def pruned(self, base: nn.Module, ratio: float, kd: bool) -> tuple[nn.Module, list[float]]:
+    def pruned(self, base: nn.Module, ratio: float, tag: str) -> tuple[nn.Module, list[float]]:
         """``base`` with ``ratio`` of its channels removed in rounds, each fine-tuned."""
         steps = prune.rounds(ratio)
-        folder = self.root / _dir(ratio, kd)
+        folder = self.root / _dir(ratio, tag)
         model = copy.deepcopy(base)
         for i, step in enumerate(steps, 1):
             done = folder / f"round-{i}.safetensors"
-            if done.is_file():
+            if self._finished(done):
                 model = self._load(done, folded=False)
-                self.resumed.append(f"{_dir(ratio, kd)} round {i}")
+                self.resumed.append(f"{_dir(ratio, tag)} round {i}")
                 continue
             prune.prune_step(model, step, self.shape)
             task = f"{self.label} prune {100 * ratio:.0f}% round {i}/{len(steps)}"
@@ -210,20 +226,20 @@ class _Stages:
             self._save(model, done, folded=False)
         return model, steps
 
-    def quantization_aware(self, model: nn.Module, ratio: float, kd: bool) -> nn.Module:
+    def quantization_aware(self, model: nn.Module, ratio: float, tag: str) -> nn.Module:
         """A copy of ``model`` trained with fake int8 weights and inputs, then stripped of its
         fake quantizers (its norms stay folded into its convolutions)."""
-        folder = self.root / _dir(ratio, kd)
+        folder = self.root / _dir(ratio, tag)
         done = folder / "qat.safetensors"
-        if done.is_file():
-            self.resumed.append(f"{_dir(ratio, kd)} qat")
+        if self._finished(done, precision="fp32"):
+            self.resumed.append(f"{_dir(ratio, tag)} qat")
             return self._load(done, folded=True)
         q = qat.prepare(copy.deepcopy(model))
         # fp32: the fake quantizers compute scales in fp32, and bf16 would round before them.
         self._train(q, folder / "qat.pt", f"{self.label} QAT {100 * ratio:.0f}%",
                     precision="fp32")  # fmt: skip
         qat.strip(q)
-        self._save(q, done, folded=True)
+        self._save(q, done, folded=True, precision="fp32")
         return q
 
     def _train(self, model: nn.Module, checkpoint: Path, task: str, **override: Any) -> None:
@@ -237,11 +253,32 @@ class _Stages:
         )  # fmt: skip
         model.cpu().eval()
 
-    def _save(self, model: nn.Module, path: Path, *, folded: bool) -> None:
+    def _made_with(self, **override: Any) -> str:
+        """What a stage is made with (loss, learning rate, epochs, seed...): a stage on disk made
+        otherwise (an earlier ``compress --epochs 3``) is made again, not reused."""
+        recipe = replace(self.cfg, **override).settings()
+        return json.dumps({"candidate": self.cand.to_dict(), "recipe": recipe}, sort_keys=True)
+
+    def _finished(self, path: Path, **override: Any) -> bool:
+        from safetensors import safe_open
+
+        if not path.is_file():
+            return False
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                made = (f.metadata() or {}).get("made_with")
+        except Exception:  # noqa: BLE001 - a damaged file is made again
+            return False
+        if made != self._made_with(**override):
+            log.info("%s was made with other settings; making it again", path)
+            return False
+        return True
+
+    def _save(self, model: nn.Module, path: Path, *, folded: bool, **override: Any) -> None:
         """The stage's weights as tensors, its shapes as JSON metadata: loading it runs no code."""
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         meta = {"structure": json.dumps(prune.structure(model)), "folded": json.dumps(folded),
-                "candidate": json.dumps(self.cand.to_dict())}  # fmt: skip
+                "made_with": self._made_with(**override)}  # fmt: skip
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)
         path.with_suffix(".pt").unlink(missing_ok=True)  # the stage is done: its checkpoint goes
