@@ -228,3 +228,32 @@ def test_bad_compress_input_is_one_line_and_exit_2(trained_run, args, message, c
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (trained_run / "students" / f"trial-{_trained(trained_run)}" / "compress").exists()
+
+
+def _variant(name: str, ratio: float, precision: str, val: float, passes: list[float]):
+    from autodistill.ship.variants import Variant
+
+    v = Variant(name, ratio, precision, b"", 1000, 1000)
+    v.figures.update({"val_accuracy": val, "test_accuracy": val, "latency_passes_ms": passes,
+                      "latency_ms": float(np.median(passes))})  # fmt: skip
+    return v
+
+
+def test_the_variant_chosen_is_the_fastest_within_tolerance_by_paired_ratios():
+    from autodistill.ship.variants import choose, compare
+
+    # The machine slows down in passes 2 and 3: absolute figures drift, side-by-side ratios hold.
+    base = _variant("prune-0/fp32", 0.0, "fp32", 0.970, [0.10, 0.20, 0.20])
+    slower_int8 = _variant("prune-0/int8-ptq", 0.0, "int8-ptq", 0.970, [0.11, 0.22, 0.22])
+    pruned = _variant("prune-25/fp32", 0.25, "fp32", 0.966, [0.08, 0.16, 0.16])
+    too_lossy = _variant("prune-50/fp32", 0.5, "fp32", 0.950, [0.05, 0.10, 0.10])
+    teacher = {"latency_passes_ms": [1.0, 2.0, 2.0], "params": 10_000, "test_accuracy": 0.98}
+    variants = [base, slower_int8, pruned, too_lossy]
+    compare(variants, teacher)
+    assert pruned.figures["speedup_vs_student"] == pytest.approx(1.25)
+    assert base.figures["speedup_vs_teacher"] == pytest.approx(10.0)
+    assert not slower_int8.figures["faster_than_own_fp32"]  # int8 slower than fp32 never ships
+    best, why = choose(variants, tolerance=0.005)
+    assert best is pruned and "1.25x faster than the student" in why
+    best, why = choose(variants, tolerance=0.001)
+    assert best is base and "the student ships as it is" in why

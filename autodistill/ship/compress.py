@@ -157,7 +157,9 @@ def compress_student(
     graphs = {v.name: v.graph for v in variants} | {"teacher": teacher.pop("graph")}
     timed = time_interleaved(graphs, shape, threads=config.target_threads,
                              batch=config.latency_batch)  # fmt: skip
-    teacher["latency_ms"] = timed.pop("teacher")["latency_ms"]
+    teacher_timed = timed.pop("teacher")
+    teacher["latency_ms"] = teacher_timed["latency_ms"]
+    teacher["latency_passes_ms"] = teacher_timed["latency_passes_ms"]
     for v in variants:
         v.figures.update(timed[v.name])
     compare(variants, teacher)
@@ -314,10 +316,12 @@ def _write(
             Path(tmp).write_bytes(v.graph)
         v.figures["onnx"] = str(path.relative_to(home))
     rows = [v.row() for v in variants]
+    flat = [{k: " ".join(map(str, x)) if isinstance(x, list) else x for k, x in r.items()}
+            for r in rows]  # fmt: skip
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(flat)
     files["csv"] = home / CSV
     write_text_atomic(files["csv"], buf.getvalue())
     files["json"] = home / "compress.json"
