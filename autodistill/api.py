@@ -290,6 +290,7 @@ def train(
     top: int | None = None,
     epochs: int = 30,
     device: str | None = None,
+    other_teacher: bool = False,
     progress: Progress = silent,
 ) -> ship.FullTrainOutcome:
     """Fully train students of a run (``autodistill train``): one by ``trial``, by ``pick`` rule
@@ -298,7 +299,8 @@ def train(
                      max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
     with _threads(load_config(Path(run_dir)).resolved_threads):
         return ship.train_students(Path(run_dir), trial=trial, rule=pick, limits=limits, top=top,
-                                   epochs=epochs, device=device, progress=progress)  # fmt: skip
+                                   epochs=epochs, device=device, other_teacher=other_teacher,
+                                   progress=progress)  # fmt: skip
 
 
 def export(
@@ -332,6 +334,7 @@ def compress(
     tolerance: float = COMPRESS_TOLERANCE,
     device: str | None = None,
     seed: int | None = None,
+    other_teacher: bool = False,
     progress: Progress = silent,
 ) -> ship.CompressOutcome:
     """Compress a fully trained student (``autodistill compress``): prune it by each ratio of
@@ -344,7 +347,8 @@ def compress(
     with _threads(config.resolved_threads):
         return ship.compress_student(Path(run_dir), trial=trial, rule=pick, ratios=tuple(prune),
                                      qat_kd=qat, epochs=epochs, kd=kd, tolerance=tolerance,
-                                     device=device, seed=seed, progress=progress)  # fmt: skip
+                                     device=device, seed=seed, other_teacher=other_teacher,
+                                     progress=progress)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,12 @@ def _positive(text: str) -> float:
     return value
 
 
+OTHER_TEACHER = (
+    "distil from the teacher in the cache even when it is not the one the study "
+    "recorded (a teacher trained again on another machine); its hash is recorded"
+)
+
+
 def _ratios(text: str) -> tuple[float, ...]:
     """``0.25,0.5``: pruning ratios, each a fraction of channels in (0, 1)."""
     try:
@@ -221,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--epochs", type=int, default=30, help="full training epochs")
     t.add_argument("--device", help=f"where to train: {CHOICES} (by default the run's)")
+    t.add_argument("--other-teacher", action="store_true", help=OTHER_TEACHER)
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = sub.add_parser("export", help="export a trained student to ONNX (and int8), check, time")
@@ -258,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the most validation accuracy a variant may lose and be chosen "
                    f"(default {COMPRESS_TOLERANCE}: half a point)")  # fmt: skip
     c.add_argument("--device", help=f"where to fine-tune: {CHOICES} (by default the run's)")
+    c.add_argument("--other-teacher", action="store_true", help=OTHER_TEACHER)
     c.add_argument("--quiet", action="store_true", help="no progress bars")
 
     d = sub.add_parser("dashboard", help="browse a run's study in optuna-dashboard")
@@ -343,7 +351,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         out = api.train(
             args.run_dir, trial=args.trial, pick=args.pick, limits=_limits(args), top=args.top,
-            epochs=args.epochs, device=args.device, progress=bars,
+            epochs=args.epochs, device=args.device, other_teacher=args.other_teacher,
+            progress=bars,
         )  # fmt: skip
     finally:
         bars.close()
@@ -373,7 +382,8 @@ def _compress(args: argparse.Namespace) -> int:
     try:
         out = api.compress(
             args.run_dir, trial=args.trial, pick=args.pick, prune=args.prune, qat=args.qat,
-            epochs=args.epochs, tolerance=args.tolerance, device=args.device, progress=bars,
+            epochs=args.epochs, tolerance=args.tolerance, device=args.device,
+            other_teacher=args.other_teacher, progress=bars,
         )  # fmt: skip
     finally:
         bars.close()

@@ -9,6 +9,10 @@ trial (the knee and the largest front student), fully trained first if it is not
   or plain KD for a trial that learned without the teacher), and
 - the same pruning fine-tuned with plain cross-entropy (``kd=False``), no QAT.
 
+The teacher is whatever the cache holds for the run's recipe (``other_teacher``): on another
+machine than the one that made the run it is retrained there, to other weights; the JSON
+records its hash and test accuracy beside the study's.
+
 Targets (issue 15): 50% channel pruning + KD fine-tune within 0.5 points of the unpruned
 student's test accuracy and >= 1.5x lower ONNX Runtime latency; QAT-KD int8 within 0.3 points
 of fp32 and not slower; KD fine-tuning better than plain fine-tuning of the same pruned
@@ -64,14 +68,15 @@ def main() -> None:
     results = []
     for trial in trials:
         if not (work / "students" / f"trial-{trial}" / "metrics.json").is_file():
-            autodistill.train(work, trial=trial, epochs=args.train_epochs)
+            autodistill.train(work, trial=trial, epochs=args.train_epochs, other_teacher=True)
         student = json.loads((work / "students" / f"trial-{trial}" / "metrics.json").read_text())
         runs = []
         for seed in seeds:
             for kd in (True, False):
                 t0 = time.perf_counter()
                 out = autodistill.compress(work, trial=trial, prune=(0.5,), qat=kd, kd=kd,
-                                           epochs=args.epochs, seed=seed)  # fmt: skip
+                                           epochs=args.epochs, seed=seed,
+                                           other_teacher=True)  # fmt: skip
                 seconds = round(time.perf_counter() - t0, 1)
                 runs.append({"seed": seed, "kd": kd, "seconds": seconds, "best": out.best,
                              "why": out.why, "variants": out.variants})  # fmt: skip
@@ -88,12 +93,23 @@ def main() -> None:
         "epochs": args.epochs,
         "seeds": seeds,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "teacher": _teacher(work, results),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     args.out.with_suffix(".md").write_text(_markdown(report))
     print(_markdown(report))
+
+
+def _teacher(work: Path, results: list[dict]) -> dict:
+    """The teacher the fine-tuning distilled from, and the one the study recorded."""
+    study = json.loads((work / "teacher.json").read_text())
+    home = work / "students" / f"trial-{results[0]['trial']}" / "compress.json"
+    used = json.loads(home.read_text())["teacher"]
+    return {"used_sha256": used["weights_sha256"], "used_test_accuracy": used["test_accuracy"],
+            "study_sha256": study["weights_sha256"],
+            "study_test_accuracy": study["test_accuracy"]}  # fmt: skip
 
 
 def _find(run: dict, ratio: float, precision: str) -> dict:
@@ -152,6 +168,15 @@ def _markdown(report: dict) -> str:
         f"({PASSES} passes in rotated order; each ratio the median of per-pass ratios).",
         "",
     ]
+    t = report.get("teacher")
+    if t and t["used_sha256"] != t["study_sha256"]:
+        lines += [
+            f"The fine-tuning distilled from a teacher retrained on this machine "
+            f"({t['used_sha256'][:12]}, test {100 * t['used_test_accuracy']:.2f}%), not the "
+            f"study's ({t['study_sha256'][:12]}, test {100 * t['study_test_accuracy']:.2f}%), "
+            "made on another: the same recipe trains to other weights on another CPU.",
+            "",
+        ]
     for r in report["results"]:
         s = r["summary"]
         drop = 100 * (s["unpruned_test"] - s["pruned50_kd_test"])

@@ -257,3 +257,23 @@ def test_the_variant_chosen_is_the_fastest_within_tolerance_by_paired_ratios():
     assert best is pruned and "1.25x faster than the student" in why
     best, why = choose(variants, tolerance=0.001)
     assert best is base and "the student ships as it is" in why
+
+
+def test_a_teacher_that_is_not_the_studys_is_refused_unless_asked_for(
+    trained_run, shared_cache, monkeypatch, capsys
+):
+    import autodistill.ship.student as student
+
+    monkeypatch.setenv("AUTODISTILL_CACHE", str(shared_cache))
+    # As if the study had been made on another machine, whose teacher trained to other weights.
+    monkeypatch.setattr(student, "recorded_teacher", lambda config, storage=None: "ab" * 32)
+    args = ["compress", str(trained_run), "--prune", "0.25", "--epochs", "1", "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not the one the study distilled from (abababababab)" in err
+    assert "--other-teacher" in err and len(err.splitlines()) == 1
+    assert main(["train", str(trained_run), "--epochs", "1", "--quiet"]) == 2
+    assert main([*args, "--other-teacher"]) == 0
+    home = trained_run / "students" / f"trial-{_trained(trained_run)}"
+    recorded = json.loads((home / "compress.json").read_text())["teacher"]["weights_sha256"]
+    assert recorded != "ab" * 32 and len(recorded) == 64

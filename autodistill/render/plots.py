@@ -213,7 +213,8 @@ def plot_compression(
     first = variants.iloc[0]
     fig.suptitle(f"trial {student['trial']} compressed: variants timed together in ONNX Runtime "
                  f"on the cpu, {first['latency_threads']} threads, batch "
-                 f"{first['latency_batch']}; labels are the % of channels pruned",
+                 f"{first['latency_batch']}; labels are the % of channels pruned\n(the front and "
+                 "the fully trained student as search and train timed them, at other moments)",
                  fontsize=10)  # fmt: skip
     _save(fig, path, dpi=120)
 

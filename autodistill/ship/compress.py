@@ -28,11 +28,11 @@ from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
 from autodistill.losses import get_loss
 from autodistill.measure import count_flops
-from autodistill.prepare import Prepared, prepare
+from autodistill.prepare import Prepared
 from autodistill.progress import Progress, silent
 from autodistill.recipe import build, distil, recipe_for
 from autodistill.ship.pick import pick
-from autodistill.ship.student import WEIGHTS, student_dir, trained_student
+from autodistill.ship.student import WEIGHTS, prepare_run, student_dir, trained_student
 from autodistill.ship.variants import (
     TOLERANCE,
     Scorer,
@@ -41,7 +41,7 @@ from autodistill.ship.variants import (
     compare,
     time_interleaved,
 )
-from autodistill.spaces import Candidate, load_space
+from autodistill.spaces import Candidate
 from autodistill.study import load_study, open_storage, study_objectives
 from autodistill.study import trials_frame as study_trials
 from autodistill.trainer import TrainConfig
@@ -82,6 +82,7 @@ def compress_student(
     tolerance: float = TOLERANCE,
     device: str | None = None,
     seed: int | None = None,
+    other_teacher: bool = False,
     progress: Progress = silent,
 ) -> CompressOutcome:
     """Prune a fully trained student by each of ``ratios`` (fractions of channels removed),
@@ -90,7 +91,8 @@ def compress_student(
     ``kd``), quantize every variant to int8 after training and, with ``qat_kd``, train it
     quantization-aware with distillation; measure all on the run's target and write
     ``students/trial-N/compress.csv``. ``seed`` (by default the run's) draws the fine-tuning's
-    batches; another seed keeps its stages apart."""
+    batches; another seed keeps its stages apart. The teacher must be the study's (another
+    one only with ``other_teacher``)."""
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")
     if not 0 <= tolerance < 1:
@@ -113,7 +115,7 @@ def compress_student(
     cand = _finetune_candidate(trained, kd)
     seed = config.seed if seed is None else seed
     tag = ("" if kd else "-plain") + ("" if seed == config.seed else f"-s{seed}")
-    prep = prepare(config, load_space(config.space).teacher_outputs(), progress=progress)
+    prep = prepare_run(config, run_dir, other_teacher=other_teacher, progress=progress)
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
     shape = (spec.in_chans, spec.image_size, spec.image_size)
     home = student_dir(run_dir, number)
@@ -194,7 +196,8 @@ def _dir(ratio: float, tag: str) -> str:
 def _teacher(prep: Prepared, shape: tuple[int, ...]) -> dict[str, Any]:
     info = prep.teacher
     graph = runtime.to_onnx(prep.load_teacher(), shape)
-    return {"name": info.name, "params": info.params, "val_accuracy": info.val_accuracy,
+    return {"name": info.name, "params": info.params, "weights_sha256": info.weights_sha256,
+            "val_accuracy": info.val_accuracy,
             "test_accuracy": info.test_accuracy, "graph": graph}  # fmt: skip
 
 
@@ -256,10 +259,12 @@ class _Stages:
         model.cpu().eval()
 
     def _made_with(self, **override: Any) -> str:
-        """What a stage is made with (loss, learning rate, epochs, seed...): a stage on disk made
+        """What a stage is made with (loss, recipe, seed, teacher): a stage on disk made
         otherwise (an earlier ``compress --epochs 3``) is made again, not reused."""
         recipe = replace(self.cfg, **override).settings()
-        return json.dumps({"candidate": self.cand.to_dict(), "recipe": recipe}, sort_keys=True)
+        teacher = self.prep.teacher.weights_sha256
+        return json.dumps({"candidate": self.cand.to_dict(), "recipe": recipe,
+                           "teacher": teacher}, sort_keys=True)  # fmt: skip
 
     def _finished(self, path: Path, **override: Any) -> bool:
         from safetensors import safe_open

@@ -19,13 +19,13 @@ from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
 from autodistill.latency import LatencyTarget
 from autodistill.objectives import OBJECTIVES, Probe, get_objective
-from autodistill.prepare import Prepared, prepare
+from autodistill.prepare import Prepared
 from autodistill.progress import Progress, silent
 from autodistill.recipe import build, distil, recipe_for, recipe_record
 from autodistill.ship.learned import what_it_learned
 from autodistill.ship.pick import pick, pick_within, top_front
-from autodistill.ship.student import METRICS, WEIGHTS, student_dir
-from autodistill.spaces import Candidate, load_space
+from autodistill.ship.student import METRICS, WEIGHTS, prepare_run, student_dir
+from autodistill.spaces import Candidate
 from autodistill.study import load_study, open_storage, study_objectives, trial_candidate
 from autodistill.study import trials_frame as study_trials
 from autodistill.trainer import evaluate, predict
@@ -71,12 +71,14 @@ def train_students(
     top: int | None = None,
     epochs: int = 30,
     device: str | None = None,
+    other_teacher: bool = False,
     progress: Progress = silent,
 ) -> FullTrainOutcome:
     """Fully train the chosen student(s) of a run and test each once on the held-out test split.
 
     Each is trained with the trial's own recipe (its hyperparameters and the run's seed) for
-    ``epochs``, on ``device`` (by default the run's).
+    ``epochs``, on ``device`` (by default the run's), against the study's teacher (another one
+    only with ``other_teacher``).
     """
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")
@@ -90,7 +92,7 @@ def train_students(
     numbers = choose(study_trials(study), objectives, trial=trial, rule=rule,
                      limits=dict(limits or {}), top=top)  # fmt: skip
     chosen = [(n, *trial_candidate(study, n)) for n in numbers]
-    prep = prepare(config, load_space(config.space).teacher_outputs(), progress=progress)
+    prep = prepare_run(config, run_dir, other_teacher=other_teacher, progress=progress)
     target = config.latency_target
     teacher_figures = _TeacherFigures(prep, target)
 
@@ -191,6 +193,7 @@ def _train_one(
         "test_accuracy": float((test_logits.argmax(1) == data.test.labels).float().mean()),
         **measured,
         "teacher": {"name": teacher.name, "params": teacher.params,
+                    "weights_sha256": teacher.weights_sha256,
                     "test_accuracy": teacher.test_accuracy,
                     "latency_ms": teacher_figures.latency_ms()},
         "learned": what_it_learned(test_logits, teacher_figures.test_logits(), data.test.labels,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,14 @@ from autodistill.config import STUDENTS_DIR, SearchConfig, load_config
 from autodistill.data.sources import load_dataset
 from autodistill.errors import UserError, first_line
 from autodistill.families import InputSpec
+from autodistill.prepare import Prepared, prepare
+from autodistill.progress import Progress, silent
 from autodistill.recipe import build
+from autodistill.spaces import load_space
 from autodistill.study import load_study, open_storage, trial_candidate
-from autodistill.study.workers import INPUT_ATTR
+from autodistill.study.workers import INPUT_ATTR, recorded_teacher
+
+log = logging.getLogger(__name__)
 
 WEIGHTS = "student.safetensors"
 METRICS = "metrics.json"  # written last: its presence means the student is fully trained
@@ -46,6 +52,33 @@ def trained_student(run_dir: Path, trial: int | None) -> tuple[int, dict[str, An
     if trial not in found:
         raise UserError(f"trial {trial} has not been fully trained; trained: {found}")
     return trial, json.loads((student_dir(run_dir, trial) / METRICS).read_text())
+
+
+def prepare_run(
+    config: SearchConfig, run_dir: Path, *, other_teacher: bool = False, progress: Progress = silent
+) -> Prepared:
+    """The run's data, teacher and cached views, for training its students after the search:
+    the teacher must be the one the study distilled from (a teacher trained again on another
+    machine has other weights, and students would learn from another teacher than their
+    trials did). With ``other_teacher`` a different one is used, with a warning; what it is
+    stays recorded with every student (``teacher.weights_sha256``)."""
+    storage = open_storage(config.storage, Path(run_dir))
+    study_teacher = recorded_teacher(config, storage)
+    prep = prepare(config, load_space(config.space).teacher_outputs(), progress=progress,
+                   teacher_sha256=None if other_teacher else study_teacher)  # fmt: skip
+    got = prep.teacher.weights_sha256
+    if study_teacher is None or got == study_teacher:
+        return prep
+    if not other_teacher:
+        raise UserError(
+            f"the teacher in {config.resolved_cache_dir} ({got[:12]}) is not the one the study "
+            f"distilled from ({study_teacher[:12]}): it was trained again elsewhere; point "
+            "--cache-dir (or $AUTODISTILL_CACHE) at the study's cache, or add --other-teacher "
+            "to distil from this one (recorded with the student)"
+        )
+    log.warning("distilling from teacher %s, not the study's %s (--other-teacher)", got[:12],
+                study_teacher[:12])  # fmt: skip
+    return prep
 
 
 def input_spec(config: SearchConfig, study_attrs: dict[str, Any]) -> InputSpec:
