@@ -62,16 +62,7 @@ def plot_front(
                        color="crimson", label=f"teacher ({teacher['name']})", zorder=4)  # fmt: skip
         if limits.get(x) is not None:
             ax.axvline(limits[x], color="grey", linestyle="--", linewidth=1, label="limit")
-        if objective.log:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-            ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain))
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-        # The axis is the error on a log scale, labelled as the accuracy it stands for.
-        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{100 - v:g}%"))
+        _log_axes(ax, log_x=objective.log)
         ax.set_xlabel(objective.label)
         ax.grid(True, which="both", alpha=0.25)
     axes[0].invert_yaxis()  # the y axis is shared: invert once, so better is up
@@ -88,6 +79,20 @@ def plot_front(
         device = f"\nlatency: {target_text(done)}"
     fig.suptitle(f"{state_counts(trials)}{device}", fontsize=10)
     _save(fig, path, dpi=120)
+
+
+def _log_axes(ax, *, log_x: bool) -> None:
+    """The x axis on a log scale in plain units (when ``log_x``), and the y axis the error on a
+    log scale, labelled as the accuracy it stands for."""
+    if log_x:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain))
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{100 - v:g}%"))
 
 
 def _error(accuracy):
@@ -197,14 +202,7 @@ def plot_compression(
         ax.scatter([teacher[x]], [_error(teacher.get("val_accuracy", teacher["test_accuracy"]))],
                    marker="*", s=220, color="crimson", label=f"teacher ({teacher['name']})",
                    zorder=4)  # fmt: skip
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain))
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{100 - v:g}%"))
+        _log_axes(ax, log_x=True)
         ax.set_xlabel(get_objective(x).label)
         ax.grid(True, which="both", alpha=0.25)
     axes[0].invert_yaxis()
