@@ -110,6 +110,7 @@ def search(
     max_flops: float | None = None,
     max_size_kb: float | None = None,
     limits: dict[str, float] | None = None,
+    min_accuracy: str | float | None = None,
     device: str = "auto",
     precision: str = "auto",
     latency_runtime: str = "onnxruntime",
@@ -137,7 +138,8 @@ def search(
         teacher_checkpoint=teacher_checkpoint, teacher_epochs=teacher_epochs, views=views,
         budget=budget, epochs=epochs, early_stop=not no_early_stop,
         objectives=tuple(objectives) if not isinstance(objectives, str) else objectives,
-        limits=limits, device=device, precision=precision, latency_runtime=latency_runtime,
+        limits=limits, min_accuracy=min_accuracy, device=device, precision=precision,
+        latency_runtime=latency_runtime,
         latency_device=latency_device, latency_precision=latency_precision,
         latency_threads=latency_threads, latency_batch=latency_batch,
         sampler=sampler, seed=seed, threads=threads, jobs=jobs,
@@ -199,8 +201,15 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
             limits=config.limits))  # fmt: skip
     if not trials.empty and (trials["state"] == "INFEASIBLE").all():
         raise UserError(_nothing_feasible(trials, config))  # after the files: nothing is lost
-    if not trials.empty and not trials["state"].isin(["COMPLETE", "STOPPED"]).any():
+    if not trials.empty and not trials["state"].isin(["COMPLETE", "STOPPED", "BELOW_FLOOR"]).any():
         raise UserError(_nothing_trained(trials, config))
+    below = trials[trials["state"] == "BELOW_FLOOR"] if not trials.empty else trials
+    if len(below) and not (trials["state"] == "COMPLETE").any():
+        raise UserError(f"no student reached --min-accuracy {config.min_accuracy}: "
+                        f"{len(below)} trained below it, the best to "
+                        f"{100 * below['val_accuracy'].max():.1f}% on validation; lower the "
+                        f"floor or train trials longer (--epochs); results kept in "
+                        f"{config.run_dir}")  # fmt: skip
     files["config"] = run_dir / CONFIG_FILE
     # A database URL is shown as given; Path() would fold its "//".
     files["storage"] = mask_url(config.storage) or run_dir / study.DEFAULT_STORAGE_FILE
@@ -291,6 +300,7 @@ def train(
     epochs: int = 30,
     device: str | None = None,
     other_teacher: bool = False,
+    seed: int | None = None,
     progress: Progress = silent,
 ) -> ship.FullTrainOutcome:
     """Fully train students of a run (``autodistill train``): one by ``trial``, by ``pick`` rule
@@ -300,7 +310,7 @@ def train(
     with _threads(load_config(Path(run_dir)).resolved_threads):
         return ship.train_students(Path(run_dir), trial=trial, rule=pick, limits=limits, top=top,
                                    epochs=epochs, device=device, other_teacher=other_teacher,
-                                   progress=progress)  # fmt: skip
+                                   seed=seed, progress=progress)  # fmt: skip
 
 
 def export(

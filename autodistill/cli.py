@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the front trades off, two or more of: " + ", ".join(OBJECTIVES),
     )
     _limit_options(s, "refuse students with")
+    s.add_argument("--min-accuracy", metavar="FLOOR",
+                   help="the least validation accuracy a student may have: 0.9, or 0.95x of "
+                   "the teacher's; a student below it is infeasible, and a trial is stopped at "
+                   "an epoch from which no earlier trial gained enough to reach it")  # fmt: skip
     s.add_argument("--device", default=D.device, help=f"where to train: {CHOICES}")
     s.add_argument("--precision", default=D.precision, choices=PRECISIONS,
                    help="training precision: auto is bf16 on CUDA, fp32 elsewhere")  # fmt: skip
@@ -228,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=30, help="full training epochs")
     t.add_argument("--device", help=f"where to train: {CHOICES} (by default the run's)")
     t.add_argument("--other-teacher", action="store_true", help=OTHER_TEACHER)
+    t.add_argument("--seed", type=int,
+                   help="training seed (by default the run's); a student trained with another "
+                   "seed is trained again and replaced")  # fmt: skip
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = sub.add_parser("export", help="export a trained student to ONNX (and int8), check, time")
@@ -331,6 +338,7 @@ def _search(args: argparse.Namespace) -> int:
             space=args.space, teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
             teacher_epochs=args.teacher_epochs, views=args.views, epochs=args.epochs,
             no_early_stop=args.no_early_stop, objectives=args.objectives, limits=_limits(args),
+            min_accuracy=args.min_accuracy,
             device=args.device, precision=args.precision, latency_runtime=args.latency_runtime,
             latency_device=args.latency_device, latency_precision=args.latency_precision,
             latency_threads=args.latency_threads, latency_batch=args.latency_batch,
@@ -352,7 +360,7 @@ def _train(args: argparse.Namespace) -> int:
         out = api.train(
             args.run_dir, trial=args.trial, pick=args.pick, limits=_limits(args), top=args.top,
             epochs=args.epochs, device=args.device, other_teacher=args.other_teacher,
-            progress=bars,
+            seed=args.seed, progress=bars,
         )  # fmt: skip
     finally:
         bars.close()

@@ -23,8 +23,11 @@ from autodistill.objectives import DEFAULT, get_objective, parse_objectives
 STUDY_DEFINING = (
     "data", "space", "teacher", "teacher_checkpoint", "teacher_epochs", "views", "epochs",
     "objectives", "limits", "seed", "precision", "latency_runtime", "latency_device",
-    "latency_precision", "target_threads", "latency_batch",
+    "latency_precision", "target_threads", "latency_batch", "min_accuracy",
 )  # fmt: skip
+# Study-defining settings that studies made before them did not record: left out of a study's
+# settings while at these defaults, so such a study still resumes.
+LATER_DEFINING = {"min_accuracy": None}
 # What a run made before latency had a target was timed with (its config lacks the fields).
 LEGACY_TARGET = {
     "latency_runtime": "torch",
@@ -43,6 +46,30 @@ def mask_url(url: str | None) -> str | None:
     if url is None or "://" not in url:
         return url
     return re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", url)
+
+
+def parse_floor(text: str) -> tuple[float, bool]:
+    """``--min-accuracy``: (value, relative to the teacher?) from ``0.9`` or ``0.95x``.
+
+    Raises:
+        UserError: it is neither.
+    """
+    body = str(text).strip().lower()
+    relative = body.endswith("x")
+    try:
+        value = float(body.removesuffix("x"))
+    except ValueError:
+        value = math.nan
+    most = 1.5 if relative else 1.0
+    if not (math.isfinite(value) and 0 < value <= most):
+        raise UserError(f"--min-accuracy {text!r}: give a validation accuracy in (0, 1] "
+                        "(0.9), or a multiple of the teacher's up to 1.5 (0.95x)")  # fmt: skip
+    return value, relative
+
+
+def _floor_text(value: str | float) -> str:
+    number, relative = parse_floor(str(value))
+    return f"{number:g}x" if relative else f"{number:g}"
 
 
 def has_password(url: str | None) -> bool:
@@ -72,6 +99,10 @@ class SearchConfig:
     early_stop: bool = True  # stop a trial at an epoch when earlier trials dominate it there
     objectives: tuple[str, ...] = DEFAULT  # what the front trades off (objectives registry)
     limits: dict[str, float] = field(default_factory=dict)  # objective -> the most it may be
+    # The least validation accuracy a student may have: a fraction ("0.9") or a multiple of the
+    # teacher's ("0.95x"); a trained student below it is infeasible, and a rung stops one that
+    # cannot reach it.
+    min_accuracy: str | None = None
     device: str = "auto"  # where students and the teacher train
     precision: str = "auto"  # training: bf16 autocast on CUDA, fp32 elsewhere (device.py)
     # The deployment target every latency is measured on (latency.LatencyTarget): ONNX Runtime
@@ -115,6 +146,8 @@ class SearchConfig:
                             "--out, so use 1-100 letters, digits, '.', '_' or '-', starting "
                             "with a letter or digit, without '..'")  # fmt: skip
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
+        if self.min_accuracy is not None:
+            object.__setattr__(self, "min_accuracy", _floor_text(self.min_accuracy))
         if self.latency_threads < 0:
             raise UserError(f"--latency-threads must be 0 (the worker's threads) or more, got "
                             f"{self.latency_threads}")  # fmt: skip
@@ -138,6 +171,13 @@ class SearchConfig:
             ):
                 raise UserError(f"{objective.option} must be a positive finite number, "
                                 f"got {value!r}")  # fmt: skip
+
+    def accuracy_floor(self, teacher_val_accuracy: float) -> float | None:
+        """The validation accuracy (0..1) a student must reach; None without --min-accuracy."""
+        if self.min_accuracy is None:
+            return None
+        value, relative = parse_floor(self.min_accuracy)
+        return value * teacher_val_accuracy if relative else value
 
     @property
     def name(self) -> str:

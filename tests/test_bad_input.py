@@ -201,6 +201,9 @@ CASES = {
         ("cannot read teacher checkpoint teacher.pt",), ("torch.save",),
     ),
     "zero budget": ({}, ["--budget", "0"], ("--budget", "got 0"), ("must be a positive number",)),
+    "accuracy floor in percent": (
+        {}, ["--min-accuracy", "95%"], ("--min-accuracy '95%'",), ("in (0, 1]", "(0.95x)"),
+    ),
     "negative budget": (
         {}, ["--budget", "-1"], ("--budget", "got -1"), ("must be a positive number",),
     ),
@@ -283,6 +286,18 @@ def test_limits_nothing_satisfies_keep_the_results_and_exit_2(user, tmp_path):
         assert (run_dir / name).is_file(), name
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 3 and (trials["state"] == "INFEASIBLE").all()
+
+
+def test_a_floor_no_student_reaches_keeps_the_results_and_exits_2(user, tmp_path):
+    code, out, err = user("--min-accuracy", "0.9999")
+    assert_one_clear_line(
+        code, out, err,
+        ("no student reached --min-accuracy 0.9999", "3 trained below it"),
+        ("lower the floor", "results kept in"),
+    )  # fmt: skip
+    trials = pd.read_csv(tmp_path / "out" / RUN / "trials.csv")
+    assert (trials["state"] == "BELOW_FLOOR").all() and not trials["pareto"].any()
+    assert trials["failure_reason"].str.contains("below the floor 99.99%").all()
 
 
 def test_a_run_resumed_with_an_edited_space_is_refused_and_keeps_its_files(made, user, tmp_path):

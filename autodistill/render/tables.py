@@ -92,6 +92,8 @@ def state_counts(trials: pd.DataFrame) -> str:
     if n.get("STOPPED", 0):
         parts.append(f"{int(n['STOPPED'])} stopped early")
     parts.append(f"{int(n.get('INFEASIBLE', 0))} infeasible (never trained)")
+    if n.get("BELOW_FLOOR", 0):
+        parts.append(f"{int(n['BELOW_FLOOR'])} below the accuracy floor")
     parts.append(f"{int(n.get('FAIL', 0))} failed")
     if n.get("RETRIED", 0):
         parts.append(f"{int(n['RETRIED'])} retried")

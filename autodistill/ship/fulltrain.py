@@ -72,13 +72,14 @@ def train_students(
     epochs: int = 30,
     device: str | None = None,
     other_teacher: bool = False,
+    seed: int | None = None,
     progress: Progress = silent,
 ) -> FullTrainOutcome:
     """Fully train the chosen student(s) of a run and test each once on the held-out test split.
 
-    Each is trained with the trial's own recipe (its hyperparameters and the run's seed) for
-    ``epochs``, on ``device`` (by default the run's), against the study's teacher (another one
-    only with ``other_teacher``).
+    Each is trained with the trial's own recipe (its hyperparameters and the run's seed, or
+    ``seed``: another seed's student replaces it) for ``epochs``, on ``device`` (by default the
+    run's), against the study's teacher (another one only with ``other_teacher``).
     """
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")
@@ -103,7 +104,7 @@ def train_students(
             cand,
             attrs,
             epochs,
-            config.seed,
+            config.seed if seed is None else seed,
             student_dir(run_dir, n),
             progress,
             target,

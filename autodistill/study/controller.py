@@ -390,7 +390,20 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float
     trial.set_user_attr("history", trained.history)
     trial.set_user_attr("recipe", trained.recipe)
     values = {**cost.values, **trained.values}
+    _check_floor(trial, values, ctx)
     return [values[name] for name in ctx.objectives]
+
+
+def _check_floor(trial: Trial, values: dict[str, float], ctx: TrialContext) -> None:
+    """Record by how much a trained student clears or misses each floor (a constraint, so
+    the sampler learns the region and the front leaves it out); one below is named so."""
+    for name, least in ctx.limits.min.items():
+        trial.set_constraint(f"min_{name}", least - values[name])
+        if values[name] < least:
+            objective = get_objective(name)
+            trial.set_user_attr("below_floor", f"{name} {objective.text(values[name])} is "
+                                f"below the floor {objective.text(least)} by "
+                                f"{objective.text(least - values[name])}")  # fmt: skip
 
 
 def _known(trial: Trial, candidate: Candidate) -> Known:
@@ -416,14 +429,19 @@ def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, f
     def at_rung(epoch: int, accuracy: float) -> None:
         rungs[str(epoch)] = accuracy
         trial.set_user_attr(early_stop.RUNGS_ATTR, dict(rungs))
-        if not ctx.early_stop:
+        floor = ctx.limits.min.get(early_stop.RUNG_OBJECTIVE)
+        if not ctx.early_stop and floor is None:
             return
-        point = early_stop.point(accuracy, cost.values, ctx.objectives)
         trials = trial.study.get_trials(deepcopy=False)
         # Not itself, nor an earlier attempt at it, nor any attempt that was run again.
         mine = set(trial.study._storage.get_trial(trial._trial_id).system_attrs.get(
             "retry_history", []))  # fmt: skip
         exclude = {trial.number} | mine | set(retries(trials))
+        if floor is not None:
+            _stop_below_floor(trial, epoch, accuracy, floor, trials, exclude, ctx)
+        if not ctx.early_stop:
+            return
+        point = early_stop.point(accuracy, cost.values, ctx.objectives)
         seen = early_stop.seen_at(trials, epoch, ctx.objectives, exclude=exclude)
         stop, dominators = early_stop.should_stop(point, seen)
         if stop:
@@ -436,6 +454,26 @@ def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, f
             raise optuna.TrialPruned(reason)
 
     return at_rung
+
+
+def _stop_below_floor(
+    trial: Trial, epoch: int, accuracy: float, floor: float, trials: list[FrozenTrial],
+    exclude: set[int], ctx: TrialContext,
+) -> None:  # fmt: skip
+    """Stop the trial as infeasible if, gaining as much as any finished trial gained from
+    this rung to its end, it would still end below the floor."""
+    gained = early_stop.most_gained(trials, epoch, exclude=exclude)
+    if gained is None or accuracy + gained >= floor:
+        return
+    acc = get_objective(early_stop.RUNG_OBJECTIVE)
+    # By how much it would miss at best: what the sampler learns the region from.
+    trial.set_constraint(f"min_{early_stop.RUNG_OBJECTIVE}", floor - (accuracy + gained))
+    trial.set_user_attr("val_accuracy", accuracy)
+    reason = (f"stopped after epoch {epoch} of {ctx.epochs}: {acc.text(accuracy)} cannot reach "
+              f"the floor {acc.text(floor)} (no trial gained more than {acc.text(gained)} from "
+              "there)")  # fmt: skip
+    trial.set_user_attr("below_floor", reason)
+    raise optuna.TrialPruned(reason)
 
 
 def _reject(trial: Trial, violations: dict[str, float], reason: str) -> NoReturn:

@@ -68,6 +68,18 @@ def seen_at(
     return out
 
 
+def most_gained(trials: Iterable[FrozenTrial], rung: int, *, exclude: set[int]) -> float | None:
+    """The most validation accuracy any trained trial gained from ``rung`` to its end; None
+    until ``MIN_SEEN`` of them are known (too few to say what cannot be reached)."""
+    gains = []
+    for t in trials:
+        acc = (t.user_attrs.get(RUNGS_ATTR) or {}).get(str(rung))
+        final = t.user_attrs.get(RUNG_OBJECTIVE)
+        if t.number not in exclude and t.state == TrialState.COMPLETE and None not in (acc, final):
+            gains.append(final - acc)
+    return max(gains) if len(gains) >= MIN_SEEN else None
+
+
 def should_stop(p: Point, seen: list[Point]) -> tuple[bool, int]:
     """(stop?, how many seen points dominate ``p``)."""
     if len(seen) < MIN_SEEN:

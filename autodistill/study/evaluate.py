@@ -34,16 +34,20 @@ class DidNotLearn(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    """The user's hard constraints, objective name -> the most it may be; a candidate over any
-    is never trained."""
+    """The user's hard constraints: objective name -> the most it may be (a candidate over any
+    is never trained), and -> the least it may be (the accuracy floor, known after training)."""
 
     max: dict[str, float] = field(default_factory=dict)
+    min: dict[str, float] = field(default_factory=dict)
 
     def violations(self, values: dict[str, float]) -> dict[str, float]:
-        """Positive amounts by which each set limit is exceeded, among the ``values`` measured
-        so far (empty when feasible)."""
-        return {f"max_{name}": float(values[name] - most) for name, most in self.max.items()
+        """Positive amounts by which each set limit is broken, among the ``values`` measured
+        so far (empty when feasible): ``max_<name>`` over, ``min_<name>`` under."""
+        over = {f"max_{name}": float(values[name] - most) for name, most in self.max.items()
                 if name in values and values[name] > most}  # fmt: skip
+        under = {f"min_{name}": float(least - values[name]) for name, least in self.min.items()
+                 if name in values and values[name] < least}  # fmt: skip
+        return {**over, **under}
 
 
 @dataclass(frozen=True)

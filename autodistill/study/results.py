@@ -41,11 +41,14 @@ def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, An
     a = t.user_attrs
     cand = Candidate.from_dict(a["candidate"]) if a.get("candidate") else None
     state = t.state.name
-    if t.state == TrialState.PRUNED and "infeasible" in a:
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "below_floor" in a:
+        state = "BELOW_FLOOR"  # under --min-accuracy, trained or stopped: off the front
+    elif t.state == TrialState.PRUNED and "infeasible" in a:
         state = "INFEASIBLE"
     elif t.state == TrialState.PRUNED and "stopped" in a:
         state = "STOPPED"  # early: dominated at an epoch rung; val_accuracy is the rung's
-    reason = a.get("infeasible") or a.get("stopped") or a.get("failure_reason")
+    reason = (a.get("infeasible") or a.get("stopped") or a.get("below_floor")
+              or a.get("failure_reason"))  # fmt: skip
     if t.state == TrialState.FAIL and reason is None and a.get("worker"):
         reason = (f"its worker {a['worker']} stopped sending heartbeats (this candidate was "
                   "already retried the most times allowed)")  # fmt: skip

@@ -19,7 +19,7 @@ import optuna
 import torch
 from optuna.storages import BaseStorage
 
-from autodistill.config import STUDY_DEFINING, SearchConfig
+from autodistill.config import LATER_DEFINING, STUDY_DEFINING, SearchConfig
 from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
 from autodistill.signals import interrupts_as_exceptions
@@ -63,7 +63,8 @@ def join_study(
     """Create or join the run's study, refusing a different teacher, space or settings."""
     storage = storage if storage is not None else open_run_storage(config)
     # Every worker of a study, on any machine, must train and time trials the same way.
-    settings = {k: getattr(config, k) for k in STUDY_DEFINING}
+    settings = {k: getattr(config, k) for k in STUDY_DEFINING
+                if k not in LATER_DEFINING or getattr(config, k) != LATER_DEFINING[k]}  # fmt: skip
     # As it resolves: a CPU worker (fp32) and a GPU worker (bf16) of one "auto" train unlike.
     settings["precision"] = config.resolved_precision
     settings.update(early_stop=config.early_stop, heartbeat_s=config.heartbeat_s)
@@ -92,11 +93,16 @@ def work(
     prep = replace(prep, views=prep.views.to(prep.device))
     ctx = TrialContext(
         data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
-        threads=prep.threads, limits=Limits(dict(config.limits)), seed=config.seed,
+        threads=prep.threads, limits=_limits(config, prep), seed=config.seed,
         early_stop=config.early_stop, objectives=config.objectives, device=prep.device,
         target=config.latency_target, precision=prep.precision,
     )  # fmt: skip
     return run(study, space, ctx, budget=config.budget, on_trial=on_trial)
+
+
+def _limits(config: SearchConfig, prep: Prepared) -> Limits:
+    floor = config.accuracy_floor(prep.teacher.val_accuracy)
+    return Limits(dict(config.limits), {} if floor is None else {"val_accuracy": floor})
 
 
 def run_local_workers(
