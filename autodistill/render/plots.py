@@ -115,8 +115,21 @@ def _axis(objective_name: str, values) -> tuple[np.ndarray, str]:
     if objective_name == ACCURACY:
         return 100 * v, "val accuracy (%)"
     if objective.log:
-        return np.log10(v), f"log10 {objective.label}"
+        return np.log10(v), f"{objective.label} (log scale)"
     return v, objective.label
+
+
+def _log_ticks(logs: np.ndarray) -> tuple[list[float], list[str]]:
+    """Ticks for an axis drawn in log10 units (3-D axes have no log scale), labelled in the
+    real units: 1, 2 and 5 of each decade the values span, or decades alone when many."""
+    low, high = float(np.min(logs)), float(np.max(logs))
+    decades = range(int(np.floor(low)), int(np.ceil(high)) + 1)
+    steps = (1,) if len(decades) > 4 else (1, 2, 5)
+    values = [m * 10.0**d for d in decades for m in steps]
+    inside = [v for v in values if low - 0.05 <= np.log10(v) <= high + 0.05]
+    if len(inside) < 2:  # a narrow range: its two ends
+        inside = [10**low, 10**high]
+    return [float(np.log10(v)) for v in inside], [_plain(v, 0) for v in inside]
 
 
 def plot_3d(
@@ -148,6 +161,11 @@ def plot_3d(
     ax.set_xlabel(_axis(x_name, [1.0])[1])
     ax.set_ylabel(_axis(y_name, [1.0])[1])
     ax.set_zlabel(_axis(ACCURACY, [1.0])[1])
+    shown = pd.concat([done, pd.DataFrame([teacher])]) if teacher is not None else done
+    for name, axis in ((x_name, ax.xaxis), (y_name, ax.yaxis)):
+        if get_objective(name).log and name in shown and shown[name].notna().any():
+            ticks, labels = _log_ticks(np.log10(shown[name].dropna().astype(float)))
+            axis.set_ticks(ticks, labels=labels)
     ax.legend(fontsize=8)
     _save(fig, path)
 
@@ -224,7 +242,8 @@ def plot_importances(importances: dict[str, float], path: Path) -> None:
     names = list(importances)[::-1]
     ax.barh(names, [importances[n] for n in names], color="tab:green")
     ax.set_xlabel("importance for validation accuracy")
-    ax.set_title("hyperparameters sampled in at least half the trials", fontsize=9)
+    ax.set_title("hyperparameters sampled in at least half the trials (those of any "
+                 "measurable importance)", fontsize=9)  # fmt: skip
     if not importances:
         ax.text(0.5, 0.5, "too few completed trials", ha="center", transform=ax.transAxes)
     _save(fig, path)

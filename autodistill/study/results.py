@@ -146,16 +146,18 @@ def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
 
 def importances(study: optuna.Study, top: int = 12) -> dict[str, float]:
     """Importance for validation accuracy of the ``top`` hyperparameters (Optuna's default
-    evaluator), among those sampled in at least half the completed trials: a conditional
-    parameter seen a handful of times would otherwise rank on noise."""
+    evaluator), among those sampled with two values or more in at least half the completed
+    trials: a conditional parameter seen a handful of times would otherwise rank on noise.
+    Parameters of no measurable importance are left out, not drawn as empty bars."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(done) < 3:
         return {}
-    counts: dict[str, int] = {}
+    values: dict[str, list[Any]] = {}
     for t in done:
-        for name in t.params:
-            counts[name] = counts.get(name, 0) + 1
-    common = [name for name, n in counts.items() if n >= len(done) / 2]
+        for name, value in t.params.items():
+            values.setdefault(name, []).append(value)
+    common = [name for name, seen in values.items()
+              if len(seen) >= len(done) / 2 and len(set(seen)) > 1]  # fmt: skip
     if not common:
         return {}
     try:
@@ -164,7 +166,7 @@ def importances(study: optuna.Study, top: int = 12) -> dict[str, float]:
             ranked = optuna.importance.get_param_importances(
                 study, params=common, target=lambda t: t.user_attrs["val_accuracy"]
             )
-        return dict(list(ranked.items())[:top])
+        return {k: v for k, v in list(ranked.items())[:top] if v > 0}
     except (RuntimeError, ValueError) as exc:  # too few distinct values to tell
         log.warning("hyperparameter importances unavailable: %s", exc)
         return {}
