@@ -103,6 +103,8 @@ def search(
     teacher_epochs: int = 10,
     views: int = 4,
     epochs: int = 3,
+    fidelity: str = "brief",
+    promotions: int = 0,
     no_early_stop: bool = False,
     objectives: str | tuple[str, ...] = DEFAULT,
     max_params: float | None = None,
@@ -136,7 +138,8 @@ def search(
     config = SearchConfig(
         data=data, data_dir=data_dir, download=download, space=space, teacher=teacher,
         teacher_checkpoint=teacher_checkpoint, teacher_epochs=teacher_epochs, views=views,
-        budget=budget, epochs=epochs, early_stop=not no_early_stop,
+        budget=budget, epochs=epochs, fidelity=fidelity, promotions=promotions,
+        early_stop=not no_early_stop,
         objectives=tuple(objectives) if not isinstance(objectives, str) else objectives,
         limits=limits, min_accuracy=min_accuracy, device=device, precision=precision,
         latency_runtime=latency_runtime,
@@ -181,9 +184,13 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
     before = study.finished_count(the_study)
     progress("trials", before, config.budget, unit="trial")
 
+    promotions = config.resolved_promotions
+
     def on_trial(s, _trial) -> None:
-        progress("trials", study.finished_count(s), config.budget, unit="trial",
-                 note=study.front_summary(s))  # fmt: skip
+        note = study.front_summary(s)
+        if promotions:
+            note += f" | promoted {study.promotions_done(s)}/{promotions}"
+        progress("trials", study.finished_count(s), config.budget, unit="trial", note=note)
 
     try:
         with interrupts_as_exceptions():
@@ -228,9 +235,11 @@ def _teacher_warnings(prep: Prepared, trials: pd.DataFrame, epochs: int) -> tupl
     trained = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
     if not trained.empty and trained["val_accuracy"].max() > teacher.val_accuracy:
         best = trained.loc[trained["val_accuracy"].idxmax()]
+        if pd.notna(best.get("epochs_trained")):  # a promotion trained longer
+            epochs = int(best["epochs_trained"])
         brief = f"{epochs} epoch{'s' if epochs != 1 else ''}"
-        out.append(f"trial {int(best['number'])}, a student trained for only {brief}, beat the "
-                   f"teacher on validation ({100 * best['val_accuracy']:.1f}% against "
+        out.append(f"trial {int(best['number'])}, a student trained for {brief} (not fully), "
+                   f"beat the teacher on validation ({100 * best['val_accuracy']:.1f}% against "
                    f"{100 * teacher.val_accuracy:.1f}%): the teacher teaches it little; "
                    f"{better_teacher(teacher)}")  # fmt: skip
     for line in out:

@@ -143,7 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=D.views,
         help="augmented views per training image in the teacher cache",
     )
-    s.add_argument("--epochs", type=int, default=D.epochs, help="brief training epochs per trial")
+    s.add_argument(
+        "--epochs",
+        type=int,
+        default=D.epochs,
+        help="brief training epochs per trial (the first rung with --fidelity multi)",
+    )
+    s.add_argument(
+        "--fidelity",
+        default=D.fidelity,
+        choices=("brief", "multi"),
+        help="brief: every trial trains --epochs; multi: the best third of each rung "
+        "(by the objectives) is promoted on, 3 -> 9 -> 27 epochs, continuing from "
+        "where it was, so the front's scores are closer to full training",
+    )
+    s.add_argument("--promotions", type=int, default=D.promotions,
+                   help="with --fidelity multi: how many promotions in all, paced over the "
+                   "search (0: 15%% of the budget)")  # fmt: skip
     s.add_argument(
         "--no-early-stop",
         action="store_true",
@@ -337,6 +353,7 @@ def _search(args: argparse.Namespace) -> int:
             budget=args.budget, data=args.data, data_dir=args.data_dir, download=args.download,
             space=args.space, teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
             teacher_epochs=args.teacher_epochs, views=args.views, epochs=args.epochs,
+            fidelity=args.fidelity, promotions=args.promotions,
             no_early_stop=args.no_early_stop, objectives=args.objectives, limits=_limits(args),
             min_accuracy=args.min_accuracy,
             device=args.device, precision=args.precision, latency_runtime=args.latency_runtime,

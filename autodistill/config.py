@@ -23,11 +23,13 @@ from autodistill.objectives import DEFAULT, get_objective, parse_objectives
 STUDY_DEFINING = (
     "data", "space", "teacher", "teacher_checkpoint", "teacher_epochs", "views", "epochs",
     "objectives", "limits", "seed", "precision", "latency_runtime", "latency_device",
-    "latency_precision", "target_threads", "latency_batch", "min_accuracy",
+    "latency_precision", "target_threads", "latency_batch", "min_accuracy", "fidelity",
 )  # fmt: skip
 # Study-defining settings that studies made before them did not record: left out of a study's
 # settings while at these defaults, so such a study still resumes.
-LATER_DEFINING = {"min_accuracy": None}
+LATER_DEFINING = {"min_accuracy": None, "fidelity": "brief"}
+FIDELITIES = ("brief", "multi")
+PROMOTION_SHARE = 0.15  # default promotions per trial of the budget (multi-fidelity)
 # What a run made before latency had a target was timed with (its config lacks the fields).
 LEGACY_TARGET = {
     "latency_runtime": "torch",
@@ -96,6 +98,10 @@ class SearchConfig:
     views: int = 4  # augmented views of each training image that the teacher labels once
     budget: int = 50
     epochs: int = 3  # brief training per trial; a final student trains far longer
+    # brief: every trial trains --epochs; multi: trials start at --epochs and the best third of
+    # each rung is promoted on (3 -> 9 -> 27 epochs), continuing from where it was.
+    fidelity: str = "brief"
+    promotions: int = 0  # multi: how many promotions in all; 0: 15% of the budget
     early_stop: bool = True  # stop a trial at an epoch when earlier trials dominate it there
     objectives: tuple[str, ...] = DEFAULT  # what the front trades off (objectives registry)
     limits: dict[str, float] = field(default_factory=dict)  # objective -> the most it may be
@@ -127,6 +133,15 @@ class SearchConfig:
         checks = [
             (self.budget >= 1, f"--budget must be a positive number of trials, got {self.budget}"),
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.fidelity in FIDELITIES,
+             f"--fidelity {self.fidelity!r}: choose {' or '.join(FIDELITIES)}"),
+            (self.fidelity != "multi" or self.epochs >= 2,
+             f"--fidelity multi needs --epochs 2 or more (a first rung with a stable phase "
+             f"and a decay), got {self.epochs}"),
+            (self.promotions >= 0, f"--promotions must be 0 (the default share) or more, got "
+             f"{self.promotions}"),
+            (self.fidelity == "multi" or not self.promotions,
+             "--promotions needs --fidelity multi (a brief search promotes nothing)"),
             (self.teacher_epochs >= 1,
              f"--teacher-epochs must be at least 1, got {self.teacher_epochs}"),
             (self.views >= 1, f"--views must be at least 1, got {self.views}"),
@@ -199,6 +214,13 @@ class SearchConfig:
         return Path(self.out) / self.name
 
     @property
+    def resolved_promotions(self) -> int:
+        """Promotions of a multi-fidelity search: given, or 15% of the budget; none if brief."""
+        if self.fidelity != "multi":
+            return 0
+        return self.promotions or max(1, round(PROMOTION_SHARE * self.budget))
+
+    @property
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
 
@@ -258,6 +280,8 @@ class SearchConfig:
 
 CONFIG_FILE = "config.yaml"
 STUDENTS_DIR = "students"  # fully trained students: students/trial-N/{student.safetensors,...}
+# Multi-fidelity: each candidate's stable state at a rung, which its promotion continues from.
+CHECKPOINTS_DIR = "checkpoints"
 
 
 def save_config(config: SearchConfig, run_dir: Path) -> Path:

@@ -4,7 +4,7 @@ benchmarks alike, so ``train --trial N`` rebuilds exactly what the trial ran."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from autodistill.spaces import Candidate
 from autodistill.trainer import TrainConfig, fit, make_distiller
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+DECAY_FRACTION = 0.2  # of a multi-fidelity rung's epochs: the decay branched off its stable phase
+WARMUP_FRACTION = 0.15  # of the first rung, as one cycle warms up over 15% of a brief trial
 
 
 def build(candidate: Candidate, spec: InputSpec, *, seed: int) -> nn.Module:
@@ -58,6 +60,24 @@ def recipe_for(
     )
 
 
+def rung_recipe(
+    candidate: Candidate,
+    *,
+    epochs: int,
+    first_rung: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> TrainConfig:
+    """The recipe of a multi-fidelity rung of ``epochs``: warm-up-stable-decay, warmed up as
+    the first rung is, decaying over its last fifth, so that the next rung continues from its
+    stable phase."""
+    decay = max(1, round(DECAY_FRACTION * epochs))
+    base = recipe_for(candidate, epochs=epochs, seed=seed, device=device, precision=precision)
+    return replace(base, schedule="wsd", stable_epochs=epochs - decay,
+                   warmup_epochs=WARMUP_FRACTION * first_rung)  # fmt: skip
+
+
 def recipe_record(cfg: TrainConfig) -> dict[str, Any]:
     """The recipe as recorded with a trial and in ``metrics.json``."""
     return asdict(cfg)
@@ -73,12 +93,16 @@ def distil(
     views: TeacherViews,
     on_epoch: EpochCallback | None = None,
     checkpoint: Path | None = None,
+    branch: Path | None = None,
+    start_from: Path | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place with the candidate's loss against the cached teacher views."""
+    """Train ``model`` in place with the candidate's loss against the cached teacher views
+    (``checkpoint``, ``branch``, ``start_from``: as ``trainer.fit``)."""
     model.to(cfg.device)
     shape = (data.in_chans, data.image_size, data.image_size)
     distiller = make_distiller(
         candidate.loss, candidate.distill, model, shape, data.num_classes, views
     )
     return fit(model, data.train, aug, data.stats, cfg, views=views, distiller=distiller,
-               on_epoch=on_epoch, checkpoint=checkpoint)  # fmt: skip
+               on_epoch=on_epoch, checkpoint=checkpoint, branch=branch,
+               start_from=start_from)  # fmt: skip

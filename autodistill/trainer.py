@@ -45,10 +45,20 @@ class TrainConfig:
     # weights). Not part of what a checkpoint must match: a run may resume on another device.
     device: str = "cpu"
     precision: str = "fp32"
+    # The learning-rate schedule: one cycle (warm-up, cosine to zero), or warm-up-stable-decay,
+    # whose stable phase is the same however long the run: a longer run continues from a shorter
+    # one's state at the end of its stable phase, as if it had trained from the start.
+    schedule: str = "onecycle"
+    stable_epochs: int = 0  # wsd: epochs before the linear decay to zero
+    warmup_epochs: float = 0.0  # wsd: the same in every run that continues another
 
     def settings(self) -> dict[str, Any]:
         """What a checkpoint must have been made with to be resumed."""
         return {k: v for k, v in asdict(self).items() if k not in ("device", "precision")}
+
+    def branch_settings(self) -> dict[str, Any]:
+        """What a shorter run's stable state must share with this one to be continued."""
+        return {k: v for k, v in self.settings().items() if k not in ("epochs", "stable_epochs")}
 
 
 def fit(
@@ -62,11 +72,18 @@ def fit(
     distiller: Distiller | None = None,
     on_epoch: EpochCallback | None = None,
     checkpoint: Path | None = None,
+    branch: Path | None = None,
+    start_from: Path | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place; returns the mean loss parts of every epoch.
 
     With ``checkpoint`` the whole training state is saved there after every epoch, and a run
     that finds one resumes after its last finished epoch with the same random streams.
+
+    With the ``wsd`` schedule, ``branch`` receives the state at the end of the stable phase,
+    and a run given ``start_from`` (a shorter run's ``branch``, with the same settings but its
+    length) continues from there rather than from the start; a missing one trains from the
+    start, to the same weights.
 
     With ``views`` each image is shown in one of the cached augmented views, and the distiller
     reads the teacher's cached outputs for exactly that view; the teacher itself is never called.
@@ -86,15 +103,20 @@ def fit(
     n = len(train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     opt = _optimizer([model, distiller.learned], cfg)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
-    )
+    sched = _scheduler(opt, cfg, steps_per_epoch)
     history: list[dict[str, float]] = []
     first = 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = _load_checkpoint(checkpoint)
-        if state["config"] != cfg.settings():
-            raise UserError(_other_settings(checkpoint, state["config"], cfg.settings()))
+    resume = checkpoint if checkpoint is not None and checkpoint.is_file() else None
+    if resume is None and start_from is not None and start_from.is_file():
+        resume = start_from
+    if resume is not None:
+        state = _load_checkpoint(resume)
+        if resume == checkpoint and state["config"] != cfg.settings():
+            raise UserError(_other_settings(resume, state["config"], cfg.settings()))
+        mine = cfg.branch_settings()
+        if resume != checkpoint and {k: v for k, v in state["config"].items()
+                                     if k in mine} != mine:  # fmt: skip
+            raise UserError(_other_settings(resume, state["config"], cfg.settings()))
         try:
             model.load_state_dict(state["model"])
             distiller.load_state_dict(state["distiller"])
@@ -107,7 +129,7 @@ def fit(
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             first = first_line(exc)
             raise UserError(
-                f"training checkpoint {checkpoint} does not fit this student ({first[:200]}); "
+                f"training checkpoint {resume} does not fit this student ({first[:200]}); "
                 "delete it to train from the start"
             ) from None
         history, first = state["history"], state["epoch"] + 1
@@ -169,8 +191,11 @@ def fit(
             bad = next(k for k, v in epoch_stats.items() if not math.isfinite(v))
             raise TrainingDiverged(f"loss became {epoch_stats[bad]} in epoch {epoch + 1} ({bad})")
         history.append(epoch_stats)
-        if checkpoint is not None:
-            _save(checkpoint, {
+        targets = [checkpoint] if checkpoint is not None else []
+        if branch is not None and cfg.schedule == "wsd" and epoch + 1 == cfg.stable_epochs:
+            targets.append(branch)
+        for target in targets:
+            _save(target, {
                 "config": cfg.settings(), "epoch": epoch, "history": history,
                 "model": model.state_dict(), "distiller": distiller.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -181,6 +206,31 @@ def fit(
         if on_epoch is not None:
             on_epoch(epoch, epoch_stats)
     return history
+
+
+def _scheduler(
+    opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15
+        )
+    if cfg.schedule != "wsd":
+        raise ValueError(f"unknown schedule {cfg.schedule!r}")
+    if not 0 < cfg.stable_epochs < cfg.epochs:
+        raise ValueError(f"wsd needs 0 < stable_epochs < epochs, got {cfg.stable_epochs}")
+    warm = max(1, round(cfg.warmup_epochs * steps_per_epoch))
+    stable = cfg.stable_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:  # of cfg.lr after ``step`` steps
+        if step < warm:
+            return (step + 1) / warm
+        if step < stable:
+            return 1.0
+        return max(0.0, (total - step) / (total - stable))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 @contextmanager

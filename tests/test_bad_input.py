@@ -201,6 +201,14 @@ CASES = {
         ("cannot read teacher checkpoint teacher.pt",), ("torch.save",),
     ),
     "zero budget": ({}, ["--budget", "0"], ("--budget", "got 0"), ("must be a positive number",)),
+    "promotions without multi-fidelity": (
+        {}, ["--promotions", "5"], ("--promotions needs --fidelity multi",),
+        ("a brief search promotes nothing",),
+    ),
+    "multi-fidelity from one epoch": (
+        {}, ["--fidelity", "multi", "--epochs", "1"], ("--fidelity multi needs --epochs 2",),
+        ("a first rung with a stable phase",),
+    ),
     "accuracy floor in percent": (
         {}, ["--min-accuracy", "95%"], ("--min-accuracy '95%'",), ("in (0, 1]", "(0.95x)"),
     ),

@@ -279,6 +279,56 @@ def test_two_local_jobs_on_the_journal_file_survive_a_kill(tmp_path):
 
 
 @pytest.mark.faults
+def test_two_local_jobs_promote_no_candidate_twice_and_a_killed_promotion_resumes(tmp_path):
+    """Multi-fidelity under two worker processes: a worker is killed while a promotion trains
+    past its first epochs; it is run again from its checkpoint, and no trial is promoted twice."""
+    from autodistill.study.promotion import promotion_of
+
+    log = tmp_path / "search.log"
+    cmd = _command(tmp_path, "--jobs", "2", "--fidelity", "multi", "--promotions", "3",
+                   budget=6, epochs=4)  # fmt: skip
+    parent = _start(cmd, log)
+    run_dir = tmp_path / "out" / "digits-tiny"
+    journal = run_dir / "study.journal"
+    killed = None
+    try:
+        deadline = time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline:
+            assert parent.poll() is None, log.read_text()
+            time.sleep(0.2)
+            if not journal.exists():
+                continue
+            storage = search.open_storage(str(journal), tmp_path)
+            try:
+                trials = optuna.load_study(study_name="digits-tiny", storage=storage).get_trials()
+            except KeyError:
+                continue
+            for t in trials:
+                promo = promotion_of(t)
+                mid = run_dir / "checkpoints" / f"trial-{promo['lineage']}-e{promo['epochs']}.pt" \
+                    if promo else None  # fmt: skip
+                if t.state == TrialState.RUNNING and mid is not None and mid.is_file():
+                    os.kill(int(str(t.user_attrs["worker"]).split(":")[1]), signal.SIGKILL)
+                    killed = t.number
+                    break
+        assert killed is not None, "no promotion was seen training"
+        code = parent.wait(timeout=600)
+    finally:
+        parent.kill()
+    assert code == 0, log.read_text()
+    study = optuna.load_study(study_name="digits-tiny", storage=storage)
+    trials = study.get_trials()
+    assert search.finished_count(study) == 6
+    promotions = [t for t in trials if promotion_of(t)]
+    assert len({promotion_of(t)["from"] for t in promotions}) == 3  # each promoted once
+    again = [t for t in promotions if t.system_attrs.get("retry_history") == [killed]]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE
+    assert again[0].user_attrs["began"] == "checkpoint"  # not from its stable state again
+    frame = pd.read_csv(run_dir / "trials.csv")
+    assert list(frame[frame["state"] == "RETRIED"]["number"]) == [killed]
+
+
+@pytest.mark.faults
 def test_sigterm_records_the_trial_keeps_the_rest_and_a_rerun_resumes(tmp_path):
     log = tmp_path / "search.log"
     cmd = _command(tmp_path, "--threads", "1")

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from autodistill.files import write_text_atomic
-from autodistill.render.tables import front_cells, front_table, state_counts, times
+from autodistill.render.tables import front_cells, front_table, promoted, state_counts, times
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -164,7 +164,13 @@ def write_page(
     table = front_table(trials, objectives)
     heading = f"Pareto front ({', '.join(o.replace('_', ' ') for o in objectives)})"
     cells, note = front_cells(trials, objectives)
-    if brief_epochs:
+    if brief_epochs and promoted(trials):
+        note = (
+            f"Multi-fidelity: each score is validation accuracy after the epochs shown (every "
+            f"trial trained {brief_epochs}; the best third of each rung was promoted on), not "
+            "after full training. " + note
+        ).strip()
+    elif brief_epochs:
         note = (
             f"These scores are brief: validation accuracy after {brief_epochs} epoch"
             f"{'s' if brief_epochs != 1 else ''} of training (a stopped trial's at the "

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from autodistill.files import atomic_path
 from autodistill.objectives import get_objective
-from autodistill.render.tables import ACCURACY, state_counts, target_text
+from autodistill.render.tables import ACCURACY, promoted, state_counts, target_text
 
 
 def _teacher(teacher: dict[str, Any], name: str) -> Any:
@@ -27,6 +27,20 @@ def _teacher(teacher: dict[str, Any], name: str) -> Any:
 
 def _done(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+
+
+def _promotion_paths(ax, trials: pd.DataFrame, x: str) -> None:
+    """Each promoted candidate's earlier rungs as grey marks, joined to the rung after."""
+    by_number = trials.set_index("number")
+    drawn = False
+    for _, r in trials[trials["promoted_from"].notna()].iterrows():
+        parent = by_number.loc[int(r["promoted_from"])]
+        before, after = _error(float(parent[ACCURACY])), _error(float(r[ACCURACY]))
+        ax.plot([parent[x], r[x]], [before, after], color="grey", linewidth=0.8, alpha=0.6,
+                zorder=1)  # fmt: skip
+        ax.scatter([parent[x]], [before], marker="x", s=18, color="grey",
+                   label=None if drawn else "earlier rung (promoted)", zorder=2)  # fmt: skip
+        drawn = True
 
 
 def plot_front(
@@ -54,8 +68,12 @@ def plot_front(
             f = front.sort_values(x)
             ax.scatter(f[x], _error(f[ACCURACY]), s=70, facecolors="none", edgecolors="black",
                        linewidths=1.4, label="Pareto front", zorder=3)  # fmt: skip
+            multi = promoted(trials)
+            if multi:
+                _promotion_paths(ax, trials, x)
             for _, r in f.iterrows():
-                ax.annotate(f"#{r['number']}", (r[x], _error(r[ACCURACY])),
+                epochs = f" {int(r['epochs_trained'])}ep" if multi else ""
+                ax.annotate(f"#{r['number']}{epochs}", (r[x], _error(r[ACCURACY])),
                             textcoords="offset points", xytext=(4, 3), fontsize=7)  # fmt: skip
         if teacher is not None and _teacher(teacher, x) is not None:
             ax.scatter([teacher[x]], [_error(teacher[ACCURACY])], marker="*", s=220,

@@ -23,6 +23,11 @@ def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:
     return front.sort_values([ACCURACY, "params"], ascending=[False, True])
 
 
+def promoted(trials: pd.DataFrame) -> bool:
+    """Whether a multi-fidelity search promoted any trial (its scores are of several rungs)."""
+    return "promoted_from" in trials and bool(trials["promoted_from"].notna().any())
+
+
 def front_columns(objectives: tuple[str, ...]) -> list[str]:
     """The study's objectives first, then the other recorded ones."""
     rest = [n for n, o in OBJECTIVES.items() if n not in objectives and o.always]
@@ -47,6 +52,9 @@ def front_cells(trials: pd.DataFrame, objectives: tuple[str, ...]) -> tuple[pd.D
     for name in columns:
         text = get_objective(name).text
         shown[name] = shown[name].map(lambda v, t=text: "" if pd.isna(v) else t(v))
+    if promoted(trials):  # multi-fidelity: the epochs behind each score differ
+        shown.insert(4, "epochs", front["epochs_trained"].map(lambda v: "" if pd.isna(v)
+                                                                else str(int(v))))  # fmt: skip
     note = ""
     if "latency_ms" in shown and "latency_disturbed" in front:
         disturbed = front["latency_disturbed"].fillna(False).astype(bool)
@@ -89,6 +97,8 @@ def state_counts(trials: pd.DataFrame) -> str:
     """'40 trained, 6 stopped early, 4 infeasible (never trained), 0 failed' (retries apart)."""
     n = trials["state"].value_counts() if not trials.empty else pd.Series(dtype=int)
     parts = [f"{int(n.get('COMPLETE', 0))} trained"]
+    if n.get("PROMOTED", 0):
+        parts.append(f"{int(n['PROMOTED'])} promoted (trained on as later trials)")
     if n.get("STOPPED", 0):
         parts.append(f"{int(n['STOPPED'])} stopped early")
     parts.append(f"{int(n.get('INFEASIBLE', 0))} infeasible (never trained)")

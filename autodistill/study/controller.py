@@ -31,11 +31,12 @@ from autodistill.errors import UserError
 from autodistill.objectives import DEFAULT, get_objective
 from autodistill.signals import deferred
 from autodistill.spaces import Candidate, Param, SearchSpace
-from autodistill.study import early_stop
+from autodistill.study import early_stop, promotion
 from autodistill.study.evaluate import (
     Cost,
     InfeasibleArchitecture,
     Known,
+    Rung,
     TrialContext,
     measure_candidate,
     train_candidate,
@@ -208,15 +209,25 @@ def load_study(storage: BaseStorage, name: str) -> optuna.Study:
 
 def budget_used(trials: list[FrozenTrial], *, running: bool = True) -> int:
     """Trials that count against the budget: finished or running, but not a failed attempt
-    that was queued again (its retry counts instead)."""
+    that was queued again (its retry counts instead), nor a promotion (it has its own)."""
     retried = retries(trials)
     states = FINISHED + ((TrialState.RUNNING,) if running else ())
-    return sum(t.state in states and t.number not in retried for t in trials)
+    return sum(t.state in states and t.number not in retried
+               and promotion.promotion_of(t) is None for t in trials)  # fmt: skip
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials with a result (trained, infeasible or failed), not counting retried attempts."""
+    """Trials with a result (trained, infeasible or failed), not counting retried attempts
+    nor promotions."""
     return budget_used(study.get_trials(deepcopy=False), running=False)
+
+
+def promotions_done(study: optuna.Study) -> int:
+    """Promotions finished (trained or failed), not counting retried attempts."""
+    trials = study.get_trials(deepcopy=False)
+    retried = retries(trials)
+    return sum(t.state in FINISHED and t.number not in retried
+               and promotion.promotion_of(t) is not None for t in trials)  # fmt: skip
 
 
 def run(
@@ -225,19 +236,23 @@ def run(
     ctx: TrialContext,
     *,
     budget: int,
+    promotions: int = 0,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
 ) -> int:
-    """Take trials until the study holds ``budget`` of them; returns how many this worker ran.
+    """Take trials until the study holds ``budget`` of them (and, in a multi-fidelity search,
+    ``promotions`` promotions); returns how many this worker ran.
 
     A worker with nothing left to start waits while other live workers still run trials,
-    so a trial that one of them loses is run again rather than missing from the budget.
+    so a trial that one of them loses is run again rather than missing from the budget (and a
+    promotion that one of them makes due is taken).
     """
     storage = study._storage
     objective = make_objective(space, ctx)
+    plan = promotion.Plan(ctx.rungs, promotions, ctx.objectives) if ctx.rungs else None
     ran = 0
     waiting_since, noted = None, 0.0
     while True:
-        trial, trials = _claim(study, budget)
+        trial, trials = _claim(study, budget, plan)
         if trial is None:
             others = [t for t in trials
                       if t.state == TrialState.RUNNING and liveness_known(storage, t)]  # fmt: skip
@@ -266,16 +281,27 @@ def _say_waiting(others: list[FrozenTrial], waited_s: float) -> None:
     )  # fmt: skip
 
 
-def _claim(study: optuna.Study, budget: int) -> tuple[Trial | None, list[FrozenTrial]]:
-    """Under the claim lock: recover dead workers' trials, then create a trial if the budget
-    allows. A signal meanwhile is held back until the bookkeeping is done."""
+def _claim(
+    study: optuna.Study, budget: int, plan: promotion.Plan | None = None
+) -> tuple[Trial | None, list[FrozenTrial]]:
+    """Under the claim lock: recover dead workers' trials, then take a queued one, or a
+    promotion that is due, or create a trial if the budget allows. A signal meanwhile is held
+    back until the bookkeeping is done."""
     storage = study._storage
     trial = None
     try:
         with deferred(), claim(storage, study.study_name):
             recover_stale(study)
             trials = study.get_trials(deepcopy=False)
-            if budget_used(trials) < budget:
+            queued = [t for t in trials if t.state == TrialState.WAITING]
+            found = None
+            if plan is not None and not queued:
+                found = promotion.due(trials, plan, budget=budget,
+                                      finished=budget_used(trials, running=False))  # fmt: skip
+                if found is not None:
+                    promotion.enqueue(study, *found)
+            promoting = found is not None or any(promotion.promotion_of(t) for t in queued)
+            if promoting or budget_used(trials) < budget:
                 trial = study.ask()
                 trial.set_user_attr("worker", worker_id())
                 beat_once(storage, trial._trial_id)
@@ -371,6 +397,14 @@ def make_objective(space: SearchSpace, ctx: TrialContext) -> Callable[[Trial], l
 
 
 def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float]:
+    promo = trial.study._storage.get_trial_system_attrs(trial._trial_id).get(
+        promotion.PROMOTION_ATTR)  # fmt: skip
+    rung = None
+    if promo is not None:
+        rung = Rung(promo["epochs"], promo["lineage"], promo["parent_epochs"])
+        trial.set_user_attr("promoted_from", promo["from"])
+    elif ctx.rungs:
+        rung = Rung(ctx.rungs[0], trial.number)
     candidate = space.sample(_suggest(trial))
     trial.set_user_attr("candidate", candidate.to_dict())
     try:
@@ -383,7 +417,12 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float
     over = ctx.limits.violations(cost.values)
     if over:
         _reject(trial, over, "; ".join(f"{k} exceeded by {v:g}" for k, v in over.items()))
-    trained = train_candidate(model, candidate, ctx, on_rung=_rung_check(trial, cost, ctx))
+    # A promotion was chosen for its rung's result: it is not stopped on the way.
+    on_rung = _rung_check(trial, cost, ctx) if promo is None else None
+    trained = train_candidate(model, candidate, ctx, on_rung=on_rung, rung=rung)
+    trial.set_user_attr("epochs_trained", rung.epochs if rung is not None else ctx.epochs)
+    if promo is not None:
+        trial.set_user_attr("began", trained.began)
     for key, value in trained.values.items():
         trial.set_user_attr(key, value)
     trial.set_user_attr("train_s", round(trained.seconds, 2))

@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from autodistill.data.splits import DatasetSplits, ImageSet
 from autodistill.families import InfeasibleArchitecture, InputSpec, get_family
 from autodistill.latency import LatencyTarget
 from autodistill.objectives import DEFAULT, OBJECTIVES, Objective, Probe
-from autodistill.recipe import build, distil, recipe_for, recipe_record
+from autodistill.recipe import build, distil, recipe_for, recipe_record, rung_recipe
 from autodistill.spaces import Candidate
 
 RungCallback = Callable[[int, float], None]
@@ -66,6 +67,10 @@ class TrialContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     target: LatencyTarget = field(default_factory=LatencyTarget)  # where latency is timed
     precision: str = "fp32"  # students train in it: fp32, or bf16 autocast
+    # Multi-fidelity: the epochs of each rung (3, 9, 27); empty for brief trials only. A rung's
+    # stable state is kept in ``checkpoints`` for the next rung to continue from.
+    rungs: tuple[int, ...] = ()
+    checkpoints: Path | None = None
 
     @property
     def spec(self) -> InputSpec:
@@ -135,6 +140,27 @@ def _measure(
 
 
 @dataclass(frozen=True)
+class Rung:
+    """How far a multi-fidelity trial trains, and which candidate's line of trials it extends."""
+
+    epochs: int
+    lineage: int  # the number of the candidate's first trial: it names the checkpoints
+    parent_epochs: int | None = None  # the rung it continues from; None for a first rung
+
+    def files(self, home: Path | None, last: int) -> tuple[Path | None, Path | None, Path | None]:
+        """(per-epoch checkpoint, stable state to keep, stable state to continue from); the
+        per-epoch one only for a continuation, which is long enough to be worth resuming,
+        and no stable state at the last rung ``last``, which nothing continues."""
+        if home is None:
+            return None, None, None
+        name = f"trial-{self.lineage}-e"
+        checkpoint = home / f"{name}{self.epochs}.pt" if self.parent_epochs else None
+        branch = home / f"{name}{self.epochs}-stable.pt" if self.epochs < last else None
+        start = home / f"{name}{self.parent_epochs}-stable.pt" if self.parent_epochs else None
+        return checkpoint, branch, start
+
+
+@dataclass(frozen=True)
 class Trained:
     """The result of briefly training a feasible candidate."""
 
@@ -142,6 +168,9 @@ class Trained:
     history: list[dict[str, float]]
     seconds: float
     recipe: dict[str, Any]
+    # Where training began: "start", "stable state of rung N" (a promotion), or "checkpoint"
+    # (an attempt that was killed or interrupted, resumed after its last finished epoch).
+    began: str = "start"
 
 
 def train_candidate(
@@ -149,31 +178,49 @@ def train_candidate(
     candidate: Candidate,
     ctx: TrialContext,
     on_rung: RungCallback | None = None,
+    rung: Rung | None = None,
 ) -> Trained:
     """Distil the student against the cached teacher views and score it on validation.
 
     ``on_rung(epoch, val_accuracy)`` is called after every epoch but the last; it may raise to
-    stop the training there.
+    stop the training there. In a multi-fidelity search ``rung`` says how far it trains, and
+    from which earlier rung's stable state it continues.
     """
     start = time.perf_counter()
-    cfg = recipe_for(candidate, epochs=ctx.epochs, seed=ctx.seed, device=ctx.device,
-                     precision=ctx.precision)  # fmt: skip
+    epochs = rung.epochs if rung is not None else ctx.epochs
+    checkpoint = branch = start_from = None
+    if ctx.rungs:
+        cfg = rung_recipe(candidate, epochs=epochs, first_rung=ctx.rungs[0], seed=ctx.seed,
+                          device=ctx.device, precision=ctx.precision)  # fmt: skip
+        if rung is not None:
+            checkpoint, branch, start_from = rung.files(ctx.checkpoints, ctx.rungs[-1])
+    else:
+        cfg = recipe_for(candidate, epochs=epochs, seed=ctx.seed, device=ctx.device,
+                         precision=ctx.precision)  # fmt: skip
+    began = "start"
+    if checkpoint is not None and checkpoint.is_file():
+        began = "checkpoint"
+    elif start_from is not None and start_from.is_file():
+        began = f"stable state of rung {rung.parent_epochs}"
     data = ctx.data
     probe = Probe(model, ctx.input_shape, ctx.device, ctx.target, data.val, data.stats)
     accuracy = OBJECTIVES["val_accuracy"]
 
     def on_epoch(epoch: int, _: dict[str, float]) -> None:
-        if on_rung is not None and epoch + 1 < ctx.epochs:
+        if on_rung is not None and epoch + 1 < epochs:
             on_rung(epoch + 1, accuracy.rounded(accuracy.measure(probe)))
 
     history = distil(model, candidate, cfg, data=data, aug=ctx.aug, views=ctx.views,
-                     on_epoch=on_epoch)  # fmt: skip
+                     on_epoch=on_epoch, checkpoint=checkpoint, branch=branch,
+                     start_from=start_from)  # fmt: skip
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # finished: its score is recorded
     after = [o for o in OBJECTIVES.values()
              if o.after_training and (o.always or o.name in ctx.objectives)]  # fmt: skip
     values, _ = _measure(after, probe, Limits(), {})
     if "val_accuracy" in values:
         check_learned(values["val_accuracy"], data.val)
-    return Trained(values, history, time.perf_counter() - start, recipe_record(cfg))
+    return Trained(values, history, time.perf_counter() - start, recipe_record(cfg), began)
 
 
 def check_learned(accuracy: float, val: ImageSet) -> None:
@@ -199,6 +246,7 @@ __all__ = [
     "InfeasibleArchitecture",
     "Known",
     "Limits",
+    "Rung",
     "Trained",
     "TrialContext",
     "measure_candidate",

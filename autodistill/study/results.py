@@ -15,33 +15,56 @@ from autodistill.errors import UserError
 from autodistill.objectives import OBJECTIVES, get_objective
 from autodistill.spaces import Candidate
 from autodistill.study.controller import study_objectives
+from autodistill.study.promotion import promotion_of, superseded
 from autodistill.study.storage import retries
 
 log = logging.getLogger(__name__)
 TARGET_COLUMNS = ("runtime", "precision", "recipe", "device", "hardware", "threads", "batch")
 
 
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The Pareto front: the non-dominated feasible trials, each candidate at the highest
+    rung it reached (a trial whose promotion finished is replaced by it)."""
+    trials = study.get_trials(deepcopy=False)
+    replaced = superseded(trials)
+    if not replaced:
+        return study.best_trials
+    # Optuna's own non-dominated filter (private, so reached from this one place only).
+    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+
+    current = [t for t in trials if t.state == TrialState.COMPLETE and t.number not in replaced
+               and all(v <= 0 for v in t.constraints.values())]  # fmt: skip
+    return _get_pareto_front_trials_by_trials(current, study.directions)
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial, with the columns of ``trials.csv``."""
-    front = {t.number for t in study.best_trials}
+    front = {t.number for t in front_trials(study)}
     trials = study.get_trials(deepcopy=False)
     retried = retries(trials)
-    rows = [_row(t, t.number in front, retried.get(t.number)) for t in trials]
+    replaced = superseded(trials)
+    rows = [_row(t, t.number in front, retried.get(t.number), replaced.get(t.number))
+            for t in trials]  # fmt: skip
     frame = pd.DataFrame(rows)
     counts = [n for n, o in OBJECTIVES.items() if o.decimals == 0]
     # Counts stay integers even where a trial has none (pandas would make the column float).
-    for column in (*counts, "latency_threads", "latency_batch", "latency_of", "retry_of"):
+    for column in (*counts, "latency_threads", "latency_batch", "latency_of", "retry_of",
+                   "epochs_trained", "promoted_from"):  # fmt: skip
         if column in frame:
             frame[column] = frame[column].astype("Int64")
     frame.attrs["objectives"] = study_objectives(study)
     return frame
 
 
-def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, Any]:
+def _row(
+    t: FrozenTrial, on_front: bool, retried_as: int | None, promoted_as: int | None
+) -> dict[str, Any]:
     a = t.user_attrs
     cand = Candidate.from_dict(a["candidate"]) if a.get("candidate") else None
     state = t.state.name
-    if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "below_floor" in a:
+    if promoted_as is not None:
+        state = "PROMOTED"  # trained on as trial ``promoted_as``, whose score replaces this one
+    elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "below_floor" in a:
         state = "BELOW_FLOOR"  # under --min-accuracy, trained or stopped: off the front
     elif t.state == TrialState.PRUNED and "infeasible" in a:
         state = "INFEASIBLE"
@@ -52,6 +75,8 @@ def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, An
     if t.state == TrialState.FAIL and reason is None and a.get("worker"):
         reason = (f"its worker {a['worker']} stopped sending heartbeats (this candidate was "
                   "already retried the most times allowed)")  # fmt: skip
+    if promoted_as is not None:
+        reason = f"promoted: trained on for more epochs as trial {promoted_as}"
     if retried_as is not None:
         state = "RETRIED"  # killed or interrupted; run again as trial ``retried_as``
         why = reason or f"its worker {a.get('worker') or '?'} stopped sending heartbeats"
@@ -67,6 +92,10 @@ def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, An
         "latency_spread": a.get("latency_spread"),
         "latency_disturbed": a.get("latency_disturbed"),
         "duration_s": a.get("duration_s"),
+        # The epochs behind the score: the rung reached (at the rung stopped, for STOPPED).
+        "epochs_trained": a.get("epochs_trained")
+        or (_stopped_at(a) if t.state == TrialState.PRUNED else None),
+        "promoted_from": (promotion_of(t) or {}).get("from"),
         "pareto": on_front,
         "failure_reason": reason,
         # The target every latency was measured on, and the trial whose measurement of the
@@ -81,9 +110,14 @@ def _row(t: FrozenTrial, on_front: bool, retried_as: int | None) -> dict[str, An
     return row
 
 
+def _stopped_at(attrs: dict[str, Any]) -> int | None:
+    rungs = attrs.get("rung_accuracy") or {}
+    return max((int(k) for k in rungs), default=None) if "val_accuracy" in attrs else None
+
+
 def front_summary(study: optuna.Study) -> str:
     """A few words for the progress bar: the size and ends of the running front."""
-    front = study.best_trials
+    front = front_trials(study)
     if not front:
         return "front: none yet"
     names = study_objectives(study)

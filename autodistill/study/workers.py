@@ -19,7 +19,7 @@ import optuna
 import torch
 from optuna.storages import BaseStorage
 
-from autodistill.config import LATER_DEFINING, STUDY_DEFINING, SearchConfig
+from autodistill.config import CHECKPOINTS_DIR, LATER_DEFINING, STUDY_DEFINING, SearchConfig
 from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
 from autodistill.signals import interrupts_as_exceptions
@@ -32,6 +32,7 @@ from autodistill.study.controller import (
     run,
 )
 from autodistill.study.evaluate import Limits, TrialContext
+from autodistill.study.promotion import rungs_for
 from autodistill.study.storage import DEFAULT_STORAGE_FILE, open_storage, quiet_optuna_logs
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,11 @@ def work(
         threads=prep.threads, limits=_limits(config, prep), seed=config.seed,
         early_stop=config.early_stop, objectives=config.objectives, device=prep.device,
         target=config.latency_target, precision=prep.precision,
+        rungs=rungs_for(config.epochs) if config.fidelity == "multi" else (),
+        checkpoints=config.run_dir / CHECKPOINTS_DIR,
     )  # fmt: skip
-    return run(study, space, ctx, budget=config.budget, on_trial=on_trial)
+    return run(study, space, ctx, budget=config.budget, promotions=config.resolved_promotions,
+               on_trial=on_trial)  # fmt: skip
 
 
 def _limits(config: SearchConfig, prep: Prepared) -> Limits:
