@@ -125,7 +125,7 @@ def measure(args: argparse.Namespace) -> dict:
         "run": str(run),
         "search_command": _search_command(config),
         "hardware": device_name(torch.device("cpu")),
-        "threads": torch.get_num_threads(),
+        "train_threads": args.threads or config.resolved_threads,
         "epochs": args.epochs,
         "seeds": seeds,
         "search_wall_seconds": _search_seconds(trials),
@@ -271,7 +271,8 @@ def markdown(report: dict) -> str:
             "",
             f"Command: `{r['command']}` on a run of `{r['search_command']}` "
             f"({r['search_wall_seconds'] / 60:.1f} min of trials); {r['hardware']}, "
-            f"{r['threads']} threads; full training {r['epochs']} epochs, seeds {r['seeds']} "
+            f"training on {r['train_threads']} thread(s); full training {r['epochs']} epochs, "
+            f"seeds {r['seeds']} "
             f"(front), {r['seeds'][0]} (off front); {r['wall_seconds'] / 60:.0f} min for this "
             f"call (students already trained are reused). Teacher "
             f"{t['used_sha256'][:12]} (test {100 * t['test_accuracy']:.2f}%)"
