@@ -262,6 +262,8 @@ def markdown(report: dict) -> str:
         "Abdelfattah et al., ICLR 2021); the best zero-cost vote ~0.82.",
         "",
     ]
+    for note in report.get("notes", []):  # what was measured beside the script (cost, caveats)
+        lines += [note, ""]
     for label, r in report["runs"].items():
         s = r["summary"]
         t = r["teacher"]
