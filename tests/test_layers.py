@@ -21,7 +21,7 @@ LAYERS = {
 # Inside a room with rooms of its own, the same holds one level down.
 INNER = {
     "study": {"database": 0, "storage": 0, "early_stop": 0, "evaluate": 0, "dashboard": 0,
-              "controller": 1,
+              "promotion": 0, "controller": 1,
               "results": 2, "workers": 2},
     "ship": {"pick": 0, "student": 0, "learned": 0, "variants": 0, "fulltrain": 1, "export": 1,
              "compress": 1},

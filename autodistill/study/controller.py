@@ -248,7 +248,8 @@ def run(
     """
     storage = study._storage
     objective = make_objective(space, ctx)
-    plan = promotion.Plan(ctx.rungs, promotions, ctx.objectives) if ctx.rungs else None
+    multi = ctx is not None and ctx.rungs  # (a worker with nothing to run may pass no ctx)
+    plan = promotion.Plan(ctx.rungs, promotions, ctx.objectives) if multi else None
     ran = 0
     waiting_since, noted = None, 0.0
     while True:
