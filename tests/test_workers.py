@@ -320,7 +320,11 @@ def test_two_local_jobs_promote_no_candidate_twice_and_a_killed_promotion_resume
     trials = study.get_trials()
     assert search.finished_count(study) == 6
     promotions = [t for t in trials if promotion_of(t)]
-    assert len({promotion_of(t)["from"] for t in promotions}) == 3  # each promoted once
+    # how many are due depends on the order results arrive (a rung's best third grows with it),
+    # but never more than the budget, and no trial is promoted twice (the killed attempt and its
+    # retry promote the same trial)
+    froms = [promotion_of(t)["from"] for t in promotions if t.number != killed]
+    assert 1 <= len(froms) <= 3 and len(froms) == len(set(froms)), froms
     again = [t for t in promotions if t.system_attrs.get("retry_history") == [killed]]
     assert len(again) == 1 and again[0].state == TrialState.COMPLETE
     assert again[0].user_attrs["began"] == "checkpoint"  # not from its stable state again
