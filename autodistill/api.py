@@ -189,7 +189,7 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
     def on_trial(s, _trial) -> None:
         note = study.front_summary(s)
         if promotions:
-            note += f" | promoted {study.promotions_done(s)}/{promotions}"
+            note += f" | promoted or reseeded {study.promotions_done(s)}/{promotions}"
         progress("trials", study.finished_count(s), config.budget, unit="trial", note=note)
 
     try:

@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--promotions", type=int, default=D.promotions,
                    help="with --fidelity multi: how many promotions in all, paced over the "
-                   "search (0: 15%% of the budget)")  # fmt: skip
+                   "search, second seeds of promoted front points included (0: 15%% of the "
+                   "budget)")  # fmt: skip
     s.add_argument(
         "--no-early-stop",
         action="store_true",

@@ -47,7 +47,7 @@ def print_search(out: SearchResult) -> None:
     states = out.trials["state"].value_counts().to_dict() if not out.trials.empty else {}
     print(
         f"\nPareto front of {out.run_dir.name} ({len(out.trials)} trials: "
-        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
+        + ", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(states.items()))
         + f"; objectives {', '.join(out.objectives)})"
     )
     print(front_table(out.trials, out.objectives))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 from optuna.distributions import FloatDistribution
@@ -152,3 +153,95 @@ def test_an_interrupted_promotion_is_queued_again_and_resumes_from_its_checkpoin
     assert again.state == TrialState.COMPLETE and again.user_attrs["began"] == "checkpoint"
     assert again.user_attrs["val_accuracy"] == expected["val_accuracy"]  # as if never stopped
     assert not list((tmp_path / "checkpoints").glob("trial-*-e6.pt"))  # done: removed
+
+
+def test_a_promoted_front_point_gets_one_second_seed_when_no_promotion_is_due():
+    from autodistill.study.promotion import REPLICATE_ATTR, due_replicate
+
+    trials = [_trial(v) for v in [(0.8, 200), (0.9, 100), (0.5, 10), (0.7, 300), (0.6, 200),
+                                  (0.4, 50)]]  # fmt: skip
+    assert due_replicate(_numbered(list(trials)), PLAN, budget=6, finished=6) is None  # brief
+    trials += [
+        _trial((0.95, 100), epochs=9, promoted_from=1),
+        _trial((0.3, 500), epochs=9, promoted_from=2),
+    ]  # dominated: not on the front
+    trials = _numbered(trials)
+    assert due(trials, PLAN, budget=6, finished=6) is None  # 6 // 3 = 2 promoted at rung 3
+    chosen = due_replicate(trials, PLAN, budget=6, finished=6)
+    assert chosen.number == 6  # the promoted point on the front
+    assert due_replicate(trials, PLAN, budget=6, finished=3) is None  # paced: 2 of 4 by now
+    again = _trial((0.93, 100), epochs=None)
+    again.system_attrs = {REPLICATE_ATTR: {"of": 6, "lineage": 1, "epochs": 9, "seed": 1}}
+    trials = _numbered([*trials, again])
+    assert due_replicate(trials, PLAN, budget=6, finished=6) is None  # once only
+    # The second seed is noise, not a result at 9 epochs: it neither ranks nor is promoted.
+    assert due(trials, PLAN, budget=6, finished=6) is None
+
+
+def test_a_second_seed_is_recorded_beside_its_trial_and_never_on_the_front(tmp_path):
+    from autodistill.noise import ties
+    from autodistill.ship.pick import pick
+    from autodistill.study.promotion import REPLICATE_ATTR
+
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+
+    def add(acc, params, system=None):
+        study.add_trial(optuna.create_trial(
+            values=[acc, params, 1.0], system_attrs=system or {},
+            user_attrs={"val_accuracy": acc, "params": params, "latency_ms": 1.0},
+            params={"lr": 0.1}, distributions={"lr": FloatDistribution(0, 1)}))  # fmt: skip
+
+    add(0.90, 900)  # 0
+    add(0.80, 100)  # 1
+    promo = {"from": 0, "lineage": 0, "epochs": 9, "parent_epochs": 3}
+    add(0.95, 900, {PROMOTION_ATTR: promo})  # 2: trial 0 promoted
+    add(0.94, 300, {PROMOTION_ATTR: {**promo, "from": 1, "lineage": 1}})  # 3: trial 1 promoted
+    add(0.99, 10, {REPLICATE_ATTR: {"of": 2, "lineage": 0, "epochs": 9, "seed": 1}})  # 4
+    frame = search.trials_frame(study)
+    by = frame.set_index("number")
+    assert by.loc[4, "state"] == "SECOND_SEED" and not by.loc[4, "pareto"]
+    assert by.loc[4, "replicate_of"] == 2
+    assert by.loc[2, "val_accuracy_second_seed"] == 0.99
+    assert by.loc[2, "seed_spread"] == pytest.approx(0.04)
+    assert sorted(frame[frame["pareto"]]["number"]) == [2, 3]
+    # 0.95 vs 0.94 is within the 0.04 the seeds differ by: 3 is not worse than 2, and the
+    # smaller of the two is the best pick.
+    assert ties(frame) == {3: 2}
+    assert pick(frame, "best", OBJECTIVES) == 3
+    assert search.hypervolume_history(study)[-1][1] == search.hypervolume_history(study)[-2][1]
+    from autodistill.render import front_table
+
+    table = front_table(frame, OBJECTIVES)
+    assert "4.0 pts" in table and "#2" in table and "seed spread" in table
+
+
+def test_without_second_seeds_the_most_accurate_is_best_and_nothing_is_tied():
+    from autodistill.noise import ties
+    from autodistill.ship.pick import pick
+
+    frame = pd.DataFrame({"number": [0, 1], "state": ["COMPLETE"] * 2, "pareto": [True] * 2,
+                          "val_accuracy": [0.95, 0.949], "params": [900, 100],
+                          "latency_ms": [2.0, 1.0]})  # fmt: skip
+    assert ties(frame) == {} and pick(frame, "best", OBJECTIVES) == 0
+
+
+def test_a_multi_fidelity_search_trains_its_promoted_front_point_again_with_a_second_seed(
+    tmp_path, make_ctx
+):
+    space = parse_space(SPACE)
+    study = _study(tmp_path)
+    ctx = _ctx(make_ctx, tmp_path)
+    search.run(study, space, ctx, budget=3, promotions=2)
+    frame = search.trials_frame(study).set_index("number")
+    second = frame[frame["state"] == "SECOND_SEED"]
+    assert len(second) == 1, frame[["state", "promoted_from", "replicate_of"]]
+    of = int(second["replicate_of"].iloc[0])
+    assert frame.loc[of, "promoted_from"] >= 0  # a promotion, on the front
+    assert second["epochs_trained"].iloc[0] == frame.loc[of, "epochs_trained"] == 6
+    t = study.trials[int(second.index[0])]
+    assert t.user_attrs["seed"] == ctx.seed + 1 and t.user_attrs["began"] == "start"
+    assert frame.loc[of, "seed_spread"] == pytest.approx(
+        abs(frame.loc[of, "val_accuracy"] - t.user_attrs["val_accuracy"])
+    )
+    assert search.finished_count(study) == 3 and search.promotions_done(study) == 2
+    assert not list((tmp_path / "checkpoints").glob("trial-*-s1-*"))  # done: removed

@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from autodistill.files import atomic_path, write_text_atomic
-from autodistill.measure import SPREAD
+from autodistill.measure import SPREAD as LATENCY_SPREAD
+from autodistill.noise import SPREAD, ties, typical_spread
 from autodistill.objectives import OBJECTIVES, get_objective
 
 ACCURACY = "val_accuracy"  # the objective the front is sorted by
@@ -52,19 +53,32 @@ def front_cells(trials: pd.DataFrame, objectives: tuple[str, ...]) -> tuple[pd.D
     for name in columns:
         text = get_objective(name).text
         shown[name] = shown[name].map(lambda v, t=text: "" if pd.isna(v) else t(v))
+    notes = []
     if promoted(trials):  # multi-fidelity: the epochs behind each score differ
         shown.insert(4, "epochs", front["epochs_trained"].map(lambda v: "" if pd.isna(v)
                                                                 else str(int(v))))  # fmt: skip
-    note = ""
+    typical = typical_spread(trials)
+    if typical is not None:  # seeds measured: say how far apart, and what cannot be told apart
+        at = list(shown.columns).index(ACCURACY) + 1 if ACCURACY in shown else len(shown.columns)
+        shown.insert(at, "seed_spread", front[SPREAD].map(
+            lambda v: "" if pd.isna(v) else f"{100 * v:.1f} pts"))  # fmt: skip
+        tied = ties(trials)
+        shown.insert(at + 1, "within_noise_of", front["number"].map(
+            lambda n: f"#{tied[int(n)]}" if int(n) in tied else ""))  # fmt: skip
+        notes.append(f"seed spread: how far a second seed of the candidate landed; within noise "
+                     f"of #N: no more than the seed spread below trial N, so not worse than it "
+                     f"(a point trained once is given the mean spread, {100 * typical:.1f} pts, "
+                     f"measured at promoted rungs: briefly trained points vary more)")  # fmt: skip
     if "latency_ms" in shown and "latency_disturbed" in front:
         disturbed = front["latency_disturbed"].fillna(False).astype(bool)
         if disturbed.any():
             shown.loc[disturbed, "latency_ms"] = shown.loc[disturbed, "latency_ms"] + "*"
-            note = (f"* latency measured while other work disturbed the machine (its rounds "
-                    f"still differed by more than {100 * SPREAD:.0f}% when repeated)")  # fmt: skip
-    names = {n: n.replace("_", " ") for n in columns}
+            notes.append(f"* latency measured while other work disturbed the machine (its "
+                         f"rounds still differed by more than {100 * LATENCY_SPREAD:.0f}% when "
+                         "repeated)")  # fmt: skip
+    names = {n: n.replace("_", " ") for n in [*columns, "seed_spread", "within_noise_of"]}
     shown["number"] = shown["number"].astype(int).astype(str)
-    return shown.rename(columns={"number": "trial", **names}), note
+    return shown.rename(columns={"number": "trial", **names}), "\n".join(notes)
 
 
 def times(ratio: float) -> str:
@@ -99,6 +113,8 @@ def state_counts(trials: pd.DataFrame) -> str:
     parts = [f"{int(n.get('COMPLETE', 0))} trained"]
     if n.get("PROMOTED", 0):
         parts.append(f"{int(n['PROMOTED'])} promoted (trained on as later trials)")
+    if n.get("SECOND_SEED", 0):
+        parts.append(f"{int(n['SECOND_SEED'])} trained again with a second seed")
     if n.get("STOPPED", 0):
         parts.append(f"{int(n['STOPPED'])} stopped early")
     parts.append(f"{int(n.get('INFEASIBLE', 0))} infeasible (never trained)")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from autodistill.errors import UserError
+from autodistill.noise import tied_with
 from autodistill.objectives import get_objective
 
 RULES = ("knee", "best", "smallest", "fastest")
@@ -43,16 +44,20 @@ def knee(front: pd.DataFrame, objectives: tuple[str, ...]) -> int:
 def pick(trials: pd.DataFrame, rule: str, objectives: tuple[str, ...]) -> int:
     """The trial number a rule picks from the Pareto front of ``objectives``.
 
-    ``best``: highest validation accuracy; ``smallest``: fewest parameters; ``fastest``: lowest
-    latency (ties go to the more accurate); ``knee``: see ``knee``.
+    ``best``: highest validation accuracy (where seeds were measured, the smallest of the
+    points within the seed spread of the most accurate: none of them is better);
+    ``smallest``: fewest parameters; ``fastest``: lowest latency (ties go to the more
+    accurate); ``knee``: see ``knee``.
     """
     if rule not in RULES:
         raise UserError(f"unknown pick rule {rule!r}; known: {', '.join(RULES)}")
     front = _front(trials)
     if rule == "knee":
         return knee(front, objectives)
-    if rule == "best":
-        return _most_accurate(front)
+    if rule == "best":  # within the seed spread of the most accurate, the smallest
+        tied = front[front["number"].isin(tied_with(trials, _most_accurate(front)))]
+        return int(tied.sort_values(["params", ACCURACY], ascending=[True, False])
+                   .iloc[0]["number"])  # fmt: skip
     name = RULE_OBJECTIVE[rule]
     if name not in front or front[name].isna().all():
         raise UserError(f"--pick {rule} needs {name}, which this run did not measure "

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import numpy as np
@@ -212,22 +213,28 @@ def budget_used(trials: list[FrozenTrial], *, running: bool = True) -> int:
     that was queued again (its retry counts instead), nor a promotion (it has its own)."""
     retried = retries(trials)
     states = FINISHED + ((TrialState.RUNNING,) if running else ())
-    return sum(t.state in states and t.number not in retried
-               and promotion.promotion_of(t) is None for t in trials)  # fmt: skip
+    return sum(t.state in states and t.number not in retried and _extra(t) is None
+               for t in trials)  # fmt: skip
+
+
+def _extra(t: FrozenTrial) -> dict | None:
+    """What a trial beyond the budget of candidates does: a promotion or a second seed."""
+    return promotion.promotion_of(t) or promotion.replicate_of(t)
 
 
 def finished_count(study: optuna.Study) -> int:
     """Trials with a result (trained, infeasible or failed), not counting retried attempts
-    nor promotions."""
+    nor promotions and second seeds."""
     return budget_used(study.get_trials(deepcopy=False), running=False)
 
 
 def promotions_done(study: optuna.Study) -> int:
-    """Promotions finished (trained or failed), not counting retried attempts."""
+    """Promotions and second seeds finished (trained or failed), not counting retried
+    attempts."""
     trials = study.get_trials(deepcopy=False)
     retried = retries(trials)
-    return sum(t.state in FINISHED and t.number not in retried
-               and promotion.promotion_of(t) is not None for t in trials)  # fmt: skip
+    return sum(t.state in FINISHED and t.number not in retried and _extra(t) is not None
+               for t in trials)  # fmt: skip
 
 
 def run(
@@ -297,11 +304,15 @@ def _claim(
             queued = [t for t in trials if t.state == TrialState.WAITING]
             found = None
             if plan is not None and not queued:
-                found = promotion.due(trials, plan, budget=budget,
-                                      finished=budget_used(trials, running=False))  # fmt: skip
+                done = budget_used(trials, running=False)
+                found = promotion.due(trials, plan, budget=budget, finished=done)
                 if found is not None:
                     promotion.enqueue(study, *found)
-            promoting = found is not None or any(promotion.promotion_of(t) for t in queued)
+                elif (again := promotion.due_replicate(trials, plan, budget=budget,
+                                                       finished=done)) is not None:  # fmt: skip
+                    promotion.enqueue_replicate(study, again, plan.rungs[0])
+                    found = again
+            promoting = found is not None or any(_extra(t) for t in queued)
             if promoting or budget_used(trials) < budget:
                 trial = study.ask()
                 trial.set_user_attr("worker", worker_id())
@@ -398,12 +409,18 @@ def make_objective(space: SearchSpace, ctx: TrialContext) -> Callable[[Trial], l
 
 
 def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float]:
-    promo = trial.study._storage.get_trial_system_attrs(trial._trial_id).get(
-        promotion.PROMOTION_ATTR)  # fmt: skip
+    system = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+    promo, rep = system.get(promotion.PROMOTION_ATTR), system.get(promotion.REPLICATE_ATTR)
     rung = None
     if promo is not None:
         rung = Rung(promo["epochs"], promo["lineage"], promo["parent_epochs"])
         trial.set_user_attr("promoted_from", promo["from"])
+    elif rep is not None:  # the same candidate from the start, with another seed
+        rung = Rung(rep["epochs"], rep["lineage"], seed=rep["seed"])
+        ctx = replace(ctx, seed=ctx.seed + rep["seed"])
+        trial.set_user_attr("replicate_of", rep["of"])
+        trial.set_user_attr("seed", ctx.seed)
+        promo = rep  # chosen for its result, like a promotion: not stopped on the way
     elif ctx.rungs:
         rung = Rung(ctx.rungs[0], trial.number)
     candidate = space.sample(_suggest(trial))

@@ -146,16 +146,20 @@ class Rung:
     epochs: int
     lineage: int  # the number of the candidate's first trial: it names the checkpoints
     parent_epochs: int | None = None  # the rung it continues from; None for a first rung
+    seed: int = 0  # added to the search's seed: a second seed trains the candidate again
 
     def files(self, home: Path | None, last: int) -> tuple[Path | None, Path | None, Path | None]:
         """(per-epoch checkpoint, stable state to keep, stable state to continue from); the
-        per-epoch one only for a continuation, which is long enough to be worth resuming,
-        and no stable state at the last rung ``last``, which nothing continues."""
+        per-epoch one only for a continuation or a second seed, which are long enough to be
+        worth resuming, and no stable state at the last rung ``last``, nor for a second seed,
+        which nothing continues."""
         if home is None:
             return None, None, None
-        name = f"trial-{self.lineage}-e"
-        checkpoint = home / f"{name}{self.epochs}.pt" if self.parent_epochs else None
-        branch = home / f"{name}{self.epochs}-stable.pt" if self.epochs < last else None
+        name = f"trial-{self.lineage}-" + (f"s{self.seed}-" if self.seed else "") + "e"
+        resumable = self.parent_epochs or self.seed
+        checkpoint = home / f"{name}{self.epochs}.pt" if resumable else None
+        keep = self.epochs < last and not self.seed
+        branch = home / f"{name}{self.epochs}-stable.pt" if keep else None
         start = home / f"{name}{self.parent_epochs}-stable.pt" if self.parent_epochs else None
         return checkpoint, branch, start
 

@@ -15,7 +15,7 @@ from autodistill.errors import UserError
 from autodistill.objectives import OBJECTIVES, get_objective
 from autodistill.spaces import Candidate
 from autodistill.study.controller import study_objectives
-from autodistill.study.promotion import promotion_of, superseded
+from autodistill.study.promotion import current, promotion_of, replicate_of, superseded
 from autodistill.study.storage import retries
 
 log = logging.getLogger(__name__)
@@ -26,15 +26,12 @@ def front_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The Pareto front: the non-dominated feasible trials, each candidate at the highest
     rung it reached (a trial whose promotion finished is replaced by it)."""
     trials = study.get_trials(deepcopy=False)
-    replaced = superseded(trials)
-    if not replaced:
+    if not any(promotion_of(t) or replicate_of(t) for t in trials):
         return study.best_trials
     # Optuna's own non-dominated filter (private, so reached from this one place only).
     from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 
-    current = [t for t in trials if t.state == TrialState.COMPLETE and t.number not in replaced
-               and all(v <= 0 for v in t.constraints.values())]  # fmt: skip
-    return _get_pareto_front_trials_by_trials(current, study.directions)
+    return _get_pareto_front_trials_by_trials(current(trials), study.directions)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -43,26 +40,37 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     trials = study.get_trials(deepcopy=False)
     retried = retries(trials)
     replaced = superseded(trials)
-    rows = [_row(t, t.number in front, retried.get(t.number), replaced.get(t.number))
-            for t in trials]  # fmt: skip
+    seconds = second_seeds(trials)
+    rows = [_row(t, t.number in front, retried.get(t.number), replaced.get(t.number),
+                 seconds.get(t.number)) for t in trials]  # fmt: skip
     frame = pd.DataFrame(rows)
     counts = [n for n, o in OBJECTIVES.items() if o.decimals == 0]
     # Counts stay integers even where a trial has none (pandas would make the column float).
     for column in (*counts, "latency_threads", "latency_batch", "latency_of", "retry_of",
-                   "epochs_trained", "promoted_from"):  # fmt: skip
+                   "epochs_trained", "promoted_from", "replicate_of"):  # fmt: skip
         if column in frame:
             frame[column] = frame[column].astype("Int64")
     frame.attrs["objectives"] = study_objectives(study)
     return frame
 
 
+def second_seeds(trials: list[FrozenTrial]) -> dict[int, float]:
+    """Trial number -> the validation accuracy its second seed reached (finished ones)."""
+    return {rep["of"]: float(t.user_attrs["val_accuracy"]) for t in trials
+            if t.state == TrialState.COMPLETE and (rep := replicate_of(t))
+            and t.user_attrs.get("val_accuracy") is not None}  # fmt: skip
+
+
 def _row(
-    t: FrozenTrial, on_front: bool, retried_as: int | None, promoted_as: int | None
-) -> dict[str, Any]:
+    t: FrozenTrial, on_front: bool, retried_as: int | None, promoted_as: int | None,
+    second_seed: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
     a = t.user_attrs
     cand = Candidate.from_dict(a["candidate"]) if a.get("candidate") else None
     state = t.state.name
-    if promoted_as is not None:
+    if replicate_of(t) is not None and t.state == TrialState.COMPLETE:
+        state = "SECOND_SEED"  # the same candidate again, another seed: noise, not a candidate
+    elif promoted_as is not None:
         state = "PROMOTED"  # trained on as trial ``promoted_as``, whose score replaces this one
     elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "below_floor" in a:
         state = "BELOW_FLOOR"  # under --min-accuracy, trained or stopped: off the front
@@ -77,6 +85,8 @@ def _row(
                   "already retried the most times allowed)")  # fmt: skip
     if promoted_as is not None:
         reason = f"promoted: trained on for more epochs as trial {promoted_as}"
+    if state == "SECOND_SEED":
+        reason = f"trial {replicate_of(t)['of']} again with seed {a.get('seed')}"
     if retried_as is not None:
         state = "RETRIED"  # killed or interrupted; run again as trial ``retried_as``
         why = reason or f"its worker {a.get('worker') or '?'} stopped sending heartbeats"
@@ -96,6 +106,14 @@ def _row(
         "epochs_trained": a.get("epochs_trained")
         or (_stopped_at(a) if t.state == TrialState.PRUNED else None),
         "promoted_from": (promotion_of(t) or {}).get("from"),
+        # Noise: what a second seed of the same candidate reached, and how far apart they are.
+        "replicate_of": (replicate_of(t) or {}).get("of"),
+        "val_accuracy_second_seed": second_seed,
+        "seed_spread": (
+            abs(second_seed - a["val_accuracy"])
+            if second_seed is not None and a.get("val_accuracy") is not None
+            else None
+        ),  # fmt: skip
         "pareto": on_front,
         "failure_reason": reason,
         # The target every latency was measured on, and the trial whose measurement of the
@@ -172,7 +190,7 @@ def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
     seen: list[list[float]] = []
     out = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if t.state == TrialState.COMPLETE:
+        if t.state == TrialState.COMPLETE and replicate_of(t) is None:
             seen.append([float(t.user_attrs[n]) for n in names])
         out.append((t.number, hypervolume(np.array(seen), names)))
     return out
