@@ -24,6 +24,7 @@ from torch import nn
 from autodistill import render, ship, spaces, study
 from autodistill.config import (
     CONFIG_FILE,
+    PROMOTION_TIME,
     STUDENTS_DIR,
     SearchConfig,
     check_resumable,
@@ -105,6 +106,7 @@ def search(
     epochs: int = 3,
     fidelity: str = "brief",
     promotions: int = 0,
+    promotion_time: float = PROMOTION_TIME,
     no_early_stop: bool = False,
     objectives: str | tuple[str, ...] = DEFAULT,
     max_params: float | None = None,
@@ -139,6 +141,7 @@ def search(
         data=data, data_dir=data_dir, download=download, space=space, teacher=teacher,
         teacher_checkpoint=teacher_checkpoint, teacher_epochs=teacher_epochs, views=views,
         budget=budget, epochs=epochs, fidelity=fidelity, promotions=promotions,
+        promotion_time=promotion_time,
         early_stop=not no_early_stop,
         objectives=tuple(objectives) if not isinstance(objectives, str) else objectives,
         limits=limits, min_accuracy=min_accuracy, device=device, precision=precision,

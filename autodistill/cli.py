@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --fidelity multi: how many promotions in all, paced over the "
                    "search, second seeds of promoted front points included (0: 15%% of the "
                    "budget)")  # fmt: skip
+    s.add_argument("--promotion-time", type=float, default=D.promotion_time,
+                   help="with --fidelity multi: promotions and second seeds take at most this "
+                   "share of the time the first-rung trials took, paced as they finish "
+                   "(default %(default)s: the search costs at most 1.5x a brief one; 0: no "
+                   "bound)")  # fmt: skip
     s.add_argument(
         "--no-early-stop",
         action="store_true",
@@ -355,6 +360,7 @@ def _search(args: argparse.Namespace) -> int:
             space=args.space, teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
             teacher_epochs=args.teacher_epochs, views=args.views, epochs=args.epochs,
             fidelity=args.fidelity, promotions=args.promotions,
+            promotion_time=args.promotion_time,
             no_early_stop=args.no_early_stop, objectives=args.objectives, limits=_limits(args),
             min_accuracy=args.min_accuracy,
             device=args.device, precision=args.precision, latency_runtime=args.latency_runtime,

@@ -30,6 +30,7 @@ STUDY_DEFINING = (
 LATER_DEFINING = {"min_accuracy": None, "fidelity": "brief"}
 FIDELITIES = ("brief", "multi")
 PROMOTION_SHARE = 0.15  # default promotions per trial of the budget (multi-fidelity)
+PROMOTION_TIME = 0.5  # default bound on their time, a share of the first-rung trials' time
 # What a run made before latency had a target was timed with (its config lacks the fields).
 LEGACY_TARGET = {
     "latency_runtime": "torch",
@@ -102,6 +103,9 @@ class SearchConfig:
     # each rung is promoted on (3 -> 9 -> 27 epochs), continuing from where it was.
     fidelity: str = "brief"
     promotions: int = 0  # multi: how many promotions in all; 0: 15% of the budget
+    # multi: promotions and second seeds take at most this share of the first-rung trials'
+    # time (so the search costs at most 1 + this times a brief one); 0: no bound
+    promotion_time: float = PROMOTION_TIME
     early_stop: bool = True  # stop a trial at an epoch when earlier trials dominate it there
     objectives: tuple[str, ...] = DEFAULT  # what the front trades off (objectives registry)
     limits: dict[str, float] = field(default_factory=dict)  # objective -> the most it may be
@@ -142,6 +146,9 @@ class SearchConfig:
              f"{self.promotions}"),
             (self.fidelity == "multi" or not self.promotions,
              "--promotions needs --fidelity multi (a brief search promotes nothing)"),
+            (math.isfinite(self.promotion_time) and self.promotion_time >= 0,
+             f"--promotion-time must be 0 (no bound) or a positive share of the first-rung "
+             f"trials' time, got {self.promotion_time}"),
             (self.teacher_epochs >= 1,
              f"--teacher-epochs must be at least 1, got {self.teacher_epochs}"),
             (self.views >= 1, f"--views must be at least 1, got {self.views}"),

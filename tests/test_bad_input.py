@@ -205,6 +205,11 @@ CASES = {
         {}, ["--promotions", "5"], ("--promotions needs --fidelity multi",),
         ("a brief search promotes nothing",),
     ),
+    "negative promotion time": (
+        {}, ["--fidelity", "multi", "--epochs", "2", "--promotion-time", "-1"],
+        ("--promotion-time", "got -1.0"),
+        ("0 (no bound)",),
+    ),
     "multi-fidelity from one epoch": (
         {}, ["--fidelity", "multi", "--epochs", "1"], ("--fidelity multi needs --epochs 2",),
         ("a first rung with a stable phase",),

@@ -245,3 +245,38 @@ def test_a_multi_fidelity_search_trains_its_promoted_front_point_again_with_a_se
     )
     assert search.finished_count(study) == 3 and search.promotions_done(study) == 2
     assert not list((tmp_path / "checkpoints").glob("trial-*-s1-*"))  # done: removed
+
+
+def _timed(trial, duration_s: float, train_s: float):
+    trial.user_attrs.update(duration_s=duration_s, train_s=train_s)
+    return trial
+
+
+def test_promotions_and_second_seeds_wait_until_the_first_rung_has_paid_their_time():
+    from autodistill.study.promotion import REPLICATE_ATTR, due_replicate, estimate_s
+
+    timed = dataclasses.replace(PLAN, time_share=0.5)
+    # Six first-rung results of 3 epochs, 4 s each (3 s training: 1 s per epoch): 24 s, so
+    # 12 s for promotions. Promoting trial 1 from 3 to 9 epochs costs 6 x 1 + 1 = 7 s.
+    trials = _numbered([_timed(_trial(v), 4.0, 3.0) for v in [
+        (0.8, 200), (0.9, 100), (0.5, 10), (0.7, 300), (0.6, 200), (0.4, 50)]])  # fmt: skip
+    assert estimate_s(trials[1], 6, 3) == pytest.approx(7.0)
+    chosen, _, _ = due(trials, timed, budget=6, finished=6)
+    assert chosen.number == 1
+    assert due(trials[:3], timed, budget=6, finished=3) is None  # 12 s paid: 6 s, not 7
+    # Trial 1 promoted (6 s) and trial 2's promotion queued (expected 7 s): 13 s > 12 s spent.
+    promoted = _timed(_trial((0.95, 100), epochs=9, promoted_from=1), 6.0, 6.0)
+    queued = _trial((0.6, 10), epochs=9, promoted_from=2)
+    queued.state = TrialState.WAITING
+    queued.system_attrs[PROMOTION_ATTR]["estimate_s"] = 7.0
+    trials = _numbered([*trials, promoted, queued])
+    assert due_replicate(trials, dataclasses.replace(PLAN, promotions=9), budget=6,
+                         finished=6) is not None  # fmt: skip
+    assert due_replicate(trials, dataclasses.replace(timed, promotions=9), budget=6,
+                         finished=6) is None  # fmt: skip
+    # A second seed trains all 9 epochs from the start: 9 x 1 s, no time for it at 0.5, but
+    # at 1.5 (36 s) there is.
+    roomy = dataclasses.replace(timed, promotions=9, time_share=1.5)
+    again = due_replicate(trials, roomy, budget=6, finished=6)
+    assert again.number == 6 and estimate_s(again, 9, 3) == pytest.approx(9.0)
+    assert REPLICATE_ATTR not in again.system_attrs

@@ -56,7 +56,7 @@ from autodistill.study.storage import (
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "random", "nsga2", "gp")
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+FINISHED = promotion.FINISHED
 POLL_S = 2.0  # how often an idle worker looks for trials to retry while others finish
 WAIT_NOTE_S = 60.0  # how often a waiting worker says again that it waits, and for how long
 OBJECTIVES_ATTR = "objectives"  # study user attribute: the objectives' names, in order
@@ -213,13 +213,8 @@ def budget_used(trials: list[FrozenTrial], *, running: bool = True) -> int:
     that was queued again (its retry counts instead), nor a promotion (it has its own)."""
     retried = retries(trials)
     states = FINISHED + ((TrialState.RUNNING,) if running else ())
-    return sum(t.state in states and t.number not in retried and _extra(t) is None
+    return sum(t.state in states and t.number not in retried and promotion.extra_of(t) is None
                for t in trials)  # fmt: skip
-
-
-def _extra(t: FrozenTrial) -> dict | None:
-    """What a trial beyond the budget of candidates does: a promotion or a second seed."""
-    return promotion.promotion_of(t) or promotion.replicate_of(t)
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -233,7 +228,7 @@ def promotions_done(study: optuna.Study) -> int:
     attempts."""
     trials = study.get_trials(deepcopy=False)
     retried = retries(trials)
-    return sum(t.state in FINISHED and t.number not in retried and _extra(t) is not None
+    return sum(t.state in FINISHED and t.number not in retried and promotion.extra_of(t) is not None
                for t in trials)  # fmt: skip
 
 
@@ -244,10 +239,12 @@ def run(
     *,
     budget: int,
     promotions: int = 0,
+    promotion_time: float = 0.0,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
 ) -> int:
     """Take trials until the study holds ``budget`` of them (and, in a multi-fidelity search,
-    ``promotions`` promotions); returns how many this worker ran.
+    ``promotions`` promotions, taking at most ``promotion_time`` of the first-rung trials'
+    time); returns how many this worker ran.
 
     A worker with nothing left to start waits while other live workers still run trials,
     so a trial that one of them loses is run again rather than missing from the budget (and a
@@ -256,7 +253,7 @@ def run(
     storage = study._storage
     objective = make_objective(space, ctx)
     multi = ctx is not None and ctx.rungs  # (a worker with nothing to run may pass no ctx)
-    plan = promotion.Plan(ctx.rungs, promotions, ctx.objectives) if multi else None
+    plan = promotion.Plan(ctx.rungs, promotions, ctx.objectives, promotion_time) if multi else None
     ran = 0
     waiting_since, noted = None, 0.0
     while True:
@@ -312,7 +309,7 @@ def _claim(
                                                        finished=done)) is not None:  # fmt: skip
                     promotion.enqueue_replicate(study, again, plan.rungs[0])
                     found = again
-            promoting = found is not None or any(_extra(t) for t in queued)
+            promoting = found is not None or any(promotion.extra_of(t) for t in queued)
             if promoting or budget_used(trials) < budget:
                 trial = study.ask()
                 trial.set_user_attr("worker", worker_id())

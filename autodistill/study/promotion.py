@@ -32,18 +32,27 @@ from autodistill.objectives import get_objective
 
 ETA = 3  # a third of each rung goes on: 3 -> 9 -> 27 epochs
 RUNG_COUNT = 3
-PROMOTION_ATTR = "promotion"  # system attribute: {"from", "lineage", "epochs", "parent_epochs"}
-REPLICATE_ATTR = "replicate"  # system attribute: {"of", "lineage", "epochs", "seed"}
+# System attributes: {"from", "lineage", "epochs", "parent_epochs", "estimate_s"} and
+# {"of", "lineage", "epochs", "seed", "estimate_s"} (estimate_s: the seconds it was expected to
+# take, counted against the time share until it has its own).
+PROMOTION_ATTR = "promotion"
+REPLICATE_ATTR = "replicate"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 SECOND_SEED = 1  # a replicate trains with the search's seed plus this
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A multi-fidelity search's rungs (epochs), its budget of promotions, and its objectives."""
+    """A multi-fidelity search's rungs (epochs), its budget of promotions, and its objectives.
+
+    ``time_share`` bounds their time too: promotions and second seeds together may take at most
+    this share of the seconds the first-rung trials have taken so far (0: no bound), so the
+    search costs at most ``1 + time_share`` times its first-rung trials."""
 
     rungs: tuple[int, ...]
     promotions: int
     objectives: tuple[str, ...]
+    time_share: float = 0.0
 
 
 def rungs_for(first: int) -> tuple[int, ...]:
@@ -88,6 +97,40 @@ def spent(trials: list[FrozenTrial]) -> int:
     return len(claimed(trials)) + len(replicated(trials))
 
 
+def extra_of(t: FrozenTrial) -> dict | None:
+    """What a trial beyond the budget of candidates does: a promotion or a second seed."""
+    return promotion_of(t) or replicate_of(t)
+
+
+def _seconds(t: FrozenTrial) -> float:
+    return float(t.user_attrs.get("duration_s") or 0.0)
+
+
+def _trained_epochs(t: FrozenTrial, first: int) -> int:
+    """The epochs ``t`` itself trained (a promotion only those past its parent's rung)."""
+    promo = promotion_of(t)
+    return epochs_of(t, first) - (int(promo["parent_epochs"]) if promo else 0)
+
+
+def estimate_s(t: FrozenTrial, epochs: int, first: int) -> float:
+    """Seconds a trial of ``t``'s candidate that trains ``epochs`` epochs will take: ``t``'s
+    time per epoch, plus what ``t`` spent besides training (building, measuring)."""
+    train = float(t.user_attrs.get("train_s") or 0.0)
+    per_epoch = train / max(_trained_epochs(t, first), 1)
+    return per_epoch * epochs + max(_seconds(t) - train, 0.0)
+
+
+def extra_seconds(trials: list[FrozenTrial]) -> float:
+    """Seconds promotions and second seeds took (every attempt), or will take if not done."""
+    return sum(_seconds(t) if t.state in FINISHED else float(extra.get("estimate_s", 0.0))
+               for t in trials if (extra := extra_of(t)))  # fmt: skip
+
+
+def first_seconds(trials: list[FrozenTrial]) -> float:
+    """Seconds the finished first-rung trials took."""
+    return sum(_seconds(t) for t in trials if t.state in FINISHED and extra_of(t) is None)
+
+
 def feasible(t: FrozenTrial) -> bool:
     return all(v <= 0 for v in t.constraints.values())
 
@@ -112,6 +155,7 @@ def due(trials: list[FrozenTrial], plan: Plan, *, budget: int, finished: int) ->
         return None
     taken = claimed(trials)
     first = plan.rungs[0]
+    room = _time_left(trials, plan)
     for k in reversed(range(len(plan.rungs) - 1)):
         results = [
             t
@@ -122,8 +166,9 @@ def due(trials: list[FrozenTrial], plan: Plan, *, budget: int, finished: int) ->
             and epochs_of(t, first) == plan.rungs[k]
         ]
         for t in ranked(results, plan.objectives)[: len(results) // ETA]:
-            if t.number not in taken:
-                return t, plan.rungs[k], plan.rungs[k + 1]
+            if t.number not in taken:  # the best goes first, or waits until it fits
+                cost = estimate_s(t, plan.rungs[k + 1] - plan.rungs[k], first)
+                return (t, plan.rungs[k], plan.rungs[k + 1]) if cost <= room else None
     return None
 
 
@@ -132,12 +177,20 @@ def _within_pace(trials: list[FrozenTrial], plan: Plan, *, budget: int, finished
     return spent(trials) < allowed
 
 
+def _time_left(trials: list[FrozenTrial], plan: Plan) -> float:
+    """Seconds the time share still allows (infinite without one)."""
+    if plan.time_share <= 0:
+        return math.inf
+    return plan.time_share * first_seconds(trials) - extra_seconds(trials)
+
+
 def due_replicate(
     trials: list[FrozenTrial], plan: Plan, *, budget: int, finished: int
 ) -> FrozenTrial | None:
     """The promoted trial on the current front to train again with a second seed now, or None:
-    the deepest rung first, then the most accurate; within the same paced budget as promotions
-    (the caller asks ``due`` first: a promotion goes before a second seed)."""
+    the deepest rung first, then the most accurate, among those whose time fits; within the
+    same paced budget as promotions (the caller asks ``due`` first: a promotion goes before a
+    second seed)."""
     if plan.promotions <= 0 or len(plan.rungs) < 2:
         return None
     if not _within_pace(trials, plan, budget=budget, finished=finished):
@@ -145,8 +198,10 @@ def due_replicate(
     done = replicated(trials)
     results = current(trials)
     front = layers(results, plan.objectives)[0] if results else []
-    waiting = [t for t in front if promotion_of(t) and t.number not in done]
-    waiting.sort(key=lambda t: -epochs_of(t, plan.rungs[0]))  # stable: accuracy next
+    first, room = plan.rungs[0], _time_left(trials, plan)
+    waiting = [t for t in front if promotion_of(t) and t.number not in done
+               and estimate_s(t, epochs_of(t, first), first) <= room]  # fmt: skip
+    waiting.sort(key=lambda t: -epochs_of(t, first))  # stable: accuracy next
     return waiting[0] if waiting else None
 
 
@@ -179,7 +234,10 @@ def enqueue(study: optuna.Study, parent: FrozenTrial, since: int, epochs: int) -
     rung of ``since`` epochs to ``epochs``; the caller holds the claim lock and asks next."""
     mine = promotion_of(parent)
     lineage = mine["lineage"] if mine else parent.number
-    promo = {"from": parent.number, "lineage": lineage, "epochs": epochs, "parent_epochs": since}
+    # ``parent`` scored at ``since`` epochs, whatever the first rung: all the estimate needs.
+    cost = estimate_s(parent, epochs - since, first=since)
+    promo = {"from": parent.number, "lineage": lineage, "epochs": epochs, "parent_epochs": since,
+             "estimate_s": round(cost, 2)}  # fmt: skip
     study.add_trial(optuna.create_trial(
         state=TrialState.WAITING, params=parent.params, distributions=parent.distributions,
         system_attrs={PROMOTION_ATTR: promo},
@@ -191,8 +249,9 @@ def enqueue_replicate(study: optuna.Study, of: FrozenTrial, first: int) -> None:
     for as many epochs as ``of`` did; the caller holds the claim lock and asks next."""
     mine = promotion_of(of)
     lineage = mine["lineage"] if mine else of.number
-    rep = {"of": of.number, "lineage": lineage, "epochs": epochs_of(of, first),
-           "seed": SECOND_SEED}  # fmt: skip
+    epochs = epochs_of(of, first)
+    rep = {"of": of.number, "lineage": lineage, "epochs": epochs, "seed": SECOND_SEED,
+           "estimate_s": round(estimate_s(of, epochs, first), 2)}  # fmt: skip
     study.add_trial(optuna.create_trial(
         state=TrialState.WAITING, params=of.params, distributions=of.distributions,
         system_attrs={REPLICATE_ATTR: rep},

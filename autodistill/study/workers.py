@@ -101,7 +101,7 @@ def work(
         checkpoints=config.run_dir / CHECKPOINTS_DIR,
     )  # fmt: skip
     return run(study, space, ctx, budget=config.budget, promotions=config.resolved_promotions,
-               on_trial=on_trial)  # fmt: skip
+               promotion_time=config.promotion_time, on_trial=on_trial)  # fmt: skip
 
 
 def _limits(config: SearchConfig, prep: Prepared) -> Limits:
