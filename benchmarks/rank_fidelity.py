@@ -166,6 +166,8 @@ def _epochs(trial: pd.Series, brief: int) -> int:
 def _search_command(config) -> str:
     fidelity = getattr(config, "fidelity", "brief")
     extra = f" --fidelity {fidelity}" if fidelity != "brief" else ""
+    if fidelity == "multi":
+        extra += f" --promotion-time {config.promotion_time:g}"
     return f"autodistill search --budget {config.budget} --space {config.space}{extra}"
 
 
@@ -246,6 +248,26 @@ def regret(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _seed_noise(students: list[dict]) -> list[str]:
+    """How well full training agrees with itself: over the front, seed 0 against seed 1, and
+    the reported score against each seed alone (computed from the students' figures)."""
+    front = [r for r in students if r["on_front"] and len(r["full_val_accuracy_by_seed"]) > 1]
+    if len(front) < 3:
+        return []
+    seeds = list(zip(*(r["full_val_accuracy_by_seed"][:2] for r in front), strict=True))
+    apart = np.mean([abs(a - b) for a, b in zip(*seeds, strict=True)])
+    reported = [r["reported_val_accuracy"] for r in front]
+    each = [_rank(reported, list(s))["kendall_tau"] for s in seeds]
+    return [
+        f"Full training's own noise, over the {len(front)} front points: seed 0 against seed 1 "
+        f"tau / rho {_fmt(_rank(list(seeds[0]), list(seeds[1])))}, mean |difference| "
+        f"{100 * apart:.2f} points; the reported score against each seed alone: tau "
+        + ", ".join("n/a" if t is None else f"{t:+.2f}" for t in each)
+        + ".",
+        "",
+    ]
+
+
 def _fmt(rank: dict) -> str:
     tau, rho = rank["kendall_tau"], rank["spearman_rho"]
     return f"{'n/a' if tau is None else f'{tau:+.2f}'} / {'n/a' if rho is None else f'{rho:+.2f}'}"
@@ -314,6 +336,7 @@ def markdown(report: dict) -> str:
             "",
             f"Mean regret {100 * np.mean(regrets):.2f} points, worst {100 * max(regrets):.2f}.",
             "",
+            *_seed_noise(r["students"]),
             "| trial | arch | params | reported (epochs) | full val by seed | test by seed |",
             "|---|---|---|---|---|---|",
         ]
