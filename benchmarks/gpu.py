@@ -36,7 +36,7 @@ from autodistill.measure import device_name
 from autodistill.prepare import prepare
 from autodistill.recipe import build, distil, recipe_for
 from autodistill.spaces import load_space
-from autodistill.study.controller import sample_candidates
+from autodistill.study.objective import sample_candidates
 
 
 def main() -> None:

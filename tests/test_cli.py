@@ -246,12 +246,12 @@ def test_report_prints_what_it_found(shipped_run, capsys):
 
 
 def test_a_search_whose_every_trial_failed_says_why_and_exits_2(run, tmp_path, monkeypatch):
-    from autodistill.study import controller
+    from autodistill.study import objective
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    monkeypatch.setattr(controller, "train_candidate", broken)
+    monkeypatch.setattr(objective, "train_candidate", broken)
     code, _, err = run()
     assert code == 2 and err.count("\n") == 1
     assert "no trial trained: " in err and "RuntimeError: CUDA error: an illegal memory" in err

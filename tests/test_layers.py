@@ -21,8 +21,8 @@ LAYERS = {
 # Inside a room with rooms of its own, the same holds one level down.
 INNER = {
     "study": {"database": 0, "storage": 0, "early_stop": 0, "evaluate": 0, "dashboard": 0,
-              "promotion": 0, "controller": 1,
-              "results": 2, "workers": 2},
+              "promotion": 0, "opening": 0, "objective": 1, "controller": 2,
+              "results": 3, "workers": 3},
     "ship": {"pick": 0, "student": 0, "learned": 0, "variants": 0, "fulltrain": 1, "export": 1,
              "compress": 1},
     "render": {"tables": 0, "plots": 1, "page": 1},

@@ -15,8 +15,8 @@ import torch
 from autodistill import study as search
 from autodistill.errors import Interrupted, UserError
 from autodistill.spaces import load_space
-from autodistill.study import controller
 from autodistill.study import evaluate as candidate
+from autodistill.study import objective
 from autodistill.trainer import TrainingDiverged
 
 
@@ -66,7 +66,7 @@ def test_a_limit_is_checked_before_training_and_nothing_is_trained(
     def refuse(*args, **kwargs):
         raise AssertionError("an infeasible candidate was trained")
 
-    monkeypatch.setattr(controller, "train_candidate", refuse)
+    monkeypatch.setattr(objective, "train_candidate", refuse)
     study = _study(tmp_path, 3)
     _run(study, space, make_ctx(max_params=1000), 3)
     frame = search.trials_frame(study)
@@ -100,7 +100,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_search_goes_on(
             raise error
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(controller, "train_candidate", flaky)
+    monkeypatch.setattr(objective, "train_candidate", flaky)
     study = _study(tmp_path, 3)
     _run(study, space, make_ctx(), 3)
     frame = search.trials_frame(study)
@@ -183,15 +183,15 @@ def test_an_interrupted_trial_is_queued_again_and_a_rerun_resumes_it(
     def interrupted(*args, **kwargs):
         raise Interrupted("SIGTERM")
 
-    real = controller.train_candidate
-    monkeypatch.setattr(controller, "train_candidate", interrupted)
+    real = objective.train_candidate
+    monkeypatch.setattr(objective, "train_candidate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _run(_study(tmp_path, 2), space, make_ctx(), 2)
     frame = search.trials_frame(_study(tmp_path, 2))
     assert list(frame["state"]) == ["RETRIED", "WAITING"]
     assert frame.loc[0, "failure_reason"] == "interrupted by SIGTERM; retried as trial 1"
 
-    monkeypatch.setattr(controller, "train_candidate", real)
+    monkeypatch.setattr(objective, "train_candidate", real)
     assert _run(_study(tmp_path, 2), space, make_ctx(), 2) == 2
     frame = search.trials_frame(_study(tmp_path, 2))
     assert list(frame["state"]) == ["RETRIED", "COMPLETE", "COMPLETE"]

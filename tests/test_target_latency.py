@@ -220,7 +220,7 @@ def test_a_disturbed_latency_is_not_passed_on_to_the_same_architecture():
     from types import SimpleNamespace
 
     from autodistill.spaces import Candidate
-    from autodistill.study.controller import _known
+    from autodistill.study.objective import _known
 
     cand = Candidate("resnet", {"depths": [1]}, "kd", {}, {})
 

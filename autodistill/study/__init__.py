@@ -1,25 +1,22 @@
-"""The study: the only package that knows Optuna. Storage and workers, the controller, the trial
-evaluation, early stopping and what a study holds."""
+"""The study: the only package that knows Optuna. Storage and workers, opening a study, the
+controller, the trial objective and evaluation, early stopping, promotion and what a study
+holds."""
 
 from __future__ import annotations
 
 from optuna import Study
 
-from autodistill.study.controller import (
+from autodistill.study.controller import budget_used, finished_count, promotions_done, run
+from autodistill.study.dashboard import dashboard_app, is_loopback, serve_dashboard
+from autodistill.study.objective import make_objective, sample_candidates
+from autodistill.study.opening import (
     SAMPLERS,
-    budget_used,
     check_sampler,
-    finished_count,
     load_study,
-    make_objective,
     make_sampler,
     open_study,
-    promotions_done,
-    run,
-    sample_candidates,
     study_objectives,
 )
-from autodistill.study.dashboard import dashboard_app, is_loopback, serve_dashboard
 from autodistill.study.results import (
     front_summary,
     hypervolume,

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autodistill.errors import UserError
 from autodistill.objectives import OBJECTIVES, get_objective
 from autodistill.spaces import Candidate
-from autodistill.study.controller import study_objectives
+from autodistill.study.opening import study_objectives
 from autodistill.study.promotion import current, promotion_of, replicate_of, superseded
 from autodistill.study.storage import retries
 

@@ -24,14 +24,9 @@ from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
-from autodistill.study.controller import (
-    SPACE_ATTR,
-    finished_count,
-    open_study,
-    recorded_identity,
-    run,
-)
+from autodistill.study.controller import finished_count, run
 from autodistill.study.evaluate import Limits, TrialContext
+from autodistill.study.opening import SPACE_ATTR, open_study, recorded_identity
 from autodistill.study.promotion import rungs_for
 from autodistill.study.storage import DEFAULT_STORAGE_FILE, open_storage, quiet_optuna_logs
 

@@ -1,0 +1,208 @@
+"""The trial objective: sample a candidate, measure it, refuse what breaks a limit, train it
+(at its rung, for a promotion or a second seed), stop it early where others dominate it or it
+cannot reach a floor, and record all of it on the trial."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
+from typing import Any, NoReturn
+
+import optuna
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, Trial
+
+from autodistill.objectives import get_objective
+from autodistill.spaces import Candidate, Param, SearchSpace
+from autodistill.study import early_stop, promotion
+from autodistill.study.evaluate import (
+    Cost,
+    InfeasibleArchitecture,
+    Known,
+    Rung,
+    TrialContext,
+    measure_candidate,
+    train_candidate,
+)
+from autodistill.study.opening import distribution
+from autodistill.study.storage import retries
+
+log = logging.getLogger(__name__)
+
+
+def _suggest(trial: Trial) -> Callable[[str, Param], Any]:
+    def suggest(name: str, p: Param) -> Any:
+        d = distribution(p)  # the one mapping from a Param, also used to compare with a study
+        if isinstance(d, CategoricalDistribution):
+            return trial.suggest_categorical(name, list(d.choices))
+        if isinstance(d, IntDistribution):
+            return trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
+
+    return suggest
+
+
+def make_objective(space: SearchSpace, ctx: TrialContext) -> Callable[[Trial], list[float]]:
+    """The Optuna objective: measure first, refuse what breaks a limit, then train."""
+
+    def objective(trial: Trial) -> list[float]:
+        start = time.perf_counter()
+        try:
+            return _evaluate(trial, space, ctx)
+        except (optuna.TrialPruned, KeyboardInterrupt, UpdateFinishedTrialError):
+            raise
+        except Exception as exc:
+            lines = str(exc).strip().splitlines()
+            reason = type(exc).__name__ + (f": {lines[0]}" if lines else "")
+            log.warning("trial %d failed: %s", trial.number, reason)
+            with suppress(UpdateFinishedTrialError):
+                trial.set_user_attr("failure_reason", reason)
+            raise
+        finally:
+            with suppress(UpdateFinishedTrialError):
+                trial.set_user_attr("duration_s", round(time.perf_counter() - start, 2))
+
+    return objective
+
+
+def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float]:
+    system = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+    promo, rep = system.get(promotion.PROMOTION_ATTR), system.get(promotion.REPLICATE_ATTR)
+    rung = None
+    if promo is not None:
+        rung = Rung(promo["epochs"], promo["lineage"], promo["parent_epochs"])
+        trial.set_user_attr("promoted_from", promo["from"])
+    elif rep is not None:  # the same candidate from the start, with another seed
+        rung = Rung(rep["epochs"], rep["lineage"], seed=rep["seed"])
+        ctx = replace(ctx, seed=ctx.seed + rep["seed"])
+        trial.set_user_attr("replicate_of", rep["of"])
+        trial.set_user_attr("seed", ctx.seed)
+        promo = rep  # chosen for its result, like a promotion: not stopped on the way
+    elif ctx.rungs:
+        rung = Rung(ctx.rungs[0], trial.number)
+    candidate = space.sample(_suggest(trial))
+    trial.set_user_attr("candidate", candidate.to_dict())
+    try:
+        model, cost = measure_candidate(candidate, ctx, known=_known(trial, candidate))
+    except InfeasibleArchitecture as exc:
+        _reject(trial, {"runs_on_input": 1.0}, str(exc))
+    trial.set_user_attr("arch", cost.arch)
+    for key, value in {**cost.values, **cost.details}.items():
+        trial.set_user_attr(key, value)
+    over = ctx.limits.violations(cost.values)
+    if over:
+        _reject(trial, over, "; ".join(f"{k} exceeded by {v:g}" for k, v in over.items()))
+    # A promotion was chosen for its rung's result: it is not stopped on the way.
+    on_rung = _rung_check(trial, cost, ctx) if promo is None else None
+    trained = train_candidate(model, candidate, ctx, on_rung=on_rung, rung=rung)
+    trial.set_user_attr("epochs_trained", rung.epochs if rung is not None else ctx.epochs)
+    if promo is not None:
+        trial.set_user_attr("began", trained.began)
+    for key, value in trained.values.items():
+        trial.set_user_attr(key, value)
+    trial.set_user_attr("train_s", round(trained.seconds, 2))
+    trial.set_user_attr("history", trained.history)
+    trial.set_user_attr("recipe", trained.recipe)
+    values = {**cost.values, **trained.values}
+    _check_floor(trial, values, ctx)
+    return [values[name] for name in ctx.objectives]
+
+
+def _check_floor(trial: Trial, values: dict[str, float], ctx: TrialContext) -> None:
+    """Record by how much a trained student clears or misses each floor (a constraint, so
+    the sampler learns the region and the front leaves it out); one below is named so."""
+    for name, least in ctx.limits.min.items():
+        trial.set_constraint(f"min_{name}", least - values[name])
+        if values[name] < least:
+            objective = get_objective(name)
+            trial.set_user_attr("below_floor", f"{name} {objective.text(values[name])} is "
+                                f"below the floor {objective.text(least)} by "
+                                f"{objective.text(least - values[name])}")  # fmt: skip
+
+
+def _known(trial: Trial, candidate: Candidate) -> Known:
+    """The timed objectives the study's first trial of the same architecture recorded."""
+    d = candidate.to_dict()  # as recorded: JSON lists, not tuples
+    mine, skip = (d["family"], d["arch"]), ("latency_ms", "latency_of")
+    for t in sorted(trial.study.get_trials(deepcopy=False), key=lambda t: t.number):
+        a, theirs = t.user_attrs, t.user_attrs.get("candidate") or {}
+        # A disturbed measurement is not passed on: the next trial of it times again.
+        if t.number == trial.number or "latency_ms" not in a or a.get("latency_disturbed") or (
+                theirs.get("family"), theirs.get("arch")) != mine:  # fmt: skip
+            continue
+        details = {k: v for k, v in a.items() if k.startswith("latency_") and k not in skip}
+        details["latency_of"] = a.get("latency_of", t.number)
+        return {"latency_ms": (a["latency_ms"], details)}
+    return {}
+
+
+def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, float], None]:
+    """Record the accuracy at each rung; stop the trial there if others dominate it."""
+    rungs: dict[str, float] = {}
+
+    def at_rung(epoch: int, accuracy: float) -> None:
+        rungs[str(epoch)] = accuracy
+        trial.set_user_attr(early_stop.RUNGS_ATTR, dict(rungs))
+        floor = ctx.limits.min.get(early_stop.RUNG_OBJECTIVE)
+        if not ctx.early_stop and floor is None:
+            return
+        trials = trial.study.get_trials(deepcopy=False)
+        # Not itself, nor an earlier attempt at it, nor any attempt that was run again.
+        mine = set(trial.study._storage.get_trial(trial._trial_id).system_attrs.get(
+            "retry_history", []))  # fmt: skip
+        exclude = {trial.number} | mine | set(retries(trials))
+        if floor is not None:
+            _stop_below_floor(trial, epoch, accuracy, floor, trials, exclude, ctx)
+        if not ctx.early_stop:
+            return
+        point = early_stop.point(accuracy, cost.values, ctx.objectives)
+        seen = early_stop.seen_at(trials, epoch, ctx.objectives, exclude=exclude)
+        stop, dominators = early_stop.should_stop(point, seen)
+        if stop:
+            others = ", ".join(n for n in ctx.objectives if n != early_stop.RUNG_OBJECTIVE)
+            reason = (f"stopped after epoch {epoch} of {ctx.epochs}: {dominators} of "
+                      f"{len(seen)} trials at that epoch were more accurate and no worse on "
+                      f"{others}")  # fmt: skip
+            trial.set_user_attr("stopped", reason)
+            trial.set_user_attr("val_accuracy", accuracy)
+            raise optuna.TrialPruned(reason)
+
+    return at_rung
+
+
+def _stop_below_floor(
+    trial: Trial, epoch: int, accuracy: float, floor: float, trials: list[FrozenTrial],
+    exclude: set[int], ctx: TrialContext,
+) -> None:  # fmt: skip
+    """Stop the trial as infeasible if, gaining as much as any finished trial gained from
+    this rung to its end, it would still end below the floor."""
+    gained = early_stop.most_gained(trials, epoch, exclude=exclude)
+    if gained is None or accuracy + gained >= floor:
+        return
+    acc = get_objective(early_stop.RUNG_OBJECTIVE)
+    # By how much it would miss at best: what the sampler learns the region from.
+    trial.set_constraint(f"min_{early_stop.RUNG_OBJECTIVE}", floor - (accuracy + gained))
+    trial.set_user_attr("val_accuracy", accuracy)
+    reason = (f"stopped after epoch {epoch} of {ctx.epochs}: {acc.text(accuracy)} cannot reach "
+              f"the floor {acc.text(floor)} (no trial gained more than {acc.text(gained)} from "
+              "there)")  # fmt: skip
+    trial.set_user_attr("below_floor", reason)
+    raise optuna.TrialPruned(reason)
+
+
+def _reject(trial: Trial, violations: dict[str, float], reason: str) -> NoReturn:
+    """Record an untrained, infeasible candidate; TPE learns the region from the violations."""
+    for key, amount in violations.items():
+        trial.set_constraint(key, amount)
+    trial.set_user_attr("infeasible", reason)
+    raise optuna.TrialPruned(reason)
+
+
+def sample_candidates(space: SearchSpace, n: int, *, seed: int) -> list[Candidate]:
+    """``n`` candidates drawn uniformly from ``space`` (for benchmarks and baselines)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return [space.sample(_suggest(study.ask())) for _ in range(n)]
