@@ -76,9 +76,11 @@ def print_train(out: FullTrainOutcome) -> None:
             f"  test accuracy  {100 * s['test_accuracy']:.2f}%  (teacher {t['name']} "
             f"{100 * t['test_accuracy']:.2f}%, retention {100 * s['retention']:.1f}%)"
         )
+        searched = s.get("search_epochs")  # a promoted score is not brief: say how long
         print(
-            f"  val accuracy   {100 * s['val_accuracy']:.2f}%  (brief training: "
-            f"{100 * s['brief_val_accuracy']:.2f}%)"
+            f"  val accuracy   {100 * s['val_accuracy']:.2f}%  (the search's score: "
+            f"{100 * s['brief_val_accuracy']:.2f}%"
+            + (f" after {searched} epoch{'s' * (searched != 1)})" if searched else ")")
         )
         print(
             f"  parameters     {s['params']:,}  ({s['size_ratio']:.1f}x smaller than the teacher)"

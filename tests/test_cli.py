@@ -131,6 +131,9 @@ def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(run, tmp_path, capsy
     metrics = json.loads((student / "metrics.json").read_text())
     assert (student / "student.safetensors").is_file() and not (student / "checkpoint.pt").exists()
     assert metrics["params"] == best["params"] and metrics["epochs"] == 2
+    # The score the search selected it by, and how long that training was.
+    assert metrics["search_epochs"] == best["epochs_trained"] == 1
+    assert f"(the search's score: {100 * best['val_accuracy']:.2f}% after 1 epoch)" in out
     assert 0 < metrics["test_accuracy"] <= 1 and metrics["retention"] > 0
     learned = metrics["learned"]  # what it learned from the teacher, on test
     assert 0 <= learned["agreement_with_teacher"] <= 1 and learned["split"] == "test"
@@ -152,7 +155,10 @@ def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(run, tmp_path, capsy
     assert main(["report", str(run_dir)]) == 0
     page = (run_dir / "report.html").read_text()
     assert "These scores are brief: validation accuracy after 1 epoch of training" in page
-    assert "Rank fidelity (train --top K)" in page and "Kendall tau between the brief" in page
+    assert "Rank fidelity (train --top K)" in page
+    assert "Kendall tau between the search&#x27;s score" in page  # escaped in the page
+    assert "<th>its epochs</th>" in page and all(s["search_epochs"] == 1
+                                                  for s in ranking["students"])  # fmt: skip
     for s in ranking["students"]:
         assert f"<tr><td>{s['trial']}</td>" in page
 

@@ -189,18 +189,18 @@ Section = tuple[str, str, list[str], list[list[str]]]  # heading, sentence, head
 
 
 def _ranking_section(ranking: dict[str, Any]) -> Section:
-    """How the brief scores ranked the students ``train --top K`` trained fully."""
+    """How the search's scores ranked the students ``train --top K`` trained fully."""
     tau = ranking.get("kendall_tau")
     students = ranking.get("students", [])
     sentence = (
-        f"Kendall tau between the brief and the full validation accuracy of these "
+        f"Kendall tau between the search's score and the full validation accuracy of these "
         f"{len(students)} front points: "
         f"{'undefined (ties)' if tau is None else f'{tau:.2f}'} (1: the same order)."
     )
     rows = [[str(s["trial"]), str(s["arch"]), f"{100 * s['brief_val_accuracy']:.2f}%",
-             f"{100 * s['val_accuracy']:.2f}%", f"{100 * s['test_accuracy']:.2f}%"]
-            for s in students]  # fmt: skip
-    header = ["trial", "arch", "brief val", "full val", "test"]
+             str(s.get("search_epochs") or "brief"), f"{100 * s['val_accuracy']:.2f}%",
+             f"{100 * s['test_accuracy']:.2f}%"] for s in students]  # fmt: skip
+    header = ["trial", "arch", "search's val", "its epochs", "full val", "test"]
     return "Rank fidelity (train --top K)", sentence, header, rows
 
 

@@ -119,8 +119,9 @@ def train_students(
                        [s["val_accuracy"] for s in students])  # fmt: skip
         path = run_dir / STUDENTS_DIR / "ranking.json"
         write_text_atomic(path, json.dumps({"kendall_tau": tau, "students": [
-            {k: s[k] for k in ("trial", "arch", "brief_val_accuracy", "val_accuracy",
-                               "test_accuracy")} for s in students]}, indent=2))  # fmt: skip
+            {k: s.get(k) for k in ("trial", "arch", "brief_val_accuracy", "search_epochs",
+                                   "val_accuracy", "test_accuracy")} for s in students]},
+            indent=2))  # fmt: skip
         files["ranking"] = path
     reused = tuple(s["trial"] for s in students if s.pop("reused", False))
     return FullTrainOutcome(students, tau, files, reused)
@@ -190,6 +191,7 @@ def _train_one(
         "trial": number, "family": cand.family, "arch": attrs.get("arch"), "loss": cand.loss,
         "candidate": cand.to_dict(), "recipe": recipe, "epochs": epochs,
         "final_loss": history[-1], "brief_val_accuracy": attrs.get("val_accuracy"),
+        "search_epochs": attrs.get("epochs_trained"),  # with --fidelity multi: 3, 9 or 27
         "val_accuracy": evaluate(model, data.val, data.stats),
         "test_accuracy": float((test_logits.argmax(1) == data.test.labels).float().mean()),
         **measured,
