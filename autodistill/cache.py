@@ -26,6 +26,7 @@ from autodistill.data.splits import ImageSet
 from autodistill.errors import UserError
 from autodistill.files import atomic_path
 from autodistill.forward import OUTPUT_KINDS, forward_outputs, map_size
+from autodistill.layout import in_layout
 from autodistill.progress import Progress, silent
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ def compute_views(
             for i in range(0, n, batch_size):
                 x = train.images[i : i + batch_size].to(device, non_blocking=True)
                 x = normalize(aug.apply(x, params[v, i : i + batch_size]), *stats)
+                x = in_layout(x, torch.contiguous_format)
                 for name, value in forward_outputs(teacher, x, kinds, size).items():
                     chunks[name].append(value.half().cpu())
                 done += len(x)

@@ -19,6 +19,7 @@ from autodistill.data.splits import ImageSet
 from autodistill.errors import UserError, first_line
 from autodistill.files import atomic_path
 from autodistill.forward import forward_outputs
+from autodistill.layout import in_layout, training_format
 from autodistill.losses import Dims, Distiller, Outputs, get_loss, total
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
@@ -133,7 +134,7 @@ def fit(
                 "delete it to train from the start"
             ) from None
         history, first = state["history"], state["epoch"] + 1
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    memory_format = training_format(model, device, cfg.channels_last)
     model.to(memory_format=memory_format)
     model.train()
     # The uint8 images, labels and cached views live where the model trains (moved once; the
@@ -165,7 +166,7 @@ def fit(
                 else:
                     view_params = aug.sample(len(idx), gen).to(device, non_blocking=True)
                 x = norm(aug.apply(images[idx], view_params))
-                x = x.contiguous(memory_format=memory_format)
+                x = in_layout(x, memory_format)  # real strides: see autodistill.layout
                 with autocast:
                     student = forward_outputs(model, x, kinds, size)
                 out = Outputs(
@@ -351,8 +352,11 @@ def predict(model: nn.Module, images: Tensor, stats: Stats, batch_size: int = 50
     model.eval()
     device = next(model.parameters()).device
     norm = Normalizer(*stats, device=device)
+    fmt = torch.contiguous_format
     out = [
-        model(norm(images[i : i + batch_size].to(device, non_blocking=True))).float().cpu()
+        model(in_layout(norm(images[i : i + batch_size].to(device, non_blocking=True)), fmt))
+        .float()
+        .cpu()
         for i in range(0, len(images), batch_size)
     ]
     model.train(was_training)

@@ -52,7 +52,9 @@ def _translate(images: Tensor, dx: Tensor, dy: Tensor, pad: int) -> Tensor:
     cols = torch.arange(w, device=device).view(1, w) + pad - dx.view(b, 1)  # [B, W]
     batch = torch.arange(b, device=device).view(b, 1, 1)
     out = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]
-    return out.permute(0, 3, 1, 2).contiguous()
+    # A copy in NCHW with real strides: for C = 1, .contiguous() would keep the permuted
+    # strides, which convolutions read as NHWC (see autodistill.layout).
+    return out.permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
 
 
 def default_augmentation(dataset: str, image_size: int) -> Augmentation:
