@@ -126,6 +126,7 @@ def search(
     seed: int = 0,
     threads: int = 0,
     jobs: int = 1,
+    in_process: bool = False,
     storage: str | None = None,
     study_name: str | None = None,
     heartbeat: int = 60,
@@ -134,7 +135,15 @@ def search(
     progress: Progress = silent,
 ) -> SearchResult:
     """Search students (``autodistill search``): prepare the data, the teacher and its cache,
-    run or resume the study until it holds ``budget`` trials, and write the result files."""
+    run or resume the study until it holds ``budget`` trials, and write the result files.
+
+    Trials run in supervised worker processes (``jobs`` of them), so a trial that crashes its
+    process is recorded and the search goes on; ``in_process`` runs them in this process
+    instead (one worker), where a debugger can follow them and a native crash ends the search.
+    """
+    if in_process and jobs != 1:
+        raise UserError(f"--in-process runs one worker, in this process; it cannot run "
+                        f"--jobs {jobs}")  # fmt: skip
     limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
                      max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
     config = SearchConfig(
@@ -165,10 +174,10 @@ def search(
                             f"{cores} cores: latency timed so would measure contention; use "
                             f"{option} 0 (the cores shared out) or fewer")  # fmt: skip
     with _threads(config.resolved_threads):
-        return _search(config, progress)
+        return _search(config, progress, in_process=in_process)
 
 
-def _search(config: SearchConfig, progress: Progress) -> SearchResult:
+def _search(config: SearchConfig, progress: Progress, *, in_process: bool) -> SearchResult:
     start = time.perf_counter()
     run_dir = config.run_dir
     # Every check a user's input can fail comes before anything is written to the run dir.
@@ -182,26 +191,30 @@ def _search(config: SearchConfig, progress: Progress) -> SearchResult:
     expected = recorded_teacher(config, storage)  # a study being resumed names its teacher
     prep = prepare(config, space.teacher_outputs(), progress=progress, teacher_sha256=expected)
     _make_run_dir(config)
-    the_study = join_study(config, prep, space, storage)
+    the_study = join_study(config, prep, space, storage, samples=in_process)
     save_config(config, run_dir)  # once the study is joined: a refused run changes nothing
     before = study.finished_count(the_study)
     progress("trials", before, config.budget, unit="trial")
 
     promotions = config.resolved_promotions
+    shown = [before]
 
-    def on_trial(s, _trial) -> None:
+    def on_trial(s, _trial=None) -> None:
+        done = study.finished_count(s)
+        if _trial is None and done == shown[0]:
+            return  # the supervisor asks every second; the front is read only when it grew
+        shown[0] = done
         note = study.front_summary(s)
         if promotions:
             note += f" | promoted or reseeded {study.promotions_done(s)}/{promotions}"
-        progress("trials", study.finished_count(s), config.budget, unit="trial", note=note)
+        progress("trials", done, config.budget, unit="trial", note=note)
 
     try:
         with interrupts_as_exceptions():
-            if config.jobs == 1:
+            if in_process:
                 ran = work(config, the_study, space, prep, on_trial=on_trial)
             else:
-                run_local_workers(config, the_study, on_progress=lambda n: progress(
-                    "trials", n, config.budget, unit="trial"))  # fmt: skip
+                run_local_workers(config, the_study, on_progress=lambda: on_trial(the_study))
                 ran = study.finished_count(the_study) - before
     finally:
         trials = study.trials_frame(the_study)

@@ -213,7 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         default=D.jobs,
-        help="worker processes on this machine; they share the budget and the cores",
+        help="worker processes on this machine; they share the budget and the cores, and "
+        "one whose trial crashes it (a segmentation fault, the out-of-memory killer) is "
+        "replaced",
+    )
+    s.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the trials in this process, not in a supervised worker: for a debugger; "
+        "a native crash then ends the search",
     )
     s.add_argument(
         "--storage",
@@ -367,7 +375,8 @@ def _search(args: argparse.Namespace) -> int:
             latency_device=args.latency_device, latency_precision=args.latency_precision,
             latency_threads=args.latency_threads, latency_batch=args.latency_batch,
             sampler=args.sampler, seed=args.seed, threads=args.threads,
-            jobs=args.jobs, storage=args.storage, study_name=args.study_name,
+            jobs=args.jobs, in_process=args.in_process, storage=args.storage,
+            study_name=args.study_name,
             heartbeat=args.heartbeat, out=args.out, cache_dir=args.cache_dir, progress=bars,
         )  # fmt: skip
     finally:

@@ -44,11 +44,9 @@ class Bars:
 def print_search(out: SearchResult) -> None:
     """The front, the teacher, the cache and the files of a finished search."""
     t = out.teacher
-    states = out.trials["state"].value_counts().to_dict() if not out.trials.empty else {}
     print(
         f"\nPareto front of {out.run_dir.name} ({len(out.trials)} trials: "
-        + ", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(states.items()))
-        + f"; objectives {', '.join(out.objectives)})"
+        f"{state_counts(out.trials)}; objectives {', '.join(out.objectives)})"
     )
     print(front_table(out.trials, out.objectives))
     print(

@@ -258,7 +258,7 @@ def test_a_search_whose_every_trial_failed_says_why_and_exits_2(run, tmp_path, m
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     monkeypatch.setattr(objective, "train_candidate", broken)
-    code, _, err = run()
+    code, _, err = run("--in-process")  # where the patch is: a worker process would not see it
     assert code == 2 and err.count("\n") == 1
     assert "no trial trained: " in err and "RuntimeError: CUDA error: an illegal memory" in err
     trials = pd.read_csv(tmp_path / "digits-default" / "trials.csv")  # the results are kept

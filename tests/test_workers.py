@@ -61,8 +61,9 @@ def _start(cmd: list[str], log: Path) -> subprocess.Popen:
 
 def _kill_mid_trial(storage, name: str, procs: list[subprocess.Popen], *, children: bool,
                     sig: int = signal.SIGKILL) -> int:  # fmt: skip
-    """Send ``sig`` to a worker while its trial trains: one of ``procs``, or one of their
-    children; returns the trial's number."""
+    """Send ``sig`` to a worker while its trial trains: one of ``procs`` (the search that
+    supervises the worker process running the trial), or that worker process itself
+    (``children``); returns the trial's number."""
     pids = None if children else {p.pid for p in procs}
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -78,10 +79,26 @@ def _kill_mid_trial(storage, name: str, procs: list[subprocess.Popen], *, childr
                    and t.user_attrs.get("arch") and t.user_attrs.get("worker")]  # fmt: skip
         for t in sorted(running, key=lambda t: t.datetime_start, reverse=True):
             pid = int(str(t.user_attrs["worker"]).split(":")[1])  # host:pid:start
-            if pids is None or pid in pids:
-                os.kill(pid, sig)
+            target = pid if pids is None else next((p for p in _lineage(pid) if p in pids), None)
+            if target is not None:
+                os.kill(target, sig)
                 return t.number
     raise AssertionError("no trial was seen running")
+
+
+def _lineage(pid: int) -> list[int]:
+    """``pid`` and the processes it descends from (a worker: its fork server, the search)."""
+    out = [pid]
+    for _ in range(4):
+        try:
+            out.append(int(Path(f"/proc/{out[-1]}/stat").read_text().rsplit(")", 1)[1].split()[1]))
+        except (OSError, IndexError, ValueError):
+            break
+    return out
+
+
+def _worker_pid(study: optuna.Study, number: int) -> int:
+    return int(str(study.trials[number].user_attrs["worker"]).split(":")[1])
 
 
 def _check(study: optuna.Study, killed: int, logs: list[Path], budget: int = BUDGET,
@@ -204,7 +221,9 @@ def test_a_paused_postgresql_worker_loses_its_trial_to_a_retry_and_drops_its_lat
     name = f"pause-{uuid.uuid4().hex[:8]}"
     workers, logs = _two_workers(tmp_path, name)
     storage = search.open_storage(POSTGRES, tmp_path)
-    paused = _kill_mid_trial(storage, name, workers, children=False, sig=signal.SIGSTOP)
+    # the worker process that runs the trial: its supervisor would go on without it
+    paused = _kill_mid_trial(storage, name, workers, children=True, sig=signal.SIGSTOP)
+    paused_pid = _worker_pid(optuna.load_study(study_name=name, storage=storage), paused)
     deadline = time.monotonic() + 120
     try:
         # Its heartbeat stops: after the grace period the other worker fails the trial and
@@ -216,8 +235,7 @@ def test_a_paused_postgresql_worker_loses_its_trial_to_a_retry_and_drops_its_lat
             time.sleep(0.5)
         assert study.trials[paused].state == TrialState.FAIL, "the paused trial was not retried"
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGCONT)
+        os.kill(paused_pid, signal.SIGCONT)
     codes = _finish(workers)
     assert codes == [0, 0], [p.read_text() for p in logs]
     study = optuna.load_study(study_name=name, storage=storage)
@@ -271,9 +289,10 @@ def test_two_local_jobs_on_the_journal_file_survive_a_kill(tmp_path):
         parent.kill()
     assert code == 0, log.read_text()
     study = optuna.load_study(study_name="digits-tiny", storage=storage)
-    _check(study, killed, [log])
+    # the supervisor saw its worker die and says how; a new worker took its place
+    _check(study, killed, [log], reason="killed by SIGKILL")
     pids = {t.user_attrs["worker"] for t in study.trials if t.user_attrs.get("worker")}
-    assert len(pids) >= 2 and all(not p.endswith(f":{parent.pid}") for p in pids)
+    assert len(pids) >= 3 and all(not p.endswith(f":{parent.pid}") for p in pids)
     csv = pd.read_csv(tmp_path / "out" / "digits-tiny" / "trials.csv")
     assert (csv["state"] != "RETRIED").sum() == BUDGET
 
@@ -468,3 +487,56 @@ def test_only_a_database_that_went_away_is_waited_for():
     assert not _connection_lost(error("no such table: trials"))
     assert not _connection_lost(error("could not extend file: No space left on device"))
     assert not _connection_lost(ValueError("connection refused"))  # not the database's
+
+
+def test_a_crashed_trial_runs_once_more_and_never_a_third_time(tmp_path):
+    from autodistill.study.supervisor import record_crash
+
+    host = socket.gethostname()
+    study = _running_trial(tmp_path, f"{host}:4242:1")
+    study._storage.set_trial_user_attr(study.trials[0]._trial_id, "arch", "resnet s1 w8")
+    assert record_crash(study, 4241, -11) == []  # another worker's pid: not its trial
+    assert record_crash(study, 4242, -11) == [0]
+    again = study.ask()  # the queued copy, same parameters
+    assert again.number == 1 and again.params == study.trials[0].params
+    again.set_user_attr("worker", f"{host}:4243:1")
+    assert record_crash(study, 4243, -6) == [1]
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]  # nothing queued
+    frame = search.trials_frame(study)
+    assert list(frame["state"]) == ["RETRIED", "CRASHED"]
+    assert list(frame["crashed"]) == ["SIGSEGV", "SIGABRT"]
+    first, second = frame["failure_reason"]
+    assert "SIGSEGV (segmentation fault)" in first and "resnet s1 w8" in first
+    assert "retried as trial 1" in first
+    assert "SIGABRT" in second and "crashed 2 times, so it is not tried again" in second
+
+
+@pytest.mark.faults
+def test_a_worker_killed_by_sigsegv_mid_trial_is_replaced_and_the_search_ends_at_its_budget(
+    tmp_path,
+):
+    log = tmp_path / "search.log"
+    parent = _start(_command(tmp_path, "--threads", "1"), log)  # one (supervised) worker
+    journal = tmp_path / "out" / "digits-tiny" / "study.journal"
+    try:
+        deadline = time.monotonic() + 240
+        while not journal.exists() and time.monotonic() < deadline:
+            assert parent.poll() is None, log.read_text()
+            time.sleep(0.3)
+        storage = search.open_storage(str(journal), tmp_path)
+        killed = _kill_mid_trial(storage, "digits-tiny", [parent], children=True,
+                                 sig=signal.SIGSEGV)  # fmt: skip
+        code = parent.wait(timeout=600)
+    finally:
+        parent.kill()
+    text = log.read_text()
+    assert code == 0, text
+    study = optuna.load_study(study_name="digits-tiny", storage=storage)
+    _check(study, killed, [log], reason="killed by SIGSEGV (segmentation fault)")
+    frame = pd.read_csv(tmp_path / "out" / "digits-tiny" / "trials.csv")
+    crashed = frame[frame["crashed"].notna()]
+    assert list(crashed["number"]) == [killed] and crashed["crashed"].iloc[0] == "SIGSEGV"
+    workers = {t.user_attrs["worker"] for t in study.trials if t.user_attrs.get("worker")}
+    assert len(workers) == 2  # the killed worker and the one that replaced it
+    assert f"trial {killed}: its worker" in text

@@ -121,6 +121,11 @@ def state_counts(trials: pd.DataFrame) -> str:
     if n.get("BELOW_FLOOR", 0):
         parts.append(f"{int(n['BELOW_FLOOR'])} below the accuracy floor")
     parts.append(f"{int(n.get('FAIL', 0))} failed")
+    crashed = trials["crashed"].dropna() if "crashed" in trials else pd.Series(dtype=str)
+    if len(crashed):
+        signals = ", ".join(f"{k} x{v}" for k, v in crashed.value_counts().items())
+        parts.append(f"{len(crashed)} crashed their worker ({signals}; {int(n.get('CRASHED', 0))}"
+                     " of them twice, not tried again)")  # fmt: skip
     if n.get("RETRIED", 0):
         parts.append(f"{int(n['RETRIED'])} retried")
     return ", ".join(parts)

@@ -69,6 +69,7 @@ def open_study(
     budget: int,
     identity: dict[str, str] | None = None,
     space: SearchSpace | None = None,
+    samples: bool = True,
 ) -> optuna.Study:
     """Create the study, or join it to resume or to add a worker.
 
@@ -119,7 +120,8 @@ def open_study(
                 storage.set_study_user_attr(study_id, key, value)
         joined = int(attrs.get(JOINED_ATTR, 0))
         held = len(storage.get_all_trials(study_id, deepcopy=False))
-        storage.set_study_user_attr(study_id, JOINED_ATTR, joined + 1)
+        if samples:
+            storage.set_study_user_attr(study_id, JOINED_ATTR, joined + 1)
     state = np.random.SeedSequence([seed, held, joined]).generate_state(1)[0]
     sampler = make_sampler(sampler_name, seed=int(state), budget=budget)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)

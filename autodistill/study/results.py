@@ -17,6 +17,7 @@ from autodistill.spaces import Candidate
 from autodistill.study.opening import study_objectives
 from autodistill.study.promotion import current, promotion_of, replicate_of, superseded
 from autodistill.study.storage import retries
+from autodistill.study.supervisor import CRASHED_ATTR
 
 log = logging.getLogger(__name__)
 TARGET_COLUMNS = ("runtime", "precision", "recipe", "device", "hardware", "threads", "batch")
@@ -78,6 +79,8 @@ def _row(
         state = "INFEASIBLE"
     elif t.state == TrialState.PRUNED and "stopped" in a:
         state = "STOPPED"  # early: dominated at an epoch rung; val_accuracy is the rung's
+    elif t.state == TrialState.FAIL and a.get(CRASHED_ATTR):
+        state = "CRASHED"  # its worker died from a signal, again: not tried a third time
     reason = (a.get("infeasible") or a.get("stopped") or a.get("below_floor")
               or a.get("failure_reason"))  # fmt: skip
     if t.state == TrialState.FAIL and reason is None and a.get("worker"):
@@ -116,6 +119,7 @@ def _row(
         ),  # fmt: skip
         "pareto": on_front,
         "failure_reason": reason,
+        "crashed": a.get(CRASHED_ATTR),  # the signal that killed its worker (supervisor)
         # The target every latency was measured on, and the trial whose measurement of the
         # same architecture it reuses.
         **{f"latency_{k}": a.get(f"latency_{k}") for k in TARGET_COLUMNS},

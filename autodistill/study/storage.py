@@ -349,7 +349,7 @@ def _dead_here(trial: FrozenTrial) -> bool:
     worker = trial.user_attrs.get("worker")
     if not worker or worker == worker_id():  # this process runs one trial at a time
         return True
-    host, pid, start = _parse_worker(str(worker))
+    host, pid, start = parse_worker(str(worker))
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -363,7 +363,7 @@ def _dead_here(trial: FrozenTrial) -> bool:
     return _zombie(int(pid))
 
 
-def _parse_worker(worker: str) -> tuple[str, str, str | None]:
+def parse_worker(worker: str) -> tuple[str, str, str | None]:
     """``host:pid:start`` (or ``host:pid``, as older versions wrote) split up."""
     parts = worker.split(":")
     if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit():
@@ -384,5 +384,5 @@ def liveness_known(storage: BaseStorage, trial: FrozenTrial) -> bool:
     """Whether this worker can tell if ``trial``'s worker dies (so waiting on it is safe)."""
     if has_heartbeat(storage):
         return True
-    host, _, _ = _parse_worker(str(trial.user_attrs.get("worker") or ""))
+    host, _, _ = parse_worker(str(trial.user_attrs.get("worker") or ""))
     return host == socket.gethostname()

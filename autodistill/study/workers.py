@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import multiprocessing.connection
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,16 +24,21 @@ from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
-from autodistill.study.controller import finished_count, run
+from autodistill.study.controller import run
 from autodistill.study.evaluate import Limits, TrialContext
 from autodistill.study.opening import SPACE_ATTR, open_study, recorded_identity
 from autodistill.study.promotion import rungs_for
 from autodistill.study.storage import DEFAULT_STORAGE_FILE, open_storage, quiet_optuna_logs
+from autodistill.study.supervisor import (
+    die_with_parent,
+    environment,
+    process_context,
+    supervise,
+)
 
 log = logging.getLogger(__name__)
 TEACHER_ATTR = "teacher_sha256"  # study user attribute (from Prepared.identity): the teacher hash
 INPUT_ATTR = "input"  # study user attribute: the input spec its students are built for
-STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its trial and leave
 
 
 def open_run_storage(config: SearchConfig) -> BaseStorage:
@@ -55,8 +60,11 @@ def join_study(
     prep: Prepared,
     space: SearchSpace,
     storage: BaseStorage | None = None,
+    *,
+    samples: bool = True,
 ) -> optuna.Study:
-    """Create or join the run's study, refusing a different teacher, space or settings."""
+    """Create or join the run's study, refusing a different teacher, space or settings
+    (``samples``: as ``open_study``)."""
     storage = storage if storage is not None else open_run_storage(config)
     # Every worker of a study, on any machine, must train and time trials the same way.
     settings = {k: getattr(config, k) for k in STUDY_DEFINING
@@ -72,7 +80,7 @@ def join_study(
                 INPUT_ATTR: json.dumps(spec, sort_keys=True)}  # fmt: skip
     return open_study(
         storage, config.name, objectives=config.objectives, sampler_name=config.sampler,
-        seed=config.seed, budget=config.budget, identity=identity, space=space,
+        seed=config.seed, budget=config.budget, identity=identity, space=space, samples=samples,
     )  # fmt: skip
 
 
@@ -105,41 +113,24 @@ def _limits(config: SearchConfig, prep: Prepared) -> Limits:
 
 
 def run_local_workers(
-    config: SearchConfig, study: optuna.Study, *, on_progress: Callable[[int], None]
-) -> None:
-    """Run ``config.jobs`` worker processes on this machine until the budget is used.
+    config: SearchConfig, study: optuna.Study, *, on_progress: Callable[[], None]
+) -> int:
+    """Run ``config.jobs`` supervised worker processes on this machine until the budget is used
+    (see ``supervisor``); returns how many trials crashed their worker.
 
-    ``on_progress`` gets the number of finished trials about once a second. Ctrl-C or SIGTERM
-    stops the workers the same way (each records and queues its running trial) and re-raises.
+    ``on_progress`` is called about once a second. Ctrl-C or SIGTERM stops the workers the same
+    way (each records and queues its running trial) and re-raises.
     """
-    ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
-    procs = [
-        ctx.Process(target=_worker_main, args=(config.to_dict(), i), name=f"worker-{i}")
-        for i in range(config.jobs)
-    ]
-    for p in procs:
+    ctx = process_context()
+    env, level = environment(), logging.getLogger().getEffectiveLevel()
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        p = ctx.Process(target=_worker_main, args=(config.to_dict(), index, env, level),
+                        name=f"worker-{index}")  # fmt: skip
         p.start()
-    reported: set[str] = set()
-    try:
-        while any(p.is_alive() for p in procs):
-            multiprocessing.connection.wait([p.sentinel for p in procs if p.is_alive()], 1.0)
-            on_progress(finished_count(study))
-            for p in procs:
-                if p.exitcode not in (None, 0) and p.name not in reported:
-                    reported.add(p.name)
-                    log.warning("%s (pid %s) ended with status %s; the others go on and run "
-                                "its trial again", p.name, p.pid, p.exitcode)  # fmt: skip
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()  # SIGTERM: the worker records and queues its trial
-        for p in procs:
-            p.join(timeout=STOP_TIMEOUT_S)
-        raise
-    on_progress(finished_count(study))
-    if all(p.exitcode != 0 for p in procs):
-        raise RuntimeError(f"all {config.jobs} workers failed (exit statuses "
-                           f"{[p.exitcode for p in procs]}); see their messages above")  # fmt: skip
+        return p
+
+    return supervise(study, config.jobs, start, on_progress=on_progress)
 
 
 def spread_over_gpus(config: SearchConfig, index: int) -> SearchConfig:
@@ -151,12 +142,18 @@ def spread_over_gpus(config: SearchConfig, index: int) -> SearchConfig:
     return config
 
 
-def _worker_main(config_dict: dict[str, Any], index: int) -> None:
+def _worker_main(
+    config_dict: dict[str, Any], index: int, env: dict[str, str], level: int = logging.WARNING
+) -> None:
     """A local worker process: load what the parent prepared, join the study, work.
 
-    A process of its own, so it sets its own logging and threads, as the CLI does for its one.
+    A process of its own, so it sets its own environment (the parent's), logging and threads,
+    as the CLI does for its one.
     """
-    logging.basicConfig(level=logging.WARNING,
+    os.environ.clear()
+    os.environ.update(env)
+    die_with_parent()
+    logging.basicConfig(level=level,
                         format=f"%(levelname)s worker-{index} %(name)s: %(message)s")  # fmt: skip
     quiet_optuna_logs()
     config = spread_over_gpus(SearchConfig.from_dict(config_dict), index)

@@ -1,0 +1,176 @@
+"""Local worker processes, supervised: a trial that kills its process does not end the search.
+
+A native crash (a segmentation fault in a CPU kernel, heap corruption, an abort in a runtime, the
+out-of-memory killer) ends the interpreter it happens in, with no exception to catch. So the
+search runs its trials in worker processes, even with one worker, and this supervisor watches
+them: a worker that dies from a signal has its trial recorded as crashed, naming the signal and
+the candidate, run once more (a crash may be the machine's, not the candidate's), and never a
+third time; a new worker takes its place and the search goes on to its budget.
+
+Workers start from a fork server that has imported torch but never run it: a fork of a process
+whose OpenMP threads ran hangs in the child, and a fresh interpreter per worker costs seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autodistill.signals import deferred
+from autodistill.study.storage import claim, parse_worker, retry
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its trial and leave
+CRASHED_ATTR = "crashed"  # trial user attribute: the signal that killed the trial's worker
+MAX_CRASHES = 2  # a candidate whose worker crashes this many times is not tried again
+FRUITLESS_RESTARTS = 3  # workers in a row that die before running any trial: give up
+_PRELOAD = ["torch", "autodistill.study.workers"]
+
+
+def process_context() -> multiprocessing.context.BaseContext:
+    """Where worker processes come from: the fork server (imports done once), or spawn where
+    the platform has no fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def signal_text(exitcode: int) -> str:
+    """'SIGSEGV (segmentation fault)' for a process that ended with ``-11``."""
+    try:
+        sig = signal.Signals(-exitcode)
+    except ValueError:
+        return f"signal {-exitcode}"
+    return f"{sig.name} ({(signal.strsignal(sig) or sig.name).lower()})"
+
+
+def supervise(
+    study: optuna.Study,
+    jobs: int,
+    start: Callable[[int], multiprocessing.process.BaseProcess],
+    *,
+    on_progress: Callable[[], None],
+) -> int:
+    """Keep ``jobs`` workers (``start(index)`` starts one) running until each has ended by
+    itself; returns how many trials crashed their worker.
+
+    ``on_progress`` is called about once a second. Ctrl-C or SIGTERM stops the workers the same
+    way (each records and queues its running trial) and re-raises.
+    """
+    procs = {i: start(i) for i in range(jobs)}
+    ended: dict[int, int] = {}  # worker index -> how its last process ended
+    crashed, fruitless = 0, 0
+    try:
+        while procs:
+            multiprocessing.connection.wait([p.sentinel for p in procs.values()], 1.0)
+            on_progress()
+            for index, p in list(procs.items()):
+                if p.exitcode is None:
+                    continue
+                del procs[index]
+                ended[index] = p.exitcode
+                if p.exitcode == 0:
+                    continue
+                if p.exitcode > 0:  # a Python error: the worker said why; it would say so again
+                    log.warning("worker-%d (pid %s) ended with status %s; the others go on "
+                                "and run its trial again", index, p.pid, p.exitcode)  # fmt: skip
+                    continue
+                lost = record_crash(study, p.pid, p.exitcode)
+                crashed += len(lost)
+                fruitless = 0 if lost else fruitless + 1
+                if fruitless >= FRUITLESS_RESTARTS:
+                    raise RuntimeError(f"{fruitless} workers in a row died of a signal before "
+                                       f"running a trial (the last {signal_text(p.exitcode)}); "
+                                       "see their messages above")  # fmt: skip
+                procs[index] = start(index)
+    except KeyboardInterrupt:
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()  # SIGTERM: the worker records and queues its trial
+        for p in procs.values():
+            p.join(timeout=STOP_TIMEOUT_S)
+        raise
+    on_progress()
+    if all(code != 0 for code in ended.values()):
+        raise RuntimeError(f"all {jobs} workers failed (exit statuses {sorted(ended.values())}); "
+                           "see their messages above")  # fmt: skip
+    return crashed
+
+
+def record_crash(study: optuna.Study, pid: int, exitcode: int) -> list[int]:
+    """Record the trials of the worker ``pid`` of this host, which died with ``exitcode`` (a
+    signal), as crashed; each runs again unless its candidate crashed before. Returns their
+    numbers."""
+    how = signal_text(exitcode)
+    lost = []
+    with deferred(), claim(study._storage, study.study_name):
+        trials = study.get_trials(deepcopy=False)
+        by_number = {t.number: t for t in trials}
+        for t in trials:
+            if t.state != TrialState.RUNNING or not _ran_in(t, pid):
+                continue
+            lost.append(t.number)
+            earlier = [by_number[n] for n in t.system_attrs.get("retry_history", [])
+                       if n in by_number]  # fmt: skip
+            crashes = 1 + sum(bool(e.user_attrs.get(CRASHED_ATTR)) for e in earlier)
+            reason = (f"its worker (pid {pid}) was killed by {how} while it ran "
+                      f"{_candidate(t)}")  # fmt: skip
+            study._storage.set_trial_user_attr(t._trial_id, CRASHED_ATTR, how.split()[0])
+            if crashes >= MAX_CRASHES:
+                study._storage.set_trial_user_attr(
+                    t._trial_id, "failure_reason",
+                    f"{reason}; it crashed {crashes} times, so it is not tried again",
+                )  # fmt: skip
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            else:
+                retry(study, t.number, reason)
+            log.warning("trial %d: %s", t.number, reason)
+    return lost
+
+
+def _ran_in(trial: FrozenTrial, pid: int) -> bool:
+    host, worker_pid, _ = parse_worker(str(trial.user_attrs.get("worker") or ""))
+    return host == socket.gethostname() and worker_pid == str(pid)
+
+
+def _candidate(trial: FrozenTrial) -> str:
+    a = trial.user_attrs
+    loss = (a.get("candidate") or {}).get("loss")
+    if a.get("arch"):
+        return f"trial {trial.number}, {a['arch']}" + (f" with {loss}" if loss else "")
+    params = ", ".join(f"{k}={v}" for k, v in sorted(trial.params.items()))
+    return f"trial {trial.number} ({params or 'not sampled yet'})"
+
+
+def die_with_parent(interval_s: float = 0.5) -> None:
+    """End this worker, as abruptly as its supervisor ended, once the process that started it
+    is gone (a SIGKILL of the search): its trial is then recovered as any dead worker's is,
+    rather than finished by an orphan nobody supervises."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="autodistill-orphan-watch", daemon=True).start()
+
+
+def environment() -> dict[str, Any]:
+    """What a worker takes from the process that starts it, beyond its arguments: the fork
+    server was started once, with the environment of that moment."""
+    return dict(os.environ)
