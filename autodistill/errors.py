@@ -10,6 +10,11 @@ class UserError(Exception):
     """
 
 
+class Crashed(RuntimeError):
+    """A command's child process died from a signal (a native crash): the message names the
+    signal, the student and stage, and what to run to resume."""
+
+
 class Interrupted(KeyboardInterrupt):
     """The user stopped the process (Ctrl-C, SIGINT, or SIGTERM from a scheduler)."""
 

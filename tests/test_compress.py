@@ -26,7 +26,8 @@ SPEC = InputSpec(in_chans=1, image_size=16, num_classes=10)
 @pytest.fixture(autouse=True)
 def _two_timing_passes(monkeypatch):
     """Two interleaved timing passes instead of seven: these tests check what is measured and
-    written, not how precisely (that is benchmarks/compression.py's)."""
+    written, not how precisely (that is benchmarks/compression.py's). The patch reaches
+    compress run --in-process only (a child process imports its own)."""
     import autodistill.ship.variants as variants
 
     monkeypatch.setattr(variants, "PASSES", 2)
@@ -168,8 +169,8 @@ def test_compress_makes_the_compression_front_and_resumes_without_training_again
     trained_run, shared_cache, monkeypatch, capsys
 ):
     monkeypatch.setenv("AUTODISTILL_CACHE", str(shared_cache))
-    code = main(["compress", str(trained_run), "--prune", "0.5", "--qat", "--epochs", "1",
-                 "--quiet"])  # fmt: skip
+    code = main(["compress", "--in-process", str(trained_run), "--prune", "0.5", "--qat",
+                 "--epochs", "1", "--quiet"])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "chosen (on validation)" in printed
@@ -195,12 +196,12 @@ def test_compress_makes_the_compression_front_and_resumes_without_training_again
     assert "alt='compressed variants beside the front'" in page
     assert (trained_run / f"compress-trial-{_trained(trained_run)}.png").is_file()
 
-    again = api.compress(trained_run, prune=(0.5,), qat=True, epochs=1)
+    again = api.compress(trained_run, in_process=True, prune=(0.5,), qat=True, epochs=1)
     assert set(again.resumed) == {"prune-50 round 1", "prune-50 round 2", "prune-0 qat",
                                   "prune-50 qat"}  # fmt: skip
     assert [v["params"] for v in again.variants] == [int(r["params"]) for r in rows]
     # Stages made with other settings (here fewer epochs) are made again, not reused.
-    longer = api.compress(trained_run, prune=(0.5,), epochs=2)
+    longer = api.compress(trained_run, in_process=True, prune=(0.5,), epochs=2)
     assert longer.resumed == ()
 
 
@@ -211,7 +212,7 @@ def test_an_interrupted_round_resumes_from_its_checkpoint_to_the_same_weights(
 
     monkeypatch.setenv("AUTODISTILL_CACHE", str(shared_cache))
     home = trained_run / "students" / f"trial-{_trained(trained_run)}"
-    api.compress(trained_run, prune=(0.25,), epochs=2)
+    api.compress(trained_run, in_process=True, prune=(0.25,), epochs=2)
     straight = load_file(str(home / "compress" / "prune-25" / "round-1.safetensors"))
     shutil.rmtree(home / "compress")
 
@@ -223,9 +224,11 @@ def test_an_interrupted_round_resumes_from_its_checkpoint_to_the_same_weights(
             raise Stop
 
     with pytest.raises(Stop):
-        api.compress(trained_run, prune=(0.25,), epochs=2, progress=stop_after_one_epoch)
+        api.compress(
+            trained_run, in_process=True, prune=(0.25,), epochs=2, progress=stop_after_one_epoch
+        )
     assert (home / "compress" / "prune-25" / "round-1.pt").is_file()
-    api.compress(trained_run, prune=(0.25,), epochs=2)
+    api.compress(trained_run, in_process=True, prune=(0.25,), epochs=2)
     resumed = load_file(str(home / "compress" / "prune-25" / "round-1.safetensors"))
     for name, tensor in straight.items():
         torch.testing.assert_close(resumed[name], tensor, atol=1e-5, rtol=1e-5)
@@ -242,7 +245,7 @@ def test_an_interrupted_round_resumes_from_its_checkpoint_to_the_same_weights(
     ],
 )
 def test_bad_compress_input_is_one_line_and_exit_2(trained_run, args, message, capsys):
-    assert main(["compress", str(trained_run), *args, "--quiet"]) == 2
+    assert main(["compress", "--in-process", str(trained_run), *args, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (trained_run / "students" / f"trial-{_trained(trained_run)}" / "compress").exists()
@@ -285,12 +288,13 @@ def test_a_teacher_that_is_not_the_studys_is_refused_unless_asked_for(
     monkeypatch.setenv("AUTODISTILL_CACHE", str(shared_cache))
     # As if the study had been made on another machine, whose teacher trained to other weights.
     monkeypatch.setattr(student, "recorded_teacher", lambda config, storage=None: "ab" * 32)
-    args = ["compress", str(trained_run), "--prune", "0.25", "--epochs", "1", "--quiet"]
+    args = ["compress", "--in-process", str(trained_run), "--prune", "0.25", "--epochs", "1",
+            "--quiet"]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "is not the one the study distilled from (abababababab)" in err
     assert "--other-teacher" in err and len(err.splitlines()) == 1
-    assert main(["train", str(trained_run), "--epochs", "1", "--quiet"]) == 2
+    assert main(["train", "--in-process", str(trained_run), "--epochs", "1", "--quiet"]) == 2
     assert main([*args, "--other-teacher"]) == 0
     home = trained_run / "students" / f"trial-{_trained(trained_run)}"
     recorded = json.loads((home / "compress.json").read_text())["teacher"]["weights_sha256"]

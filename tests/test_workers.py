@@ -540,3 +540,48 @@ def test_a_worker_killed_by_sigsegv_mid_trial_is_replaced_and_the_search_ends_at
     workers = {t.user_attrs["worker"] for t in study.trials if t.user_attrs.get("worker")}
     assert len(workers) == 2  # the killed worker and the one that replaced it
     assert f"trial {killed}: its worker" in text
+
+
+def _grandchildren(pid: int) -> list[int]:
+    """Processes two generations below ``pid`` (a command's fork server's children)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return [p for p, parent in parents.items() if parents.get(parent) == pid]
+
+
+@pytest.mark.faults
+def test_a_train_whose_process_segfaults_says_which_student_and_resumes(tmp_path):
+    from tests.conftest import FAST
+
+    out = tmp_path / "out"
+    search_cmd = [sys.executable, "-m", "autodistill.cli", "search", *FAST, "--out", str(out),
+                  "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert subprocess.run(search_cmd, capture_output=True, timeout=600).returncode == 0
+    run_dir = out / "digits-default"
+    cmd = [sys.executable, "-m", "autodistill.cli", "train", str(run_dir), "--pick", "smallest",
+           "--epochs", "8", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not list(run_dir.glob("students/*/checkpoint.pt")):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        [checkpoint] = run_dir.glob("students/*/checkpoint.pt")  # an epoch is done
+        [child] = _grandchildren(proc.pid)
+        os.kill(child, signal.SIGSEGV)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    trial = checkpoint.parent.name.removeprefix("trial-")
+    assert proc.returncode == 1, err
+    assert err.count("\n") == 1 and err.startswith("autodistill: crashed: autodistill train: ")
+    assert "SIGSEGV (segmentation fault) in trial " + trial in err
+    assert "run the same command to resume" in err
+    assert checkpoint.is_file()  # what finished is kept
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert (checkpoint.parent / "metrics.json").is_file() and not checkpoint.exists()

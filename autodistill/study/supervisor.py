@@ -7,8 +7,7 @@ them: a worker that dies from a signal has its trial recorded as crashed, naming
 the candidate, run once more (a crash may be the machine's, not the candidate's), and never a
 third time; a new worker takes its place and the search goes on to its budget.
 
-Workers start from a fork server that has imported torch but never run it: a fork of a process
-whose OpenMP threads ran hangs in the child, and a fresh interpreter per worker costs seconds.
+Workers start as ``autodistill.processes`` says.
 """
 
 from __future__ import annotations
@@ -16,17 +15,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
-import signal
 import socket
-import threading
-import time
 from collections.abc import Callable
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autodistill.processes import signal_text
 from autodistill.signals import deferred
 from autodistill.study.storage import claim, parse_worker, retry
 
@@ -35,26 +30,6 @@ STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its tr
 CRASHED_ATTR = "crashed"  # trial user attribute: the signal that killed the trial's worker
 MAX_CRASHES = 2  # a candidate whose worker crashes this many times is not tried again
 FRUITLESS_RESTARTS = 3  # workers in a row that die before running any trial: give up
-_PRELOAD = ["torch", "autodistill.study.workers"]
-
-
-def process_context() -> multiprocessing.context.BaseContext:
-    """Where worker processes come from: the fork server (imports done once), or spawn where
-    the platform has no fork server."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)
-    return ctx
-
-
-def signal_text(exitcode: int) -> str:
-    """'SIGSEGV (segmentation fault)' for a process that ended with ``-11``."""
-    try:
-        sig = signal.Signals(-exitcode)
-    except ValueError:
-        return f"signal {-exitcode}"
-    return f"{sig.name} ({(signal.strsignal(sig) or sig.name).lower()})"
 
 
 def supervise(
@@ -153,24 +128,3 @@ def _candidate(trial: FrozenTrial) -> str:
         return f"trial {trial.number}, {a['arch']}" + (f" with {loss}" if loss else "")
     params = ", ".join(f"{k}={v}" for k, v in sorted(trial.params.items()))
     return f"trial {trial.number} ({params or 'not sampled yet'})"
-
-
-def die_with_parent(interval_s: float = 0.5) -> None:
-    """End this worker, as abruptly as its supervisor ended, once the process that started it
-    is gone (a SIGKILL of the search): its trial is then recovered as any dead worker's is,
-    rather than finished by an orphan nobody supervises."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval_s)
-            if os.getppid() != parent:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="autodistill-orphan-watch", daemon=True).start()
-
-
-def environment() -> dict[str, Any]:
-    """What a worker takes from the process that starts it, beyond its arguments: the fork
-    server was started once, with the environment of that moment."""
-    return dict(os.environ)

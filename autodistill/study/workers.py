@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,6 +21,7 @@ from optuna.storages import BaseStorage
 from autodistill.config import CHECKPOINTS_DIR, LATER_DEFINING, STUDY_DEFINING, SearchConfig
 from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
+from autodistill.processes import adopt, inherited, process_context
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
 from autodistill.study.controller import run
@@ -29,12 +29,7 @@ from autodistill.study.evaluate import Limits, TrialContext
 from autodistill.study.opening import SPACE_ATTR, open_study, recorded_identity
 from autodistill.study.promotion import rungs_for
 from autodistill.study.storage import DEFAULT_STORAGE_FILE, open_storage, quiet_optuna_logs
-from autodistill.study.supervisor import (
-    die_with_parent,
-    environment,
-    process_context,
-    supervise,
-)
+from autodistill.study.supervisor import supervise
 
 log = logging.getLogger(__name__)
 TEACHER_ATTR = "teacher_sha256"  # study user attribute (from Prepared.identity): the teacher hash
@@ -122,10 +117,10 @@ def run_local_workers(
     way (each records and queues its running trial) and re-raises.
     """
     ctx = process_context()
-    env, level = environment(), logging.getLogger().getEffectiveLevel()
+    inheritance = inherited()
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
-        p = ctx.Process(target=_worker_main, args=(config.to_dict(), index, env, level),
+        p = ctx.Process(target=_worker_main, args=(config.to_dict(), index, inheritance),
                         name=f"worker-{index}")  # fmt: skip
         p.start()
         return p
@@ -142,19 +137,13 @@ def spread_over_gpus(config: SearchConfig, index: int) -> SearchConfig:
     return config
 
 
-def _worker_main(
-    config_dict: dict[str, Any], index: int, env: dict[str, str], level: int = logging.WARNING
-) -> None:
+def _worker_main(config_dict: dict[str, Any], index: int, inheritance: dict[str, Any]) -> None:
     """A local worker process: load what the parent prepared, join the study, work.
 
     A process of its own, so it sets its own environment (the parent's), logging and threads,
     as the CLI does for its one.
     """
-    os.environ.clear()
-    os.environ.update(env)
-    die_with_parent()
-    logging.basicConfig(level=level,
-                        format=f"%(levelname)s worker-{index} %(name)s: %(message)s")  # fmt: skip
+    adopt(inheritance, f"%(levelname)s worker-{index} %(name)s: %(message)s")
     quiet_optuna_logs()
     config = spread_over_gpus(SearchConfig.from_dict(config_dict), index)
     torch.set_num_threads(config.resolved_threads)

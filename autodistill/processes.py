@@ -1,0 +1,66 @@
+"""Child processes that survive what kills them: where they come from, what they inherit, how
+they end with their parent, and how a death by signal is named.
+
+Children start from a fork server that has imported torch but never run it: a fork of a process
+whose OpenMP threads ran hangs in the child, and a fresh interpreter per child costs seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+_PRELOAD = ["torch", "autodistill.study.workers", "autodistill.ship"]
+
+
+def process_context() -> multiprocessing.context.BaseContext:
+    """Where child processes come from: the fork server (imports done once), or spawn where the
+    platform has no fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def inherited() -> dict[str, Any]:
+    """What a child takes from the process that starts it, beyond its arguments: the fork
+    server was started once, with the environment of that moment; and the log level."""
+    return {"env": dict(os.environ), "level": logging.getLogger().getEffectiveLevel()}
+
+
+def adopt(inheritance: dict[str, Any], log_format: str) -> None:
+    """In a child: take the parent's environment and log level, and end with the parent."""
+    os.environ.clear()
+    os.environ.update(inheritance["env"])
+    logging.basicConfig(level=inheritance["level"], format=log_format)
+    die_with_parent()
+
+
+def die_with_parent(interval_s: float = 0.5) -> None:
+    """End this process, as abruptly as its parent ended, once the process that started it is
+    gone (a SIGKILL of the command): what it was running is then recovered as any dead
+    worker's is, rather than finished by an orphan nobody supervises."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="autodistill-orphan-watch", daemon=True).start()
+
+
+def signal_text(exitcode: int) -> str:
+    """'SIGSEGV (segmentation fault)' for a process that ended with ``-11``."""
+    try:
+        sig = signal.Signals(-exitcode)
+    except ValueError:
+        return f"signal {-exitcode}"
+    return f"{sig.name} ({(signal.strsignal(sig) or sig.name).lower()})"
