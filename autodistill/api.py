@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,9 @@ from autodistill.config import (
     mask_url,
     save_config,
 )
+from autodistill.contain import run_contained
 from autodistill.errors import UserError
+from autodistill.gap import gap_warning, split_gap
 from autodistill.int8 import TOLERANCE as INT8_TOLERANCE
 from autodistill.objectives import DEFAULT, get_objective
 from autodistill.prepare import Prepared, prepare
@@ -98,6 +100,7 @@ def search(
     data: str = "mnist5k",
     data_dir: str = "data",
     download: bool = False,
+    group_by: str | None = None,
     space: str = "default",
     teacher: str = "resnet18",
     teacher_checkpoint: str | None = None,
@@ -147,7 +150,8 @@ def search(
     limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
                      max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
     config = SearchConfig(
-        data=data, data_dir=data_dir, download=download, space=space, teacher=teacher,
+        data=data, data_dir=data_dir, download=download, group_by=group_by, space=space,
+        teacher=teacher,
         teacher_checkpoint=teacher_checkpoint, teacher_epochs=teacher_epochs, views=views,
         budget=budget, epochs=epochs, fidelity=fidelity, promotions=promotions,
         promotion_time=promotion_time,
@@ -218,7 +222,7 @@ def _search(config: SearchConfig, progress: Progress, *, in_process: bool) -> Se
                 ran = study.finished_count(the_study) - before
     finally:
         trials = study.trials_frame(the_study)
-        teacher = prep.teacher.to_dict()
+        teacher = {**prep.teacher.to_dict(), "validation_gap": _teacher_gap(prep)}
         files: dict[str, Path | str] = dict(render.write_results(
             trials, run_dir, objectives=config.objectives, teacher=teacher,
             limits=config.limits))  # fmt: skip
@@ -247,7 +251,8 @@ def _teacher_warnings(prep: Prepared, trials: pd.DataFrame, epochs: int) -> tupl
     """A teacher that is weak, or that a briefly trained student already beats, teaches little:
     say so, and what to do."""
     teacher = prep.teacher
-    out = [w for w in [weak_teacher(teacher, prep.data)] if w]
+    gap = gap_warning(_teacher_gap(prep), f"the teacher {teacher.name}")
+    out = [w for w in [weak_teacher(teacher, prep.data), gap] if w]
     trained = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
     if not trained.empty and trained["val_accuracy"].max() > teacher.val_accuracy:
         best = trained.loc[trained["val_accuracy"].idxmax()]
@@ -261,6 +266,11 @@ def _teacher_warnings(prep: Prepared, trials: pd.DataFrame, epochs: int) -> tupl
     for line in out:
         log.info(line)
     return tuple(out)
+
+
+def _teacher_gap(prep: Prepared) -> dict[str, Any]:
+    data, teacher = prep.data, prep.teacher
+    return split_gap(teacher.val_accuracy, len(data.val), teacher.test_accuracy, len(data.test))
 
 
 def _nothing_trained(trials: pd.DataFrame, config: SearchConfig) -> str:
@@ -326,16 +336,20 @@ def train(
     device: str | None = None,
     other_teacher: bool = False,
     seed: int | None = None,
+    in_process: bool = False,
     progress: Progress = silent,
 ) -> ship.FullTrainOutcome:
     """Fully train students of a run (``autodistill train``): one by ``trial``, by ``pick`` rule
-    (default ``knee``), the most accurate within ``max_*`` limits, or the ``top`` K."""
+    (default ``knee``), the most accurate within ``max_*`` limits, or the ``top`` K.
+
+    The work runs in a child process (``in_process``: in this one, for a debugger), so that a
+    native crash is one line naming the student and epoch (``Crashed``), not the end of
+    this process."""
     limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
                      max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
-    with _threads(load_config(Path(run_dir)).resolved_threads):
-        return ship.train_students(Path(run_dir), trial=trial, rule=pick, limits=limits, top=top,
-                                   epochs=epochs, device=device, other_teacher=other_teacher,
-                                   seed=seed, progress=progress)  # fmt: skip
+    kwargs = dict(run_dir=Path(run_dir), trial=trial, rule=pick, limits=limits, top=top,
+                  epochs=epochs, device=device, other_teacher=other_teacher, seed=seed)  # fmt: skip
+    return _run(ship.train_students, kwargs, "train", in_process, progress)
 
 
 def export(
@@ -370,6 +384,7 @@ def compress(
     device: str | None = None,
     seed: int | None = None,
     other_teacher: bool = False,
+    in_process: bool = False,
     progress: Progress = silent,
 ) -> ship.CompressOutcome:
     """Compress a fully trained student (``autodistill compress``): prune it by each ratio of
@@ -377,13 +392,24 @@ def compress(
     cross-entropy), int8 after training and, with ``qat``, quantization-aware distillation;
     every variant measured on the run's target, the fastest within ``tolerance`` of the
     student's validation accuracy chosen. ``seed`` (by default the run's) draws the
-    fine-tuning's batches."""
-    config = load_config(Path(run_dir))
-    with _threads(config.resolved_threads):
-        return ship.compress_student(Path(run_dir), trial=trial, rule=pick, ratios=tuple(prune),
-                                     qat_kd=qat, epochs=epochs, kd=kd, tolerance=tolerance,
-                                     device=device, seed=seed, other_teacher=other_teacher,
-                                     progress=progress)  # fmt: skip
+    fine-tuning's batches. Contained in a child process unless ``in_process``, as ``train``."""
+    kwargs = dict(run_dir=Path(run_dir), trial=trial, rule=pick, ratios=tuple(prune), qat_kd=qat,
+                  epochs=epochs, kd=kd, tolerance=tolerance, device=device, seed=seed,
+                  other_teacher=other_teacher)  # fmt: skip
+    return _run(ship.compress_student, kwargs, "compress", in_process, progress)
+
+
+def _run(
+    fn: Callable[..., Any], kwargs: dict[str, Any], command: str, in_process: bool,
+    progress: Progress,
+) -> Any:  # fmt: skip
+    """``fn`` of a run's students, with the run's threads, contained unless ``in_process``."""
+    threads = load_config(kwargs["run_dir"]).resolved_threads
+    if not in_process:
+        return run_contained(fn, kwargs, command=f"autodistill {command}", threads=threads,
+                             progress=progress)  # fmt: skip
+    with _threads(threads):
+        return fn(**kwargs, progress=progress)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from autodistill import __version__
-from autodistill.errors import UserError
+from autodistill.errors import Crashed, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--data-dir", default=D.data_dir, help="where downloadable datasets live")
     s.add_argument("--download", action="store_true", help="download missing datasets")
+    s.add_argument(
+        "--group-by",
+        metavar="REGEX",
+        help="carve validation from train/ by whole groups: the first capture group of REGEX "
+        r"in a file's name is its group (e.g. '^\d+_([a-z]+)_' for a speaker); image folders",
+    )
     s.add_argument("--space", default=D.space, help="search space name or YAML path")
     s.add_argument("--teacher", default=D.teacher, help="timm model name of the teacher")
     s.add_argument("--teacher-checkpoint", help="teacher weights (.safetensors or .pt)")
@@ -266,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seed (by default the run's); a student trained with another "
                    "seed is trained again and replaced")  # fmt: skip
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument(
+        "--in-process",
+        action="store_true",
+        help="work in this process, not a child process: for a debugger; a native crash then "
+        "ends the command without saying where",
+    )
 
     e = sub.add_parser("export", help="export a trained student to ONNX (and int8), check, time")
     e.add_argument("run_dir", type=Path)
@@ -304,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", help=f"where to fine-tune: {CHOICES} (by default the run's)")
     c.add_argument("--other-teacher", action="store_true", help=OTHER_TEACHER)
     c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.add_argument(
+        "--in-process",
+        action="store_true",
+        help="work in this process, not a child process: for a debugger; a native crash then "
+        "ends the command without saying where",
+    )
 
     d = sub.add_parser("dashboard", help="browse a run's study in optuna-dashboard")
     d.add_argument("run_dir", type=Path)
@@ -341,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"autodistill: error: {exc}", file=sys.stderr)
         return 2
+    except Crashed as exc:  # a native crash in train or compress: said, not a glibc message
+        print(f"autodistill: crashed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             "autodistill: interrupted; finished trials are kept, run the same command to resume",
@@ -365,6 +386,7 @@ def _search(args: argparse.Namespace) -> int:
     try:
         out = api.search(
             budget=args.budget, data=args.data, data_dir=args.data_dir, download=args.download,
+            group_by=args.group_by,
             space=args.space, teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
             teacher_epochs=args.teacher_epochs, views=args.views, epochs=args.epochs,
             fidelity=args.fidelity, promotions=args.promotions,
@@ -393,7 +415,7 @@ def _train(args: argparse.Namespace) -> int:
         out = api.train(
             args.run_dir, trial=args.trial, pick=args.pick, limits=_limits(args), top=args.top,
             epochs=args.epochs, device=args.device, other_teacher=args.other_teacher,
-            seed=args.seed, progress=bars,
+            seed=args.seed, in_process=args.in_process, progress=bars,
         )  # fmt: skip
     finally:
         bars.close()
@@ -424,7 +446,7 @@ def _compress(args: argparse.Namespace) -> int:
         out = api.compress(
             args.run_dir, trial=args.trial, pick=args.pick, prune=args.prune, qat=args.qat,
             epochs=args.epochs, tolerance=args.tolerance, device=args.device,
-            other_teacher=args.other_teacher, progress=bars,
+            other_teacher=args.other_teacher, in_process=args.in_process, progress=bars,
         )  # fmt: skip
     finally:
         bars.close()

@@ -24,10 +24,11 @@ STUDY_DEFINING = (
     "data", "space", "teacher", "teacher_checkpoint", "teacher_epochs", "views", "epochs",
     "objectives", "limits", "seed", "precision", "latency_runtime", "latency_device",
     "latency_precision", "target_threads", "latency_batch", "min_accuracy", "fidelity",
+    "group_by",
 )  # fmt: skip
 # Study-defining settings that studies made before them did not record: left out of a study's
 # settings while at these defaults, so such a study still resumes.
-LATER_DEFINING = {"min_accuracy": None, "fidelity": "brief"}
+LATER_DEFINING = {"min_accuracy": None, "fidelity": "brief", "group_by": None}
 FIDELITIES = ("brief", "multi")
 PROMOTION_SHARE = 0.15  # default promotions per trial of the budget (multi-fidelity)
 PROMOTION_TIME = 0.5  # default bound on their time, a share of the first-rung trials' time
@@ -92,6 +93,9 @@ class SearchConfig:
     data: str = "mnist5k"
     data_dir: str = "data"
     download: bool = False
+    # A regular expression whose first capture group names a file's group (a speaker, a site):
+    # the validation split carved from train/ then holds out whole groups (image folders).
+    group_by: str | None = None
     space: str = "default"
     teacher: str = "resnet18"
     teacher_checkpoint: str | None = None

@@ -79,7 +79,11 @@ def prepare(
     threads = config.resolved_threads
     device = config.resolved_device
     data = load_dataset(
-        config.data, data_dir=config.data_dir, download=config.download, seed=config.seed
+        config.data,
+        data_dir=config.data_dir,
+        download=config.download,
+        seed=config.seed,
+        group_by=config.group_by,
     )
     aug = default_augmentation(data.name, data.image_size)
     cache_dir = config.resolved_cache_dir

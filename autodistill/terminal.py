@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from autodistill.api import ReportResult, SearchResult
+from autodistill.gap import gap_warning
 from autodistill.objectives import get_objective
 from autodistill.render import front_table, state_counts
 from autodistill.render.tables import times
@@ -94,6 +95,10 @@ def print_train(out: FullTrainOutcome) -> None:
             )
             + ")"
         )
+        gap = s.get("validation_gap")
+        warning = gap_warning(gap, f"trial {s['trial']}") if gap else None
+        if warning:
+            print(f"  warning: {warning}")
         learned = s.get("learned")
         if learned and learned.get("worst_class") is not None:
             print(f"  learned        agrees with the teacher on "

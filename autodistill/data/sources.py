@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from autodistill.data.groups import file_groups, group_split
 from autodistill.data.splits import DatasetSplits, ImageSet
 from autodistill.errors import UserError
 
@@ -55,6 +56,7 @@ def load_dataset(
     download: bool = False,
     image_size: int | None = None,
     seed: int = 0,
+    group_by: str | None = None,
 ) -> DatasetSplits:
     """Load a dataset by name into train / val / test splits held in memory.
 
@@ -65,6 +67,8 @@ def load_dataset(
         image_size: Square side to resize every image to; ``None`` keeps the native size
             (32 for image folders, whose images may differ in size).
         seed: Fixes the carve-out of validation / test from train.
+        group_by: A regular expression whose first capture group names a file's group (image
+            folders only): validation (and a missing test split) then take whole groups.
 
     Raises:
         UserError: Unknown name, missing or unreadable files, or a failed download.
@@ -76,7 +80,11 @@ def load_dataset(
     if image_size is not None and image_size < 1:
         raise UserError(f"image size must be a positive integer, got {image_size}")
     root = Path(path) if path else Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-    splits = DATASETS[key](root, download=download, image_size=image_size, seed=seed)
+    if group_by and key != "imagefolder":
+        raise UserError(f"--group-by groups the files of an image folder; {name} has no file "
+                        "names to group (use --data imagefolder:PATH)")  # fmt: skip
+    extra = {"group_by": group_by} if group_by else {}
+    splits = DATASETS[key](root, download=download, image_size=image_size, seed=seed, **extra)
     if image_size is not None and splits.image_size != image_size:
         splits = dataclasses.replace(
             splits, **{s: _resize(getattr(splits, s), image_size) for s in ("train", "val", "test")}
@@ -390,7 +398,9 @@ def _is_gray(path: Path) -> bool:
 
 
 @register("imagefolder")
-def _imagefolder(root: Path, *, download: bool, image_size: int | None, seed: int) -> DatasetSplits:
+def _imagefolder(
+    root: Path, *, download: bool, image_size: int | None, seed: int, group_by: str | None = None
+) -> DatasetSplits:
     if not root.is_dir():
         raise UserError(f"image folder {root} not found; give imagefolder:PATH an existing folder")
     given = [s for s in ("train", "val", "test") if (root / s).is_dir()]
@@ -411,5 +421,26 @@ def _imagefolder(root: Path, *, download: bool, image_size: int | None, seed: in
         )
         for split, items in files.items()
     }
-    splits = _carve(sets["train"], sets.get("val"), sets.get("test"), seed)
+    if group_by and "val" not in sets:
+        groups = file_groups([p for p, _ in files["train"]], group_by)
+        splits = _carve_groups(sets["train"], groups, sets.get("test"), seed)
+    else:
+        splits = _carve(sets["train"], sets.get("val"), sets.get("test"), seed)
     return DatasetSplits("imagefolder", *splits, tuple(classes))
+
+
+def _carve_groups(
+    train: ImageSet, groups: np.ndarray, test: ImageSet | None, seed: int, share: float = 0.15
+) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """``_carve`` by whole groups: no group is on both sides of a carve."""
+    labels = train.labels.numpy()
+    if test is None:
+        rest, carved = group_split(labels, groups, share, seed)
+        train, test, labels, groups = (
+            _take(train, rest),
+            _take(train, carved),
+            labels[rest],
+            groups[rest],
+        )
+    rest, carved = group_split(labels, groups, share, seed)
+    return _take(train, rest), _take(train, carved), test

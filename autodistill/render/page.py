@@ -110,6 +110,11 @@ def card_rows(
         [f"latency ({_target(student)})", f"{t['latency_ms']:.3f} ms",
          f"{student['latency_ms']:.3f} ms", times(student["speedup"])],
     ]  # fmt: skip
+    gap = student.get("validation_gap")
+    if gap:  # does validation, which the search selected on, predict test?
+        rows.append(["validation - test accuracy", "", f"{100 * gap['gap']:+.1f} points",
+                     "beyond noise: validation misleads" if gap["beyond_noise"]
+                     else f"within noise ({100 * gap['noise']:.1f})"])  # fmt: skip
     rows += _learned_rows(student.get("learned"))
     if export:
         torch_ms = export["torch_latency_ms"]

@@ -59,7 +59,8 @@ def export_student(
     number, metrics = trained_student(run_dir, trial)
     threads = threads or config.target_threads
     batch = config.latency_batch
-    data = load_dataset(config.data, data_dir=config.data_dir, seed=config.seed)
+    data = load_dataset(config.data, data_dir=config.data_dir, seed=config.seed,
+                        group_by=config.group_by)  # fmt: skip
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
     cand = Candidate.from_dict(metrics["candidate"])
     model = build_student(cand.family, cand.arch, spec)

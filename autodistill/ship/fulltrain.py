@@ -17,6 +17,7 @@ from autodistill.device import resolve_device
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
+from autodistill.gap import split_gap
 from autodistill.latency import LatencyTarget
 from autodistill.objectives import OBJECTIVES, Probe, get_objective
 from autodistill.prepare import Prepared
@@ -202,6 +203,8 @@ def _train_one(
         "learned": what_it_learned(test_logits, teacher_figures.test_logits(), data.test.labels,
                                    data.classes),
     }  # fmt: skip
+    metrics["validation_gap"] = split_gap(metrics["val_accuracy"], len(data.val),
+                                          metrics["test_accuracy"], len(data.test))  # fmt: skip
     metrics["retention"] = metrics["test_accuracy"] / teacher.test_accuracy
     metrics["size_ratio"] = teacher.params / metrics["params"]
     metrics["speedup"] = metrics["teacher"]["latency_ms"] / metrics["latency_ms"]
