@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 _PRELOAD = ["torch", "autodistill.study.workers", "autodistill.ship"]
@@ -30,8 +31,13 @@ def process_context() -> multiprocessing.context.BaseContext:
 
 def inherited() -> dict[str, Any]:
     """What a child takes from the process that starts it, beyond its arguments: the fork
-    server was started once, with the environment of that moment; and the log level."""
-    return {"env": dict(os.environ), "level": logging.getLogger().getEffectiveLevel()}
+    server was started once, with the environment of that moment; the log level; and who the
+    parent is, to end with it."""
+    return {
+        "env": dict(os.environ),
+        "level": logging.getLogger().getEffectiveLevel(),
+        "parent": os.getpid(),
+    }
 
 
 def adopt(inheritance: dict[str, Any], log_format: str) -> None:
@@ -39,22 +45,34 @@ def adopt(inheritance: dict[str, Any], log_format: str) -> None:
     os.environ.clear()
     os.environ.update(inheritance["env"])
     logging.basicConfig(level=inheritance["level"], format=log_format)
-    die_with_parent()
+    die_with(inheritance["parent"])
 
 
-def die_with_parent(interval_s: float = 0.5) -> None:
-    """End this process, as abruptly as its parent ended, once the process that started it is
-    gone (a SIGKILL of the command): what it was running is then recovered as any dead
-    worker's is, rather than finished by an orphan nobody supervises."""
-    parent = os.getppid()
+def die_with(parent: int, interval_s: float = 0.5) -> None:
+    """End this process, as abruptly as ``parent`` ended, once it is gone (a SIGKILL of the
+    command; the fork server a child comes from outlives it): what this process was running is
+    then recovered as any dead worker's is, rather than finished by an orphan."""
 
     def watch() -> None:
-        while True:
+        while alive(parent):
             time.sleep(interval_s)
-            if os.getppid() != parent:
-                os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="autodistill-orphan-watch", daemon=True).start()
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists and has not ended unreaped (a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: it exists
 
 
 def signal_text(exitcode: int) -> str:
