@@ -38,6 +38,7 @@ from autodistill.gap import gap_warning, split_gap
 from autodistill.int8 import TOLERANCE as INT8_TOLERANCE
 from autodistill.objectives import DEFAULT, get_objective
 from autodistill.prepare import Prepared, prepare
+from autodistill.processes import warm_up
 from autodistill.progress import Progress, silent
 from autodistill.ship.variants import TOLERANCE as COMPRESS_TOLERANCE
 from autodistill.signals import interrupts_as_exceptions
@@ -190,6 +191,8 @@ def _search(config: SearchConfig, progress: Progress, *, in_process: bool) -> Se
     config.latency_target.check_present()  # and a latency target that is not here
     space = load_space(config.space)
     study.check_sampler(config.sampler)
+    if not in_process:
+        warm_up()  # the workers' fork server imports while the data and teacher are prepared
     storage = open_run_storage(config) if config.storage is not None else None
     # One worker builds the teacher and its cache (under a lock); the others load them.
     expected = recorded_teacher(config, storage)  # a study being resumed names its teacher

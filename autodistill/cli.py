@@ -379,7 +379,17 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
             if k.startswith("max_") and v is not None}  # fmt: skip
 
 
+def _warm_up(args: argparse.Namespace) -> None:
+    """Start the fork server of the command's worker processes before importing the library:
+    its imports (seconds on a small CPU) then overlap with this process's own."""
+    if not args.in_process:
+        from autodistill.processes import warm_up
+
+        warm_up()
+
+
 def _search(args: argparse.Namespace) -> int:
+    _warm_up(args)
     from autodistill import api, terminal
 
     bars = terminal.Bars(not args.quiet)
@@ -408,6 +418,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    _warm_up(args)
     from autodistill import api, terminal
 
     bars = terminal.Bars(not args.quiet)
@@ -439,6 +450,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _compress(args: argparse.Namespace) -> int:
+    _warm_up(args)
     from autodistill import api, terminal
 
     bars = terminal.Bars(not args.quiet)

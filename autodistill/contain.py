@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from autodistill.errors import Crashed, Interrupted, UserError
-from autodistill.processes import adopt, inherited, process_context, signal_text
+from autodistill.processes import adopt, inherited, process_context, signal_text, start
 from autodistill.progress import Progress, silent
 from autodistill.signals import interrupts_as_exceptions
 
@@ -41,7 +41,7 @@ def run_contained(
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(fn, kwargs, send, inherited(), threads),
                         name=command)  # fmt: skip
-    child.start()
+    start(child)
     send.close()
     last: tuple[str, int, int] | None = None
     try:

@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,31 @@ def process_context() -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
     return ctx
+
+
+def start(process: multiprocessing.process.BaseProcess) -> None:
+    """Start ``process`` without its child importing the caller's ``__main__`` again: a
+    user's script that calls the API without an ``if __name__ == "__main__"`` guard would
+    otherwise run again in every child. Children run autodistill's functions only."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    for key in saved:
+        setattr(main, key, None)
+    try:
+        process.start()
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
+
+
+def warm_up() -> None:
+    """Start the fork server now, so that its imports (seconds on a small CPU) overlap with
+    what the caller does before its first child."""
+    ctx = process_context()
+    if ctx.get_start_method() == "forkserver":
+        import multiprocessing.forkserver
+
+        multiprocessing.forkserver.ensure_running()
 
 
 def inherited() -> dict[str, Any]:

@@ -22,6 +22,7 @@ from autodistill.config import CHECKPOINTS_DIR, LATER_DEFINING, STUDY_DEFINING, 
 from autodistill.errors import UserError
 from autodistill.prepare import Prepared, prepare
 from autodistill.processes import adopt, inherited, process_context
+from autodistill.processes import start as start_process
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
 from autodistill.study.controller import run
@@ -122,7 +123,7 @@ def run_local_workers(
     def start(index: int) -> multiprocessing.process.BaseProcess:
         p = ctx.Process(target=_worker_main, args=(config.to_dict(), index, inheritance),
                         name=f"worker-{index}")  # fmt: skip
-        p.start()
+        start_process(p)
         return p
 
     return supervise(study, config.jobs, start, on_progress=on_progress)
