@@ -45,6 +45,7 @@ from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
 from autodistill.study.workers import (
     join_study,
+    latency_gpu_shared,
     open_run_storage,
     recorded_teacher,
     run_local_workers,
@@ -168,7 +169,8 @@ def search(
     )  # fmt: skip
     target = config.latency_target
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if target.runtime == "torch" and target.device.startswith("cuda") and config.jobs > 1 < gpus:
+    # (was `jobs > 1 < gpus`: "and more than one GPU", so one GPU slipped through)
+    if latency_gpu_shared(target.device, config.device, config.jobs, gpus):
         raise UserError(f"--latency-device {target.device} with --jobs {config.jobs}: the "
                         "workers train on every GPU, so candidates would be timed on a GPU that "
                         "another worker trains on; use --jobs 1, or time on the cpu")  # fmt: skip

@@ -585,3 +585,23 @@ def test_a_train_whose_process_segfaults_says_which_student_and_resumes(tmp_path
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert (checkpoint.parent / "metrics.json").is_file() and not checkpoint.exists()
+
+
+@pytest.mark.parametrize(
+    ("latency", "train", "jobs", "gpus", "shared"),
+    [
+        ("cuda", "auto", 2, 1, True),  # one GPU: was accepted, and timed beside training
+        ("cuda", "cuda", 2, 2, True),  # every GPU trains
+        ("cuda:1", "cuda", 3, 4, True),
+        ("cuda", "auto", 1, 1, False),  # one worker: it times between its own trainings
+        ("cuda", "cpu", 2, 1, False),  # the workers train on the CPU
+        ("cpu", "auto", 2, 1, False),
+        ("cuda", "auto", 2, 0, False),  # no GPU here: check_present refuses it elsewhere
+    ],
+)
+def test_timing_on_a_gpu_that_another_worker_trains_on_is_recognised(
+    latency, train, jobs, gpus, shared
+):
+    from autodistill.study.workers import latency_gpu_shared
+
+    assert latency_gpu_shared(latency, train, jobs, gpus) is shared

@@ -138,6 +138,16 @@ def spread_over_gpus(config: SearchConfig, index: int) -> SearchConfig:
     return config
 
 
+def latency_gpu_shared(latency_device: str, train_device: str, jobs: int, gpus: int) -> bool:
+    """Whether candidates timed on ``latency_device`` would share a GPU with another local
+    worker's training: ``jobs`` workers that train on this machine's ``gpus`` GPUs (an
+    ``auto`` or ``cuda`` device, spread as ``spread_over_gpus`` does) leave no GPU idle for
+    timing once there are two of them, whatever the number of GPUs."""
+    if not latency_device.lower().startswith("cuda") or jobs < 2 or gpus < 1:
+        return False
+    return train_device.lower() == "auto" or train_device.lower().startswith("cuda")
+
+
 def _worker_main(config_dict: dict[str, Any], index: int, inheritance: dict[str, Any]) -> None:
     """A local worker process: load what the parent prepared, join the study, work.
 
