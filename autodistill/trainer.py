@@ -102,7 +102,10 @@ def fit(
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     n = len(train)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    # A last batch of one image is left out (a different one each epoch, the order being
+    # random): batch norm cannot train on a single value per channel.
+    used = n - 1 if n % cfg.batch_size == 1 and n > 1 else n
+    steps_per_epoch = math.ceil(used / cfg.batch_size)
     opt = _optimizer([model, distiller.learned], cfg)
     sched = _scheduler(opt, cfg, steps_per_epoch)
     history: list[dict[str, float]] = []
@@ -156,7 +159,7 @@ def fit(
             else None
         )
         with _sync_debug(device):  # a step must not wait for the GPU
-            for start in range(0, n, cfg.batch_size):
+            for start in range(0, used, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
                 teacher: dict[str, Tensor] = {}
                 if views is not None:
@@ -187,7 +190,7 @@ def fit(
                 logged.update(distiller.after_step(out))
                 for k, t in logged.items():
                     sums[k] = sums[k] + t * len(idx) if k in sums else t * len(idx)
-        epoch_stats = {k: float(s) / n for k, s in sums.items()}
+        epoch_stats = {k: float(s) / used for k, s in sums.items()}
         if not all(math.isfinite(v) for v in epoch_stats.values()):
             bad = next(k for k, v in epoch_stats.items() if not math.isfinite(v))
             raise TrainingDiverged(f"loss became {epoch_stats[bad]} in epoch {epoch + 1} ({bad})")

@@ -98,3 +98,32 @@ def test_a_training_step_over_channels_sizes_batches_threads_and_families_does_n
     last = run.stdout.strip().splitlines()[-1:] or ["(nothing)"]
     assert run.returncode == 0, f"crashed ({run.returncode}) at {last[0]}: {run.stderr[-2000:]}"
     assert last == ["all ran"]
+
+
+def test_a_search_on_a_grayscale_folder_with_an_odd_last_batch_trains_without_a_crash(
+    tmp_path, shared_cache
+):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from autodistill.cli import main
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 38), ("test", 6)):  # 76 -> 65 training images: a last batch of 1
+        for label, name in enumerate(("dark", "light")):
+            (tmp_path / "data" / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = rng.integers(0, 120, (32, 32)).astype(np.uint8) + 120 * label
+                Image.fromarray(pixels, "L").save(tmp_path / "data" / split / name / f"{i}.png")
+    space = tmp_path / "narrow.yaml"  # the ResNet whose 8 -> 16 1x1 stride-2 conv crashed
+    space.write_text("families:\n  resnet: {stem_stride: 1, depths: 1, width: 8}\n"
+                     "distill:\n  kd: {temperature: 4.0, alpha: 0.5}\n"
+                     "train:\n  lr: 0.03\n")  # fmt: skip
+    code = main(["search", "--data", f"imagefolder:{tmp_path / 'data'}", "--space", str(space),
+                 "--budget", "2", "--epochs", "5", "--teacher", "test_resnet",
+                 "--teacher-epochs", "1", "--views", "2", "--quiet", "--out",
+                 str(tmp_path / "out"), "--cache-dir", str(shared_cache)])  # fmt: skip
+    trials = pd.read_csv(tmp_path / "out" / "folder-data-narrow" / "trials.csv")
+    assert trials["crashed"].isna().all() and "CRASHED" not in set(trials["state"])
+    assert code == 0 and (trials["state"] == "COMPLETE").all(), trials[["state", "failure_reason"]]
