@@ -147,8 +147,9 @@ def search(
     instead (one worker), where a debugger can follow them and a native crash ends the search.
     """
     if in_process and jobs != 1:
-        raise UserError(f"--in-process runs one worker, in this process; it cannot run "
-                        f"--jobs {jobs}")  # fmt: skip
+        raise UserError(
+            f"--in-process runs one worker, in this process; it cannot run --jobs {jobs}"
+        )
     limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
                      max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
     config = SearchConfig(
@@ -352,8 +353,17 @@ def train(
     this process."""
     limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
                      max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
-    kwargs = dict(run_dir=Path(run_dir), trial=trial, rule=pick, limits=limits, top=top,
-                  epochs=epochs, device=device, other_teacher=other_teacher, seed=seed)  # fmt: skip
+    kwargs = dict(
+        run_dir=Path(run_dir),
+        trial=trial,
+        rule=pick,
+        limits=limits,
+        top=top,
+        epochs=epochs,
+        device=device,
+        other_teacher=other_teacher,
+        seed=seed,
+    )
     return _run(ship.train_students, kwargs, "train", in_process, progress)
 
 
@@ -398,21 +408,35 @@ def compress(
     every variant measured on the run's target, the fastest within ``tolerance`` of the
     student's validation accuracy chosen. ``seed`` (by default the run's) draws the
     fine-tuning's batches. Contained in a child process unless ``in_process``, as ``train``."""
-    kwargs = dict(run_dir=Path(run_dir), trial=trial, rule=pick, ratios=tuple(prune), qat_kd=qat,
-                  epochs=epochs, kd=kd, tolerance=tolerance, device=device, seed=seed,
-                  other_teacher=other_teacher)  # fmt: skip
+    kwargs = dict(
+        run_dir=Path(run_dir),
+        trial=trial,
+        rule=pick,
+        ratios=tuple(prune),
+        qat_kd=qat,
+        epochs=epochs,
+        kd=kd,
+        tolerance=tolerance,
+        device=device,
+        seed=seed,
+        other_teacher=other_teacher,
+    )
     return _run(ship.compress_student, kwargs, "compress", in_process, progress)
 
 
 def _run(
-    fn: Callable[..., Any], kwargs: dict[str, Any], command: str, in_process: bool,
+    fn: Callable[..., Any],
+    kwargs: dict[str, Any],
+    command: str,
+    in_process: bool,
     progress: Progress,
-) -> Any:  # fmt: skip
+) -> Any:
     """``fn`` of a run's students, with the run's threads, contained unless ``in_process``."""
     threads = load_config(kwargs["run_dir"]).resolved_threads
     if not in_process:
-        return run_contained(fn, kwargs, command=f"autodistill {command}", threads=threads,
-                             progress=progress)  # fmt: skip
+        return run_contained(
+            fn, kwargs, command=f"autodistill {command}", threads=threads, progress=progress
+        )
     with _threads(threads):
         return fn(**kwargs, progress=progress)
 

@@ -39,8 +39,7 @@ def run_contained(
     """
     ctx = process_context()
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(fn, kwargs, send, inherited(), threads),
-                        name=command)  # fmt: skip
+    child = ctx.Process(target=_child, args=(fn, kwargs, send, inherited(), threads), name=command)
     start(child)
     send.close()
     last: tuple[str, int, int] | None = None
@@ -76,8 +75,10 @@ def run_contained(
 def _crash_line(command: str, exitcode: int | None, last: tuple[str, int, int] | None) -> str:
     how = signal_text(exitcode) if exitcode is not None and exitcode < 0 else f"status {exitcode}"
     where = f" in {last[0]} ({last[1]} of {last[2]} done)" if last else ""
-    return (f"{command}: its process died from {how}{where}; what finished is kept (students, "
-            f"epochs, stages): run the same command to resume")  # fmt: skip
+    return (
+        f"{command}: its process died from {how}{where}; what finished is kept (students, "
+        f"epochs, stages): run the same command to resume"
+    )
 
 
 def _child(

@@ -46,9 +46,12 @@ def training_format(
     if device.type == "cpu":
         risky = [m for m in model.modules() if _hits_onednn_defect(m)]
         if risky:
-            log.info("training in NCHW, not NHWC: %d 1x1 strided convolution(s) with fewer than "
-                     "%d input channels would corrupt oneDNN's heap in backward",
-                     len(risky), ONEDNN_NHWC_MIN_CHANNELS)  # fmt: skip
+            log.info(
+                "training in NCHW, not NHWC: %d 1x1 strided convolution(s) with fewer than "
+                "%d input channels would corrupt oneDNN's heap in backward",
+                len(risky),
+                ONEDNN_NHWC_MIN_CHANNELS,
+            )
             return torch.contiguous_format
     return torch.channels_last
 

@@ -169,8 +169,19 @@ def test_compress_makes_the_compression_front_and_resumes_without_training_again
     trained_run, shared_cache, monkeypatch, capsys
 ):
     monkeypatch.setenv("AUTODISTILL_CACHE", str(shared_cache))
-    code = main(["compress", "--in-process", str(trained_run), "--prune", "0.5", "--qat",
-                 "--epochs", "1", "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "compress",
+            "--in-process",
+            str(trained_run),
+            "--prune",
+            "0.5",
+            "--qat",
+            "--epochs",
+            "1",
+            "--quiet",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "chosen (on validation)" in printed
@@ -288,8 +299,16 @@ def test_a_teacher_that_is_not_the_studys_is_refused_unless_asked_for(
     monkeypatch.setenv("AUTODISTILL_CACHE", str(shared_cache))
     # As if the study had been made on another machine, whose teacher trained to other weights.
     monkeypatch.setattr(student, "recorded_teacher", lambda config, storage=None: "ab" * 32)
-    args = ["compress", "--in-process", str(trained_run), "--prune", "0.25", "--epochs", "1",
-            "--quiet"]  # fmt: skip
+    args = [
+        "compress",
+        "--in-process",
+        str(trained_run),
+        "--prune",
+        "0.25",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "is not the one the study distilled from (abababababab)" in err

@@ -53,17 +53,40 @@ def test_a_search_says_when_test_is_shifted_from_validation_and_not_otherwise(
     from autodistill.cli import main
 
     space = tmp_path / "tiny.yaml"
-    space.write_text("families:\n  resnet: {stem_stride: 1, depths: 1, width: 8}\n"
-                     "distill:\n  ce: {}\ntrain:\n  lr: 0.03\n")  # fmt: skip
+    space.write_text(
+        "families:\n  resnet: {stem_stride: 1, depths: 1, width: 8}\n"
+        "distill:\n  ce: {}\ntrain:\n  lr: 0.03\n"
+    )
     lines = {}
     for shifted in (True, False):
         data = tmp_path / f"shifted-{shifted}"
         _write_folder(data, shift_test=shifted)
         out = tmp_path / f"out-{shifted}"
-        code = main(["search", "--data", f"imagefolder:{data}", "--budget", "1", "--epochs",
-                     "6", "--teacher", "test_resnet", "--teacher-epochs", "3", "--views", "1",
-                     "--quiet", "--in-process", "--out", str(out), "--space", str(space),
-                     "--cache-dir", str(shared_cache)])  # fmt: skip
+        code = main(
+            [
+                "search",
+                "--data",
+                f"imagefolder:{data}",
+                "--budget",
+                "1",
+                "--epochs",
+                "6",
+                "--teacher",
+                "test_resnet",
+                "--teacher-epochs",
+                "3",
+                "--views",
+                "1",
+                "--quiet",
+                "--in-process",
+                "--out",
+                str(out),
+                "--space",
+                str(space),
+                "--cache-dir",
+                str(shared_cache),
+            ]
+        )
         printed = capsys.readouterr().out
         assert code == 0
         assert ("warning: the teacher test_resnet scores" in printed) is shifted, printed
@@ -133,10 +156,27 @@ def test_a_resume_with_another_grouping_is_refused(tmp_path, shared_cache, capsy
     from autodistill.cli import main
 
     _write_speakers(tmp_path / "data", per=10)
-    base = ["search", "--data", f"imagefolder:{tmp_path / 'data'}", "--budget", "1", "--epochs",
-            "1", "--teacher", "test_resnet", "--teacher-epochs", "1", "--views", "1", "--quiet",
-            "--in-process", "--out", str(tmp_path / "out"),
-            "--cache-dir", str(shared_cache)]  # fmt: skip
+    base = [
+        "search",
+        "--data",
+        f"imagefolder:{tmp_path / 'data'}",
+        "--budget",
+        "1",
+        "--epochs",
+        "1",
+        "--teacher",
+        "test_resnet",
+        "--teacher-epochs",
+        "1",
+        "--views",
+        "1",
+        "--quiet",
+        "--in-process",
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(shared_cache),
+    ]
     main([*base, "--group-by", r"^\d+_([a-z]+)_"])  # trained or not, the study is made
     assert (tmp_path / "out" / "folder-data-default" / "config.yaml").is_file()
     capsys.readouterr()

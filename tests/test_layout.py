@@ -93,8 +93,7 @@ GRID = textwrap.dedent(
 
 
 def test_a_training_step_over_channels_sizes_batches_threads_and_families_does_not_crash():
-    run = subprocess.run([sys.executable, "-c", GRID], capture_output=True, text=True,
-                         timeout=600)  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", GRID], capture_output=True, text=True, timeout=600)
     last = run.stdout.strip().splitlines()[-1:] or ["(nothing)"]
     assert run.returncode == 0, f"crashed ({run.returncode}) at {last[0]}: {run.stderr[-2000:]}"
     assert last == ["all ran"]
@@ -117,13 +116,35 @@ def test_a_search_on_a_grayscale_folder_with_an_odd_last_batch_trains_without_a_
                 pixels = rng.integers(0, 120, (32, 32)).astype(np.uint8) + 120 * label
                 Image.fromarray(pixels, "L").save(tmp_path / "data" / split / name / f"{i}.png")
     space = tmp_path / "narrow.yaml"  # the ResNet whose 8 -> 16 1x1 stride-2 conv crashed
-    space.write_text("families:\n  resnet: {stem_stride: 1, depths: 1, width: 8}\n"
-                     "distill:\n  kd: {temperature: 4.0, alpha: 0.5}\n"
-                     "train:\n  lr: 0.03\n")  # fmt: skip
-    code = main(["search", "--data", f"imagefolder:{tmp_path / 'data'}", "--space", str(space),
-                 "--budget", "2", "--epochs", "5", "--teacher", "test_resnet",
-                 "--teacher-epochs", "1", "--views", "2", "--quiet", "--out",
-                 str(tmp_path / "out"), "--cache-dir", str(shared_cache)])  # fmt: skip
+    space.write_text(
+        "families:\n  resnet: {stem_stride: 1, depths: 1, width: 8}\n"
+        "distill:\n  kd: {temperature: 4.0, alpha: 0.5}\n"
+        "train:\n  lr: 0.03\n"
+    )
+    code = main(
+        [
+            "search",
+            "--data",
+            f"imagefolder:{tmp_path / 'data'}",
+            "--space",
+            str(space),
+            "--budget",
+            "2",
+            "--epochs",
+            "5",
+            "--teacher",
+            "test_resnet",
+            "--teacher-epochs",
+            "1",
+            "--views",
+            "2",
+            "--quiet",
+            "--out",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(shared_cache),
+        ]
+    )
     trials = pd.read_csv(tmp_path / "out" / "folder-data-narrow" / "trials.csv")
     assert trials["crashed"].isna().all() and "CRASHED" not in set(trials["state"])
     assert code == 0 and (trials["state"] == "COMPLETE").all(), trials[["state", "failure_reason"]]

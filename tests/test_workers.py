@@ -525,8 +525,9 @@ def test_a_worker_killed_by_sigsegv_mid_trial_is_replaced_and_the_search_ends_at
             assert parent.poll() is None, log.read_text()
             time.sleep(0.3)
         storage = search.open_storage(str(journal), tmp_path)
-        killed = _kill_mid_trial(storage, "digits-tiny", [parent], children=True,
-                                 sig=signal.SIGSEGV)  # fmt: skip
+        killed = _kill_mid_trial(
+            storage, "digits-tiny", [parent], children=True, sig=signal.SIGSEGV
+        )
         code = parent.wait(timeout=600)
     finally:
         parent.kill()
@@ -558,12 +559,31 @@ def test_a_train_whose_process_segfaults_says_which_student_and_resumes(tmp_path
     from tests.conftest import FAST
 
     out = tmp_path / "out"
-    search_cmd = [sys.executable, "-m", "autodistill.cli", "search", *FAST, "--out", str(out),
-                  "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    search_cmd = [
+        sys.executable,
+        "-m",
+        "autodistill.cli",
+        "search",
+        *FAST,
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert subprocess.run(search_cmd, capture_output=True, timeout=600).returncode == 0
     run_dir = out / "digits-default"
-    cmd = [sys.executable, "-m", "autodistill.cli", "train", str(run_dir), "--pick", "smallest",
-           "--epochs", "8", "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "autodistill.cli",
+        "train",
+        str(run_dir),
+        "--pick",
+        "smallest",
+        "--epochs",
+        "8",
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300

@@ -24,18 +24,24 @@ def file_groups(paths: list[Path], pattern: str) -> np.ndarray:
     except re.error as exc:
         raise UserError(f"--group-by {pattern!r} is not a regular expression ({exc})") from None
     if regex.groups < 1:
-        raise UserError(f"--group-by {pattern!r} has no capture group; put the part of a "
-                        "file name that names its group in parentheses, e.g. "
-                        r"'^\d+_([a-z]+)_'")  # fmt: skip
+        raise UserError(
+            f"--group-by {pattern!r} has no capture group; put the part of a "
+            "file name that names its group in parentheses, e.g. "
+            r"'^\d+_([a-z]+)_'"
+        )
     found = [regex.search(p.name) for p in paths]
     missed = [p for p, m in zip(paths, found, strict=True) if m is None or not m.group(1)]
     if len(missed) == len(paths):
-        raise UserError(f"--group-by {pattern!r} matches no file name (e.g. {paths[0].name!r}); "
-                        "its first capture group must name each file's group")  # fmt: skip
+        raise UserError(
+            f"--group-by {pattern!r} matches no file name (e.g. {paths[0].name!r}); "
+            "its first capture group must name each file's group"
+        )
     if missed:
-        raise UserError(f"--group-by {pattern!r} names no group for {len(missed)} of "
-                        f"{len(paths)} files (e.g. {missed[0].name!r}); every training file "
-                        "needs one")  # fmt: skip
+        raise UserError(
+            f"--group-by {pattern!r} names no group for {len(missed)} of "
+            f"{len(paths)} files (e.g. {missed[0].name!r}); every training file "
+            "needs one"
+        )
     return np.array([m.group(1) for m in found if m is not None])
 
 
@@ -50,8 +56,10 @@ def group_split(
     """
     distinct = np.unique(groups)
     if len(distinct) < 2:
-        raise UserError(f"--group-by found {len(distinct)} group ({str(distinct[0])!r}) among the "
-                        "training files; holding out whole groups needs at least two")  # fmt: skip
+        raise UserError(
+            f"--group-by found {len(distinct)} group ({str(distinct[0])!r}) among the "
+            "training files; holding out whole groups needs at least two"
+        )
     folds = max(2, min(len(distinct), round(1 / share)))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     rest, carved = next(splitter.split(np.zeros(len(labels)), labels, groups))

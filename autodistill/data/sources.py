@@ -81,8 +81,10 @@ def load_dataset(
         raise UserError(f"image size must be a positive integer, got {image_size}")
     root = Path(path) if path else Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     if group_by and key != "imagefolder":
-        raise UserError(f"--group-by groups the files of an image folder; {name} has no file "
-                        "names to group (use --data imagefolder:PATH)")  # fmt: skip
+        raise UserError(
+            f"--group-by groups the files of an image folder; {name} has no file "
+            "names to group (use --data imagefolder:PATH)"
+        )
     extra = {"group_by": group_by} if group_by else {}
     splits = DATASETS[key](root, download=download, image_size=image_size, seed=seed, **extra)
     if image_size is not None and splits.image_size != image_size:

@@ -112,9 +112,16 @@ def card_rows(
     ]  # fmt: skip
     gap = student.get("validation_gap")
     if gap:  # does validation, which the search selected on, predict test?
-        rows.append(["validation - test accuracy", "", f"{100 * gap['gap']:+.1f} points",
-                     "beyond noise: validation misleads" if gap["beyond_noise"]
-                     else f"within noise ({100 * gap['noise']:.1f})"])  # fmt: skip
+        rows.append(
+            [
+                "validation - test accuracy",
+                "",
+                f"{100 * gap['gap']:+.1f} points",
+                "beyond noise: validation misleads"
+                if gap["beyond_noise"]
+                else f"within noise ({100 * gap['noise']:.1f})",
+            ]
+        )
     rows += _learned_rows(student.get("learned"))
     if export:
         torch_ms = export["torch_latency_ms"]

@@ -124,8 +124,10 @@ def state_counts(trials: pd.DataFrame) -> str:
     crashed = trials["crashed"].dropna() if "crashed" in trials else pd.Series(dtype=str)
     if len(crashed):
         signals = ", ".join(f"{k} x{v}" for k, v in crashed.value_counts().items())
-        parts.append(f"{len(crashed)} crashed their worker ({signals}; {int(n.get('CRASHED', 0))}"
-                     " of them twice, not tried again)")  # fmt: skip
+        parts.append(
+            f"{len(crashed)} crashed their worker ({signals}; {int(n.get('CRASHED', 0))}"
+            " of them twice, not tried again)"
+        )
     if n.get("RETRIED", 0):
         parts.append(f"{int(n['RETRIED'])} retried")
     return ", ".join(parts)

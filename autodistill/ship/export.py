@@ -59,8 +59,9 @@ def export_student(
     number, metrics = trained_student(run_dir, trial)
     threads = threads or config.target_threads
     batch = config.latency_batch
-    data = load_dataset(config.data, data_dir=config.data_dir, seed=config.seed,
-                        group_by=config.group_by)  # fmt: skip
+    data = load_dataset(
+        config.data, data_dir=config.data_dir, seed=config.seed, group_by=config.group_by
+    )
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
     cand = Candidate.from_dict(metrics["candidate"])
     model = build_student(cand.family, cand.arch, spec)

@@ -203,8 +203,9 @@ def _train_one(
         "learned": what_it_learned(test_logits, teacher_figures.test_logits(), data.test.labels,
                                    data.classes),
     }  # fmt: skip
-    metrics["validation_gap"] = split_gap(metrics["val_accuracy"], len(data.val),
-                                          metrics["test_accuracy"], len(data.test))  # fmt: skip
+    metrics["validation_gap"] = split_gap(
+        metrics["val_accuracy"], len(data.val), metrics["test_accuracy"], len(data.test)
+    )
     metrics["retention"] = metrics["test_accuracy"] / teacher.test_accuracy
     metrics["size_ratio"] = teacher.params / metrics["params"]
     metrics["speedup"] = metrics["teacher"]["latency_ms"] / metrics["latency_ms"]

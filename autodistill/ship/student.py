@@ -86,8 +86,9 @@ def input_spec(config: SearchConfig, study_attrs: dict[str, Any]) -> InputSpec:
     before it was) read off the dataset."""
     if INPUT_ATTR in study_attrs:
         return InputSpec(**json.loads(study_attrs[INPUT_ATTR]))
-    data = load_dataset(config.data, data_dir=config.data_dir, seed=config.seed,
-                        group_by=config.group_by)  # fmt: skip
+    data = load_dataset(
+        config.data, data_dir=config.data_dir, seed=config.seed, group_by=config.group_by
+    )
     return InputSpec(data.in_chans, data.image_size, data.num_classes)
 
 

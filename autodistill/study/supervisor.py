@@ -60,16 +60,23 @@ def supervise(
                 if p.exitcode == 0:
                     continue
                 if p.exitcode > 0:  # a Python error: the worker said why; it would say so again
-                    log.warning("worker-%d (pid %s) ended with status %s; the others go on "
-                                "and run its trial again", index, p.pid, p.exitcode)  # fmt: skip
+                    log.warning(
+                        "worker-%d (pid %s) ended with status %s; the others go on "
+                        "and run its trial again",
+                        index,
+                        p.pid,
+                        p.exitcode,
+                    )
                     continue
                 lost = record_crash(study, p.pid, p.exitcode)
                 crashed += len(lost)
                 fruitless = 0 if lost else fruitless + 1
                 if fruitless >= FRUITLESS_RESTARTS:
-                    raise RuntimeError(f"{fruitless} workers in a row died of a signal before "
-                                       f"running a trial (the last {signal_text(p.exitcode)}); "
-                                       "see their messages above")  # fmt: skip
+                    raise RuntimeError(
+                        f"{fruitless} workers in a row died of a signal before "
+                        f"running a trial (the last {signal_text(p.exitcode)}); "
+                        "see their messages above"
+                    )
                 procs[index] = start(index)
     except KeyboardInterrupt:
         for p in procs.values():
@@ -80,8 +87,10 @@ def supervise(
         raise
     on_progress()
     if all(code != 0 for code in ended.values()):
-        raise RuntimeError(f"all {jobs} workers failed (exit statuses {sorted(ended.values())}); "
-                           "see their messages above")  # fmt: skip
+        raise RuntimeError(
+            f"all {jobs} workers failed (exit statuses {sorted(ended.values())}); "
+            "see their messages above"
+        )
     return crashed
 
 
@@ -98,17 +107,18 @@ def record_crash(study: optuna.Study, pid: int, exitcode: int) -> list[int]:
             if t.state != TrialState.RUNNING or not _ran_in(t, pid):
                 continue
             lost.append(t.number)
-            earlier = [by_number[n] for n in t.system_attrs.get("retry_history", [])
-                       if n in by_number]  # fmt: skip
+            earlier = [
+                by_number[n] for n in t.system_attrs.get("retry_history", []) if n in by_number
+            ]
             crashes = 1 + sum(bool(e.user_attrs.get(CRASHED_ATTR)) for e in earlier)
-            reason = (f"its worker (pid {pid}) was killed by {how} while it ran "
-                      f"{_candidate(t)}")  # fmt: skip
+            reason = f"its worker (pid {pid}) was killed by {how} while it ran {_candidate(t)}"
             study._storage.set_trial_user_attr(t._trial_id, CRASHED_ATTR, how.split()[0])
             if crashes >= MAX_CRASHES:
                 study._storage.set_trial_user_attr(
-                    t._trial_id, "failure_reason",
+                    t._trial_id,
+                    "failure_reason",
                     f"{reason}; it crashed {crashes} times, so it is not tried again",
-                )  # fmt: skip
+                )
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             else:
                 retry(study, t.number, reason)

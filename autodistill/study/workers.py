@@ -121,8 +121,9 @@ def run_local_workers(
     inheritance = inherited()
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
-        p = ctx.Process(target=_worker_main, args=(config.to_dict(), index, inheritance),
-                        name=f"worker-{index}")  # fmt: skip
+        p = ctx.Process(
+            target=_worker_main, args=(config.to_dict(), index, inheritance), name=f"worker-{index}"
+        )
         start_process(p)
         return p
 
