@@ -517,7 +517,7 @@ def test_a_worker_killed_by_sigsegv_mid_trial_is_replaced_and_the_search_ends_at
     tmp_path,
 ):
     log = tmp_path / "search.log"
-    parent = _start(_command(tmp_path, "--threads", "1"), log)  # one (supervised) worker
+    parent = _start(_command(tmp_path, "--threads", "1", budget=SMALL), log)  # one worker
     journal = tmp_path / "out" / "digits-tiny" / "study.journal"
     try:
         deadline = time.monotonic() + 240
@@ -534,7 +534,7 @@ def test_a_worker_killed_by_sigsegv_mid_trial_is_replaced_and_the_search_ends_at
     text = log.read_text()
     assert code == 0, text
     study = optuna.load_study(study_name="digits-tiny", storage=storage)
-    _check(study, killed, [log], reason="killed by SIGSEGV (segmentation fault)")
+    _check(study, killed, [log], budget=SMALL, reason="killed by SIGSEGV (segmentation fault)")
     frame = pd.read_csv(tmp_path / "out" / "digits-tiny" / "trials.csv")
     crashed = frame[frame["crashed"].notna()]
     assert list(crashed["number"]) == [killed] and crashed["crashed"].iloc[0] == "SIGSEGV"
