@@ -64,7 +64,7 @@ def run_contained(
                 elif child.exitcode is not None or (kind == "" and not child.is_alive()):
                     child.join()
                     break
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM, or the progress callback raising: stop the child
         if child.is_alive():
             child.terminate()  # SIGTERM: it keeps what it finished, as the command would
             child.join(timeout=STOP_TIMEOUT_S)

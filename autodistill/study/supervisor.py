@@ -21,6 +21,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autodistill.errors import Interrupted
 from autodistill.processes import signal_text
 from autodistill.signals import deferred
 from autodistill.study.storage import claim, parse_worker, retry
@@ -28,6 +29,7 @@ from autodistill.study.storage import claim, parse_worker, retry
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its trial and leave
 CRASHED_ATTR = "crashed"  # trial user attribute: the signal that killed the trial's worker
+INTERRUPTED = 130  # a worker's exit status after Ctrl-C or SIGTERM, its trial queued again
 MAX_CRASHES = 2  # a candidate whose worker crashes this many times is not tried again
 FRUITLESS_RESTARTS = 3  # workers in a row that die before running any trial: give up
 
@@ -59,6 +61,13 @@ def supervise(
                 ended[index] = p.exitcode
                 if p.exitcode == 0:
                     continue
+                if p.exitcode == INTERRUPTED:
+                    log.warning(
+                        "worker-%d (pid %s) was interrupted; its trial is queued again",
+                        index,
+                        p.pid,
+                    )
+                    continue
                 if p.exitcode > 0:  # a Python error: the worker said why; it would say so again
                     log.warning(
                         "worker-%d (pid %s) ended with status %s; the others go on "
@@ -78,7 +87,7 @@ def supervise(
                         "see their messages above"
                     )
                 procs[index] = start(index)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM, or an error here: no worker goes on unsupervised
         for p in procs.values():
             if p.is_alive():
                 p.terminate()  # SIGTERM: the worker records and queues its trial
@@ -86,6 +95,8 @@ def supervise(
             p.join(timeout=STOP_TIMEOUT_S)
         raise
     on_progress()
+    if all(code != 0 for code in ended.values()) and INTERRUPTED in ended.values():
+        raise Interrupted("SIGTERM")  # its workers were stopped, as if it had been
     if all(code != 0 for code in ended.values()):
         raise RuntimeError(
             f"all {jobs} workers failed (exit statuses {sorted(ended.values())}); "
