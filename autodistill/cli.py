@@ -119,7 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("search", help="search for students on the accuracy/size/latency front")
-    s.add_argument("--budget", type=int, default=D.budget, help="trials in the study")
+    s.add_argument(
+        "--budget",
+        type=int,
+        default=D.budget,
+        help="trials in the study (a resumed study runs only the rest); with --fidelity multi, "
+        "promotions and second seeds come on top (--promotions, --promotion-time)",
+    )
     s.add_argument(
         "--data",
         default=D.data,

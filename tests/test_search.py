@@ -134,6 +134,19 @@ def test_chance_is_the_most_frequent_class_and_the_margin_its_noise(digits):
     candidate.check_learned(chance + 0.06, val)  # more than two standard errors above
 
 
+def test_a_student_that_did_not_learn_in_few_steps_is_told_to_train_longer(digits):
+    val = digits.val
+    chance = val.chance_accuracy()
+    with pytest.raises(
+        candidate.DidNotLearn,
+        match=r"only 3 optimizer steps \(3 an epoch x 1 "
+        r"epoch\): too few to learn; give more --epochs",
+    ):
+        candidate.check_learned(chance, val, steps=(3, 1))  # a 400-image folder, --epochs 1
+    with pytest.raises(candidate.DidNotLearn, match="learning rate or a loss weight"):
+        candidate.check_learned(chance, val, steps=(20, 10))  # 200 steps: not the length
+
+
 def test_the_front_holds_exactly_the_non_dominated_trials(tmp_path, space, make_ctx):
     study = _study(tmp_path, 6)
     _run(study, space, make_ctx(), 6)

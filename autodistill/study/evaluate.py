@@ -223,25 +223,39 @@ def train_candidate(
              if o.after_training and (o.always or o.name in ctx.objectives)]  # fmt: skip
     values, _ = _measure(after, probe, Limits(), {})
     if "val_accuracy" in values:
-        check_learned(values["val_accuracy"], data.val)
+        per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+        check_learned(values["val_accuracy"], data.val, steps=(per_epoch, cfg.epochs))
     return Trained(values, history, time.perf_counter() - start, recipe_record(cfg), began)
 
 
-def check_learned(accuracy: float, val: ImageSet) -> None:
+FEW_STEPS = 100  # optimizer steps in all below which a student may not learn at any rate
+
+
+def check_learned(accuracy: float, val: ImageSet, *, steps: tuple[int, int] | None = None) -> None:
     """Raise DidNotLearn unless ``accuracy`` is above chance by more than two standard errors
     of a guesser's accuracy on this many images (0.13 for 10 balanced classes and 360 images).
+    ``steps`` (optimizer steps an epoch, epochs) says whether training was too short to blame
+    the learning rate.
 
     Raises:
         DidNotLearn: it is not.
     """
     chance = val.chance_accuracy()
     margin = 2 * math.sqrt(chance * (1 - chance) / max(len(val), 1))
-    if accuracy <= chance + margin:
+    if accuracy > chance + margin:
+        return
+    at_chance = (
+        f"validation accuracy {accuracy:.3f} is at chance ({chance:.3f} for always "
+        "answering the most frequent class)"
+    )
+    if steps is not None and steps[0] * steps[1] < FEW_STEPS:
+        per_epoch, epochs = steps
         raise DidNotLearn(
-            f"validation accuracy {accuracy:.3f} is at chance ({chance:.3f} for "
-            "always answering the most frequent class); the learning rate or a loss weight "
-            "is likely far too high"
+            f"{at_chance} after only {per_epoch * epochs} optimizer steps ({per_epoch} an "
+            f"epoch x {epochs} epoch{'s' * (epochs != 1)}): too few to learn; give more "
+            "--epochs (or more training images)"
         )
+    raise DidNotLearn(f"{at_chance}; the learning rate or a loss weight is likely far too high")
 
 
 __all__ = [
