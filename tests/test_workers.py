@@ -86,6 +86,16 @@ def _kill_mid_trial(storage, name: str, procs: list[subprocess.Popen], *, childr
     raise AssertionError("no trial was seen running")
 
 
+def _journal_of(tmp_path: Path, parent: subprocess.Popen, log: Path):
+    """The storage of the search ``parent`` runs, once its journal exists."""
+    journal = tmp_path / "out" / "digits-tiny" / "study.journal"
+    deadline = time.monotonic() + 240
+    while not journal.exists() and time.monotonic() < deadline:
+        assert parent.poll() is None, log.read_text()
+        time.sleep(0.3)
+    return search.open_storage(str(journal), tmp_path)
+
+
 def _lineage(pid: int) -> list[int]:
     """``pid`` and the processes it descends from (a worker: its fork server, the search)."""
     out = [pid]
@@ -276,13 +286,8 @@ def test_postgresql_workers_survive_a_server_restart_mid_search(tmp_path):
 def test_two_local_jobs_on_the_journal_file_survive_a_kill(tmp_path):
     log = tmp_path / "search.log"
     parent = _start(_command(tmp_path, "--jobs", "2"), log)
-    journal = tmp_path / "out" / "digits-tiny" / "study.journal"
     try:
-        deadline = time.monotonic() + 240
-        while not journal.exists() and time.monotonic() < deadline:
-            assert parent.poll() is None, log.read_text()
-            time.sleep(0.3)
-        storage = search.open_storage(str(journal), tmp_path)
+        storage = _journal_of(tmp_path, parent, log)
         killed = _kill_mid_trial(storage, "digits-tiny", [parent], children=True)
         code = parent.wait(timeout=600)
     finally:
@@ -518,13 +523,8 @@ def test_a_worker_killed_by_sigsegv_mid_trial_is_replaced_and_the_search_ends_at
 ):
     log = tmp_path / "search.log"
     parent = _start(_command(tmp_path, "--threads", "1", budget=SMALL), log)  # one worker
-    journal = tmp_path / "out" / "digits-tiny" / "study.journal"
     try:
-        deadline = time.monotonic() + 240
-        while not journal.exists() and time.monotonic() < deadline:
-            assert parent.poll() is None, log.read_text()
-            time.sleep(0.3)
-        storage = search.open_storage(str(journal), tmp_path)
+        storage = _journal_of(tmp_path, parent, log)
         killed = _kill_mid_trial(
             storage, "digits-tiny", [parent], children=True, sig=signal.SIGSEGV
         )
