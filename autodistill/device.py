@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -41,7 +44,37 @@ def resolve_device(name: str, option: str = "--device") -> torch.device:
     if index >= count:
         raise UserError(f"{option} {name}: this machine has {count} CUDA GPU(s), cuda:0.."
                         f"cuda:{count - 1}")  # fmt: skip
+    _fixed_cublas_workspace()
     return torch.device("cuda", index)
+
+
+def _fixed_cublas_workspace() -> None:
+    """cuBLAS gives the same sums on every run only with a fixed workspace, read once per process
+    at its first matrix product: set before any (``deterministic`` relies on it)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@contextmanager
+def deterministic(device: torch.device | str) -> Iterator[None]:
+    """On CUDA, kernels that give the same result on every run (cuDNN's deterministic
+    algorithms, no autotuning, PyTorch's deterministic mode), so that training the teacher again
+    gives the same weights, as it does on a CPU. An operation with no deterministic kernel warns
+    once rather than failing: the weights' hash, checked by the teacher store, is the proof.
+    Elsewhere it changes nothing. The settings are restored after."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    _fixed_cublas_workspace()
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+    cudnn.deterministic, cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before[0], before[1]
+        torch.use_deterministic_algorithms(before[2], warn_only=before[3])
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:

@@ -99,6 +99,7 @@ def prepare(
             config.teacher, data, aug, cache_dir=cache_dir, threads=threads, device=device,
             checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
             recipe=TeacherRecipe(epochs=config.teacher_epochs, seed=config.seed),
+            precision=config.resolved_precision,
             progress=progress, expected_sha256=teacher_sha256,
         )  # fmt: skip
         key = cache_key(

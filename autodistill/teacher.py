@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -19,10 +20,11 @@ from torch import Tensor, nn
 from autodistill.cache import tensors_sha256
 from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits
+from autodistill.device import deterministic
 from autodistill.errors import UserError, first_line
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
-from autodistill.measure import count_params, measure_latency
+from autodistill.measure import count_params, device_name, measure_latency
 from autodistill.progress import Progress, silent
 from autodistill.trainer import TrainConfig, TrainingDiverged, evaluate, fit, predict
 
@@ -43,6 +45,10 @@ class TeacherInfo:
     weights_sha256: str
     source: str  # "trained: <recipe>" or "checkpoint: <path>"
     train_seconds: float = 0.0
+    # Where ``latency_ms`` was timed (eager PyTorch, on a CPU copy: the same wherever the teacher
+    # trained, as the cache that holds it is shared by CPU and GPU workers); "" in a description
+    # cached before it was recorded.
+    latency_device: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -172,6 +178,7 @@ def prepare_teacher(
     device: torch.device | str = "cpu",
     checkpoint: Path | None = None,
     recipe: TeacherRecipe | None = None,
+    precision: str = "fp32",
     progress: Progress = silent,
     expected_sha256: str | None = None,
 ) -> tuple[TeacherInfo, TeacherLoader]:
@@ -183,7 +190,9 @@ def prepare_teacher(
     teacher whose weights no longer hash to the ``weights_sha256`` recorded when they were written
     (a truncated or corrupted file) is trained again, with a warning, never used.
 
-    Training is deterministic on one machine (same torch, same threads), so ``expected_sha256``,
+    It trains in ``precision`` (``bf16``: autocast, as students train on a GPU). Training is
+    deterministic on one machine (same torch, same threads; on CUDA with deterministic kernels,
+    ``device.deterministic``), so ``expected_sha256``,
     the hash a study recorded, decides a retraining: the same weights are verified and cached;
     others are refused in one line, before the cache is touched, with the fix that fits.
     A teacher whose outputs are NaN or the same for every image is refused.
@@ -195,7 +204,7 @@ def prepare_teacher(
         key = _checkpoint_key(name, data, checkpoint)
         weights = checkpoint
     else:
-        key = _recipe_key(name, data, aug, recipe)
+        key = _recipe_key(name, data, aug, recipe, precision)
         weights = cache_dir / "teachers" / f"{name}-{key}.safetensors"
     meta = cache_dir / "teachers" / f"{name}-{key}.json"
 
@@ -217,10 +226,9 @@ def prepare_teacher(
         model = load().to(device)
         info = _describe(model, name, data, f"checkpoint: {checkpoint}", 0.0, threads)
     else:
-        model, seconds = _train(name, spec, data, aug, recipe, device, progress)
-        info = _describe(
-            model, name, data, f"trained: {json.dumps(asdict(recipe))}", seconds, threads
-        )
+        model, seconds = _train(name, spec, data, aug, recipe, device, precision, progress)
+        how = json.dumps(asdict(recipe)) + ("" if precision == "fp32" else f" in {precision}")
+        info = _describe(model, name, data, f"trained: {how}", seconds, threads)
         _check_expected(info.weights_sha256, expected_sha256, cache_dir, damaged=cached is not None)
         weights.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(weights) as tmp:
@@ -288,6 +296,7 @@ def _train(
     aug: Augmentation,
     recipe: TeacherRecipe,
     device: torch.device | str,
+    precision: str,
     progress: Progress,
 ) -> tuple[nn.Module, float]:
     log.info("training teacher %s (%d epochs)", name, recipe.epochs)
@@ -305,6 +314,7 @@ def _train(
         seed=recipe.seed,
         optimizer="sgd",
         device=str(device),
+        precision=precision,
     )
     task = f"teacher {name}"
     progress(task, 0, recipe.epochs, unit="epoch")
@@ -317,7 +327,8 @@ def _train(
         progress(task, epoch + 1, recipe.epochs, unit="epoch", note=note)
 
     try:
-        fit(model, data.train, aug, data.stats, cfg, on_epoch=on_epoch)
+        with deterministic(device):  # a retrain on a GPU gives the same weights, too
+            fit(model, data.train, aug, data.stats, cfg, on_epoch=on_epoch)
     except TrainingDiverged as exc:
         raise UserError(f"training the teacher {name} diverged ({exc}); choose another "
                         "--teacher, or give a --teacher-checkpoint") from None  # fmt: skip
@@ -329,8 +340,10 @@ def _describe(
 ) -> TeacherInfo:
     _refuse_broken(model, data, source)
     shape = (data.in_chans, data.image_size, data.image_size)
-    device = next(model.parameters()).device
-    latency = measure_latency(model, shape, threads=threads, device=device)
+    # Timed on a CPU copy whatever it trained on: the description is cached for every worker,
+    # and a GPU's eager figure beside students timed in ONNX Runtime on a CPU would mislead.
+    cpu = torch.device("cpu")
+    latency = measure_latency(copy.deepcopy(model).cpu(), shape, threads=threads, device=cpu)
     return TeacherInfo(
         name=name,
         params=count_params(model),
@@ -341,6 +354,7 @@ def _describe(
         weights_sha256=weights_sha256(model),
         source=source,
         train_seconds=round(secs, 1),
+        latency_device=device_name(cpu),
     )
 
 
@@ -393,9 +407,14 @@ def _checkpoint_key(name: str, data: DatasetSplits, checkpoint: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _recipe_key(name: str, data: DatasetSplits, aug: Augmentation, recipe: TeacherRecipe) -> str:
+def _recipe_key(
+    name: str, data: DatasetSplits, aug: Augmentation, recipe: TeacherRecipe, precision: str
+) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([name, data.name, aug.to_dict(), asdict(recipe)]).encode())
+    parts = [name, data.name, aug.to_dict(), asdict(recipe)]
+    if precision != "fp32":  # fp32 keys are those of teachers cached before precision counted
+        parts.append(precision)
+    h.update(json.dumps(parts).encode())
     h.update(dataset_fingerprint(data).encode())
     return h.hexdigest()[:16]
 

@@ -9,7 +9,7 @@ from autodistill.api import ReportResult, SearchResult
 from autodistill.gap import gap_warning
 from autodistill.objectives import get_objective
 from autodistill.render import front_table, state_counts
-from autodistill.render.tables import times
+from autodistill.render.tables import teacher_timing, times
 from autodistill.ship import CompressOutcome, ExportOutcome, FullTrainOutcome
 from autodistill.spaces import SearchSpace
 
@@ -53,7 +53,7 @@ def print_search(out: SearchResult) -> None:
     print(
         f"\nteacher {t['name']}: {t['params']:,} params, val {100 * t['val_accuracy']:.2f}%, "
         f"test {100 * t['test_accuracy']:.2f}%, {t['latency_ms']:.3f} ms"
-        f" ({t.get('latency_target', 'PyTorch eager')})"
+        f" ({teacher_timing(t)})"
     )
     print(f"teacher cache: {out.cache}")
     for line in out.warnings:

@@ -140,8 +140,9 @@ def fit(
     memory_format = training_format(model, device, cfg.channels_last)
     model.to(memory_format=memory_format)
     model.train()
-    # The uint8 images, labels and cached views live where the model trains (moved once; the
-    # views once per worker, by the caller), so a step indexes, augments and normalises there.
+    # The uint8 images, labels and cached views live where the model trains, so a step indexes,
+    # augments and normalises there. A search worker moved them once (``with_train_on``,
+    # ``TeacherViews.to``): here that is a no-op; a lone run moves them once per fit.
     images, labels = train.images.to(device), train.labels.to(device)
     if views is not None:
         views = views.to(device)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -27,6 +27,10 @@ class ImageSet:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def to(self, device: torch.device | str) -> ImageSet:
+        """This split with its images and labels on ``device`` (itself if they are there)."""
+        return ImageSet(self.images.to(device), self.labels.to(device))
 
     def chance_accuracy(self) -> float:
         """The accuracy of always answering the most frequent class: what learning nothing gets."""
@@ -73,4 +77,14 @@ class DatasetSplits:
         activation ranges on them (never validation or test images)."""
         from autodistill.data.augment import normalize
 
-        return normalize(self.train.images[:n], *self.stats).numpy()
+        return normalize(self.train.images[:n].cpu(), *self.stats).numpy()
+
+    def with_train_on(self, device: torch.device | str) -> DatasetSplits:
+        """These splits with the training images and labels on ``device``, where a worker's
+        trials train: moved once per worker, so each ``fit`` finds them there. Validation and
+        test stay where they are (scored in batches). The statistics are those of the same
+        images, computed before the move."""
+        stats = self.stats
+        moved = replace(self, train=self.train.to(device))
+        moved.__dict__["stats"] = stats  # the cached_property, filled
+        return moved

@@ -14,7 +14,14 @@ from typing import Any
 import pandas as pd
 
 from autodistill.files import write_text_atomic
-from autodistill.render.tables import front_cells, front_table, promoted, state_counts, times
+from autodistill.render.tables import (
+    front_cells,
+    front_table,
+    promoted,
+    state_counts,
+    teacher_timing,
+    times,
+)
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -171,7 +178,7 @@ def write_page(
                     f"{100 * teacher['val_accuracy']:.2f}%, "
                     f"test {100 * teacher['test_accuracy']:.2f}%, "
                     f"{teacher['latency_ms']:.3f} ms "
-                    f"({teacher.get('latency_target', 'PyTorch eager')}).")  # fmt: skip
+                    f"({teacher_timing(teacher)}).")  # fmt: skip
     paths = {"html": run_dir / "report.html", "md": run_dir / "report.md"}
     table = front_table(trials, objectives)
     heading = f"Pareto front ({', '.join(o.replace('_', ' ') for o in objectives)})"

@@ -150,3 +150,12 @@ def write_tables(
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def teacher_timing(teacher: dict[str, Any]) -> str:
+    """How the teacher's ``latency_ms`` was timed: on the students' target when it was
+    (``latency_target``), else eager PyTorch on the CPU its description names."""
+    if "latency_target" in teacher:
+        return str(teacher["latency_target"])
+    where = teacher.get("latency_device")
+    return "PyTorch eager" + (f" on {where}" if where else "")

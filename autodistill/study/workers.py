@@ -89,8 +89,10 @@ def work(
     on_trial: Callable[[optuna.Study, Any], None] | None = None,
 ) -> int:
     """One worker: take trials until the study's budget is used; returns how many it ran."""
-    # The cached views where this worker trains, once (a parent of --jobs workers never does).
-    prep = replace(prep, views=prep.views.to(prep.device))
+    # The training images and cached views where this worker trains, moved once (not in every
+    # trial's fit; a parent of --jobs workers never does it).
+    device = prep.device
+    prep = replace(prep, views=prep.views.to(device), data=prep.data.with_train_on(device))
     ctx = TrialContext(
         data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
         threads=prep.threads, limits=_limits(config, prep), seed=config.seed,
