@@ -4,6 +4,9 @@ worker's device once, not in every trial."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from autodistill import teacher as teacher_mod
@@ -12,11 +15,17 @@ from autodistill.device import deterministic
 from autodistill.measure import device_name
 from autodistill.render.tables import teacher_timing
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _settings() -> tuple[bool, bool, bool, bool]:
     cudnn = torch.backends.cudnn
-    return (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+    return (
+        cudnn.deterministic,
+        cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
 
 
 def test_the_teacher_trains_with_deterministic_cuda_kernels_and_the_settings_come_back(
@@ -101,8 +110,33 @@ def test_a_worker_moves_the_training_data_once_for_all_its_trials(tmp_path, monk
 
     monkeypatch.setattr(DatasetSplits, "with_train_on", move)
     monkeypatch.setattr(recipe, "fit", fit)
-    api.search(data="digits", budget=3, epochs=1, teacher="test_resnet", teacher_epochs=1,
-               views=2, threads=2, out=str(tmp_path), cache_dir=str(tmp_path / "cache"),
-               in_process=True)  # fmt: skip
+    api.search(
+        data="digits",
+        budget=3,
+        epochs=1,
+        teacher="test_resnet",
+        teacher_epochs=1,
+        views=2,
+        threads=2,
+        out=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+        in_process=True,
+    )
     assert len(copies) == 1 and len(given) >= 2
     assert all(train is copies[0] for train in given)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_the_device_check_stops_at_its_first_cuda_step_in_one_line(tmp_path):
+    """Without a GPU the prepared check installs what it carries, imports, and stops there with
+    one line and exit status 2 (it is meant for the GPU machine)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "device" / "check.py"), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stdout.count("\n") == 1 and "no CUDA GPU here" in done.stdout
+    assert "False" in (tmp_path / "log.txt").read_text()  # it got as far as asking torch
