@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import platform
 import statistics
 import time
@@ -37,15 +38,18 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass at batch 1 (torch's own counter; a multiply-add is 2), on the
-    model's device."""
-    was_training = model.training
-    model.eval()
+    """FLOPs of one forward pass at batch 1 (torch's own counter; a multiply-add is 2).
+
+    Counted on a CPU copy with the math attention kernel, so the figure is the same on every
+    device: torch's counter has no formula for the CPU's fused (flash) attention kernel, which
+    counted a ViT's attention as 0 on a CPU while CUDA's kernels were counted.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    copy_ = copy.deepcopy(model).cpu().eval()
     counter = FlopCounterMode(display=False)
-    device = next(model.parameters()).device
-    with torch.inference_mode(), counter:
-        model(torch.zeros(1, *input_shape, device=device))
-    model.train(was_training)
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
+        copy_(torch.zeros(1, *input_shape))
     return int(counter.get_total_flops())
 
 

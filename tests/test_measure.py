@@ -22,3 +22,21 @@ def test_latency_is_a_median_with_its_threads_and_device():
     assert lat.median_ms > 0 and lat.iqr_ms >= 0
     assert lat.threads == 1 and lat.device and lat.runs >= 10
     assert model.training  # mode restored
+
+
+def test_a_vits_attention_flops_are_counted_on_every_device(monkeypatch):
+    """Counted on a CPU copy with the math attention kernel: QK^T and AV, 2 FLOPs per
+    multiply-add, per head (torch's counter has no formula for the CPU's fused kernel, which
+    counted them as 0 there and as FLOPs on CUDA). The model itself is not moved."""
+    from autodistill.families import InputSpec, build_student
+
+    heads, head_dim = 2, 16
+    arch = {"patch_size": 4, "depth": 1, "heads": heads, "head_dim": head_dim, "mlp_ratio": 2.0}
+    model = build_student("vit", arch, InputSpec(1, 28, 10))
+    tokens = model.patch_embed.num_patches + model.num_prefix_tokens
+    counted = count_flops(model, (1, 28, 28))
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda q, k, v, **kw: v)  # fmt: skip
+    without = count_flops(model, (1, 28, 28))
+    assert counted - without == 2 * 2 * heads * tokens * tokens * head_dim
+    assert next(model.parameters()).device.type == "cpu" and model.training
