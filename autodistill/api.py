@@ -374,6 +374,7 @@ def export(
     int8: bool = False,
     threads: int = 0,
     tolerance: float = INT8_TOLERANCE,
+    dynamic_batch: bool = False,
 ) -> ship.ExportOutcome:
     """Export a trained student to ONNX (and int8: the fastest measured recipe within
     ``tolerance`` of fp32's validation accuracy), check it and time it (``autodistill export``);
@@ -383,7 +384,7 @@ def export(
     n = threads or load_config(Path(run_dir)).target_threads
     with _threads(n):
         return ship.export_student(Path(run_dir), trial=trial, int8=int8, threads=n,
-                                   tolerance=tolerance)  # fmt: skip
+                                   tolerance=tolerance, dynamic_batch=dynamic_batch)  # fmt: skip
 
 
 def compress(

@@ -125,8 +125,9 @@ def measure_on_target(
     graph = runtime.to_onnx(model, input_shape)
     x = np.zeros((target.batch, *input_shape), dtype=np.float32)
 
-    def time_graph(g: bytes) -> Latency:
-        sess = runtime.session(g, threads=target.threads, device=target.device)
+    def time_graph(g: bytes) -> Latency:  # as it ships: for the target's batch (fix_batch)
+        sess = runtime.session(runtime.fix_batch(g, target.batch), threads=target.threads,
+                               device=target.device)  # fmt: skip
         return time_call(lambda: sess.run(None, {"x": x}), threads=target.threads,
                          device=target.hardware(), min_run_time=min_run_time)  # fmt: skip
 

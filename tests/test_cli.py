@@ -199,10 +199,17 @@ def test_export_writes_an_onnx_file_that_matches_torch_and_an_int8_one(run, tmp_
         assert (student / "student.int8.onnx").is_file()
         assert abs(figures["int8_test_accuracy"] - figures["torch_test_accuracy"]) < 0.1
     assert "max |onnx - torch|" in out
+    # Shipped for the run's --latency-batch (1), as the search timed it; any batch when asked.
     session = ort.InferenceSession(str(student / "student.onnx"))
-    for batch in (1, 5):  # the batch dimension is dynamic
+    assert session.get_inputs()[0].shape == [1, 1, 8, 8] and figures["onnx_batch"] == 1
+    with pytest.raises(Exception, match="[Ii]nvalid"):
+        session.run(None, {"x": np.zeros((5, 1, 8, 8), dtype=np.float32)})
+    assert main(["export", str(run_dir), "--dynamic-batch"]) == 0
+    session = ort.InferenceSession(str(student / "student.onnx"))
+    for batch in (1, 5):
         x = np.zeros((batch, 1, 8, 8), dtype=np.float32)
         assert session.run(None, {"x": x})[0].shape == (batch, 10)
+    assert json.loads((student / "export.json").read_text())["onnx_batch"] == "dynamic"
     # Exported again without --int8: an int8 file left from before would look shipped.
     (student / "student.int8.onnx").write_bytes(b"from an earlier export")
     assert main(["export", str(run_dir)]) == 0

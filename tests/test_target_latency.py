@@ -59,11 +59,14 @@ def test_onnxruntime_times_the_exported_graph(monkeypatch):
     got = measure_on_target(model, (1, 8, 8), LatencyTarget(threads=1), min_run_time=0.03)
     assert got.median_ms > 0 and got.target.runtime == "onnxruntime"
     [graph] = timed
-    assert graph == runtime.to_onnx(model, (1, 8, 8))  # the graph `export` writes, no other
+    # the graph `export` writes, no other: the target's batch (1) fixed in it
+    assert graph == runtime.fix_batch(runtime.to_onnx(model, (1, 8, 8)), 1)
+    shape = onnx.load_from_string(graph).graph.input[0].type.tensor_type.shape.dim
+    assert shape[0].dim_value == 1
     ops = {n.op_type for n in onnx.load_from_string(graph).graph.node}
     assert "Conv" in ops and "BatchNormalization" not in ops  # folded, as shipped
     x = torch.randn(3, 1, 8, 8)
-    out = runtime.session(graph, threads=1).run(None, {"x": x.numpy()})[0]
+    out = runtime.run(runtime.session(graph, threads=1), x.numpy())  # fed one image at a time
     np.testing.assert_allclose(out, model(x).detach().numpy(), atol=1e-4)
     details = got.details()
     for key in (

@@ -166,7 +166,7 @@ def compress_student(
         v.figures.update(timed[v.name])
     compare(variants, teacher)
     best, why = choose(variants, tolerance)
-    files = _write(home, variants, best, why, teacher, {
+    files = _write(home, variants, best, why, teacher, config.latency_batch, {
         "ratios": list(ratios), "qat_kd": qat_kd, "epochs": epochs, "kd": kd, "seed": seed,
         "finetune_loss": cand.loss,
         "tolerance": tolerance, "lr": cfg.lr, "lr_factor": LR_FACTOR, "recipe": RECIPE.name,
@@ -308,17 +308,16 @@ class _Stages:
 
 def _write(
     home: Path, variants: list[Variant], best: Variant, why: str, teacher: dict[str, Any],
-    settings: dict[str, Any],
+    batch: int, settings: dict[str, Any],
 ) -> dict[str, Path]:  # fmt: skip
     """compress.csv (one row per variant), compress.json (with the settings, the teacher and the
-    choice) and every variant's ONNX file."""
+    choice) and every variant's ONNX file, for the latency target's ``batch`` as it was timed."""
     files: dict[str, Path] = {}
     for v in variants:
         folder = home / COMPRESS_DIR / v.name.split("/")[0]
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / ("student.onnx" if v.precision == "fp32" else f"student.{v.precision}.onnx")
-        with atomic_path(path) as tmp:
-            Path(tmp).write_bytes(v.graph)
+        runtime.write_onnx(path, runtime.fix_batch(v.graph, batch))
         v.figures["onnx"] = str(path.relative_to(home))
     rows = [v.row() for v in variants]
     flat = [{k: " ".join(map(str, x)) if isinstance(x, list) else x for k, x in r.items()}

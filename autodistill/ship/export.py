@@ -23,7 +23,7 @@ from autodistill.data.sources import load_dataset
 from autodistill.data.splits import DatasetSplits
 from autodistill.errors import UserError
 from autodistill.families import InputSpec, build_student
-from autodistill.files import atomic_path, write_text_atomic
+from autodistill.files import write_text_atomic
 from autodistill.measure import device_name, measure_latency, time_call
 from autodistill.ship.student import WEIGHTS, student_dir, trained_student
 from autodistill.spaces import Candidate
@@ -47,10 +47,13 @@ def export_student(
     int8: bool = False,
     threads: int = 0,
     tolerance: float = quant.TOLERANCE,
+    dynamic_batch: bool = False,
 ) -> ExportOutcome:
     """Export, check and time the student on the run's latency target (its threads and batch,
     ONNX Runtime on the cpu); with ``int8`` also try every int8 recipe, ship the fastest that
-    is faster than fp32 and within ``tolerance`` of its validation accuracy, and test it."""
+    is faster than fp32 and within ``tolerance`` of its validation accuracy, and test it.
+    The files have the target's batch fixed, as the search timed them, unless
+    ``dynamic_batch``."""
     if not 0 <= tolerance < 1:
         raise UserError(f"--int8-tolerance must be a fraction of accuracy in [0, 1), got "
                         f"{tolerance}")  # fmt: skip
@@ -70,14 +73,15 @@ def export_student(
     model.load_state_dict(load_file(str(out_dir / WEIGHTS)))
     model.eval()
     shape = (spec.in_chans, spec.image_size, spec.image_size)
-    fp32 = runtime.write_onnx(model, shape, out_dir / "student.onnx")
-    graph = fp32.read_bytes()
+    graph = runtime.to_onnx(model, shape)  # dynamic batch: the int8 recipes start from it
+    fixed = None if dynamic_batch else batch  # shipped for the target's batch unless asked
+    fp32 = runtime.write_onnx(out_dir / "student.onnx", runtime.fix_batch(graph, fixed))
 
     test = normalize(data.test.images, *data.stats).numpy()
     val = normalize(data.val.images, *data.stats).numpy()
     with torch.inference_mode():
         reference = model(torch.from_numpy(test)).numpy()
-    session = runtime.session(graph, threads=threads)
+    session = runtime.session(fp32.read_bytes(), threads=threads)
     got = runtime.run(session, test)
     one = runtime.run(session, test[:1])
     x = np.repeat(test[:1], batch, axis=0)
@@ -92,7 +96,8 @@ def export_student(
         "trial": number,
         "max_abs_diff": max(float(np.abs(got - reference).max()),
                             float(np.abs(one - reference[:1]).max())),
-        "batch_sizes_checked": [1, len(test)],
+        "batch_sizes_checked": [1, len(test)],  # fed in chunks of the fixed batch, if fixed
+        "onnx_batch": "dynamic" if fixed is None else fixed,
         "torch_test_accuracy": _accuracy(reference, data.test.labels),
         "onnx_test_accuracy": _accuracy(got, data.test.labels),
         "onnx_val_accuracy": fp32_val,
@@ -108,7 +113,7 @@ def export_student(
         (out_dir / "student.int8.onnx").unlink(missing_ok=True)
     if int8:
         files.update(_int8(graph, data, val, test, figures, out_dir, latency, tolerance,
-                           threads))  # fmt: skip
+                           threads, fixed))  # fmt: skip
     figures["onnx_bytes"] = fp32.stat().st_size
     path = out_dir / "export.json"
     write_text_atomic(path, json.dumps(figures, indent=2))
@@ -119,15 +124,20 @@ def export_student(
 def _int8(
     graph: bytes, data: DatasetSplits, val: np.ndarray, test: np.ndarray, figures: dict[str, Any],
     out_dir: Path, latency: Callable[[Any], float], tolerance: float, threads: int,
+    fixed: int | None,
 ) -> dict[str, Path]:  # fmt: skip
-    """Try the int8 recipes; write the one that ships (none when fp32 stays faster)."""
+    """Try the int8 recipes on the dynamic graph, each timed and scored as it would ship (its
+    batch ``fixed``); write the one that ships (none when fp32 stays faster)."""
     calibration = data.calibration()
 
+    def session(g: bytes) -> Any:
+        return runtime.session(runtime.fix_batch(g, fixed), threads=threads)
+
     def time_graph(g: bytes) -> float:
-        return latency(runtime.session(g, threads=threads))
+        return latency(session(g))
 
     def score(g: bytes) -> float:
-        return _accuracy(runtime.run(runtime.session(g, threads=threads), val), data.val.labels)
+        return _accuracy(runtime.run(session(g), val), data.val.labels)
 
     tried = quant.try_recipes(graph, calibration, time_graph, score)
     fp32_ms, fp32_val = figures["onnx_latency_ms"], figures["onnx_val_accuracy"]
@@ -140,9 +150,8 @@ def _int8(
         q.unlink(missing_ok=True)  # an int8 file from before would look shipped
         log.info("int8: %s", why)
         return {}
-    with atomic_path(q) as tmp:
-        Path(tmp).write_bytes(best.graph)
-    qs = runtime.session(best.graph, threads=threads)
+    runtime.write_onnx(q, runtime.fix_batch(best.graph, fixed))
+    qs = session(best.graph)
     figures["int8_test_accuracy"] = _accuracy(runtime.run(qs, test), data.test.labels)
     figures["int8_val_accuracy"] = best.val_accuracy
     figures["int8_latency_ms"] = best.latency_ms

@@ -73,7 +73,9 @@ def time_interleaved(
     disagreed, and every pass's figure (``latency_passes_ms``, for paired ratios)."""
     x = np.zeros((batch, *input_shape), dtype=np.float32)
     hardware = device_name(torch.device("cpu"))
-    sessions = {k: runtime.session(g, threads=threads) for k, g in graphs.items()}
+    # Each graph as it ships: for the target's batch (runtime.fix_batch).
+    sessions = {k: runtime.session(runtime.fix_batch(g, batch), threads=threads)
+                for k, g in graphs.items()}  # fmt: skip
     seen: dict[str, list[float]] = {k: [] for k in graphs}
     disturbed: dict[str, bool] = dict.fromkeys(graphs, False)
     names = list(sessions)
