@@ -48,7 +48,9 @@ from autodistill.study.workers import (
     latency_gpu_shared,
     open_run_storage,
     recorded_teacher,
+    retime_front,
     run_local_workers,
+    start_reference,
     work,
 )
 from autodistill.teacher import better_teacher, weak_teacher
@@ -202,6 +204,7 @@ def _search(config: SearchConfig, progress: Progress, *, in_process: bool) -> Se
     prep = prepare(config, space.teacher_outputs(), progress=progress, teacher_sha256=expected)
     _make_run_dir(config)
     the_study = join_study(config, prep, space, storage, samples=in_process)
+    start_reference(config, the_study, prep)  # a new study's latencies are relative to it
     save_config(config, run_dir)  # once the study is joined: a refused run changes nothing
     before = study.finished_count(the_study)
     progress("trials", before, config.budget, unit="trial")
@@ -226,6 +229,7 @@ def _search(config: SearchConfig, progress: Progress, *, in_process: bool) -> Se
             else:
                 run_local_workers(config, the_study, on_progress=lambda: on_trial(the_study))
                 ran = study.finished_count(the_study) - before
+            retime_front(config, the_study, prep)  # what the front reports, side by side
     finally:
         trials = study.trials_frame(the_study)
         teacher = {**prep.teacher.to_dict(), "validation_gap": _teacher_gap(prep)}

@@ -37,6 +37,9 @@ class Probe:
     val: ImageSet | None = None
     stats: Stats | None = None
     calibration: np.ndarray | None = None  # normalised training images, for an int8 target
+    # Times a latency relative to the study's reference (reference.Reference.around, bound to
+    # its quiet figure); None: as measured.
+    relative: Callable[[Callable[[], tuple[float, dict[str, Any]]]], Measured] | None = None
 
 
 # A value, or a value and details recorded beside it (e.g. the latency's spread and device).
@@ -158,8 +161,11 @@ def _accuracy(p: Probe) -> float:
 
 
 def _latency(p: Probe) -> Measured:
-    measured = measure_on_target(p.model, p.input_shape, p.target, calibration=p.calibration)
-    return measured.median_ms, measured.details()
+    def measure() -> tuple[float, dict[str, Any]]:
+        got = measure_on_target(p.model, p.input_shape, p.target, calibration=p.calibration)
+        return got.median_ms, got.details()
+
+    return measure() if p.relative is None else p.relative(measure)
 
 
 register(Objective(

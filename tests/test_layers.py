@@ -15,7 +15,7 @@ LAYERS = {
     "device": 1, "data": 1, "forward": 1, "layout": 1, "contain": 1,
     "cache": 2, "families": 2, "losses": 2, "spaces": 3, "measure": 4, "trainer": 4,
     "runtime": 4, "prune": 4, "qat": 4, "int8": 5, "latency": 5, "objectives": 5, "recipe": 5,
-    "teacher": 5,
+    "teacher": 5, "reference": 5,
     "config": 6, "prepare": 7, "render": 7,
     "study": 8, "ship": 9, "api": 10, "terminal": 11, "cli": 12,
 }  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 from scipy.stats import kendalltau
-from torch import Tensor
+from torch import Tensor, nn
 
 from autodistill.config import STUDENTS_DIR, load_config
 from autodistill.device import resolve_device
@@ -23,11 +23,18 @@ from autodistill.objectives import OBJECTIVES, Probe, get_objective
 from autodistill.prepare import Prepared
 from autodistill.progress import Progress, silent
 from autodistill.recipe import build, distil, recipe_for, recipe_record
+from autodistill.reference import Reference
 from autodistill.ship.learned import what_it_learned
 from autodistill.ship.pick import pick, pick_within, top_front
 from autodistill.ship.student import METRICS, WEIGHTS, prepare_run, student_dir
 from autodistill.spaces import Candidate
-from autodistill.study import load_study, open_storage, study_objectives, trial_candidate
+from autodistill.study import (
+    latency_reference,
+    load_study,
+    open_storage,
+    study_objectives,
+    trial_candidate,
+)
 from autodistill.study import trials_frame as study_trials
 from autodistill.trainer import evaluate, predict
 
@@ -96,7 +103,9 @@ def train_students(
     chosen = [(n, *trial_candidate(study, n)) for n in numbers]
     prep = prepare_run(config, run_dir, other_teacher=other_teacher, progress=progress)
     target = config.latency_target
-    teacher_figures = _TeacherFigures(prep, target)
+    teacher_figures = _TeacherFigures(
+        prep, target, (latency_reference(study) or {}).get("quiet_ms")
+    )
 
     students = [
         _train_one(
@@ -137,10 +146,21 @@ class _TeacherFigures:
     """The teacher's latency on the run's target and its test logits: what each student is
     compared with, each computed once and only if a student trains."""
 
-    def __init__(self, prep: Prepared, target: LatencyTarget) -> None:
-        self.prep, self.target = prep, target
+    def __init__(self, prep: Prepared, target: LatencyTarget, quiet_ms: float | None) -> None:
+        self.prep, self.target, self.quiet_ms = prep, target, quiet_ms
         self._latency: float | None = None
         self._logits: Tensor | None = None
+
+    def side_by_side(self, student: nn.Module) -> tuple[float, float] | None:
+        """The student's and the teacher's latency timed side by side with the study's
+        reference (both as ratios to it, scaled to its quiet figure, as the search's are);
+        None for an int8 target or a study without a reference."""
+        if self.quiet_ms is None or self.target.precision != "fp32":
+            return None
+        data = self.prep.data
+        ref = Reference(self.target, InputSpec(data.in_chans, data.image_size, data.num_classes))
+        timed = ref.side_by_side({0: student, 1: self.prep.load_teacher()}, self.quiet_ms)
+        return timed[0]["latency_ms"], timed[1]["latency_ms"]
 
     def latency_ms(self) -> float:
         if self._latency is None:
@@ -187,6 +207,13 @@ def _train_one(
     for name in MEASURED:
         measured[name], extra = get_objective(name).record(probe)
         measured.update(extra)
+    side = teacher_figures.side_by_side(model)
+    if side is not None:  # as the front is reported: beside the teacher and the reference
+        measured["latency_ms_first"] = measured["latency_ms"]
+        measured["latency_ms"], teacher_ms = side
+        measured["latency_side_by_side"] = True
+    else:
+        teacher_ms = teacher_figures.latency_ms()
     teacher = prep.teacher
     metrics = {
         "trial": number, "family": cand.family, "arch": attrs.get("arch"), "loss": cand.loss,
@@ -199,7 +226,7 @@ def _train_one(
         "teacher": {"name": teacher.name, "params": teacher.params,
                     "weights_sha256": teacher.weights_sha256,
                     "test_accuracy": teacher.test_accuracy,
-                    "latency_ms": teacher_figures.latency_ms()},
+                    "latency_ms": teacher_ms},
         "learned": what_it_learned(test_logits, teacher_figures.test_logits(), data.test.labels,
                                    data.classes),
     }  # fmt: skip

@@ -12,9 +12,13 @@ from autodistill.study.objective import make_objective, sample_candidates
 from autodistill.study.opening import (
     SAMPLERS,
     check_sampler,
+    front_retimed,
+    latency_reference,
     load_study,
     make_sampler,
     open_study,
+    record_front_retimed,
+    record_latency_reference,
     study_objectives,
 )
 from autodistill.study.results import (
@@ -43,6 +47,8 @@ __all__ = [
     "dashboard_app",
     "check_sampler",
     "finished_count",
+    "front_retimed",
+    "latency_reference",
     "front_summary",
     "hypervolume",
     "hypervolume_history",
@@ -55,6 +61,8 @@ __all__ = [
     "open_storage",
     "open_study",
     "promotions_done",
+    "record_front_retimed",
+    "record_latency_reference",
     "quiet_optuna_logs",
     "run",
     "sample_candidates",

@@ -71,6 +71,8 @@ class TrialContext:
     # stable state is kept in ``checkpoints`` for the next rung to continue from.
     rungs: tuple[int, ...] = ()
     checkpoints: Path | None = None
+    # Latency relative to the study's reference (objectives.Probe.relative); None: absolute.
+    relative: Callable[..., Any] | None = None
 
     @property
     def spec(self) -> InputSpec:
@@ -117,7 +119,8 @@ def measure_candidate(
     calibration = None
     if ctx.target.precision == "int8":  # int8 ranges calibrated on training images
         calibration = ctx.data.calibration(64)
-    probe = Probe(model, ctx.input_shape, ctx.device, ctx.target, calibration=calibration)
+    probe = Probe(model, ctx.input_shape, ctx.device, ctx.target, calibration=calibration,
+                  relative=ctx.relative)  # fmt: skip
     values, details = _measure(ctx.before_training(), probe, ctx.limits, known or {})
     arch = get_family(candidate.family).describe(candidate.arch)
     return model, Cost(arch, values, details)

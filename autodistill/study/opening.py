@@ -144,6 +144,29 @@ def _study_id(storage: BaseStorage, name: str) -> int | None:
         return None
 
 
+REFERENCE_ATTR = "latency_reference"  # reference.ReferenceRecord, set once when a study starts
+RETIMED_ATTR = "front_retimed"  # the front's latencies timed side by side (ship.retime)
+
+
+def latency_reference(study: optuna.Study) -> dict[str, Any] | None:
+    """The reference every latency of the study is relative to; None in a study made before
+    references were recorded, or whose latency is not timed."""
+    return study.user_attrs.get(REFERENCE_ATTR)
+
+
+def record_latency_reference(study: optuna.Study, record: dict[str, Any]) -> None:
+    study.set_user_attr(REFERENCE_ATTR, record)
+
+
+def front_retimed(study: optuna.Study) -> dict[str, Any] | None:
+    """The last side-by-side timing of the front: ``{"trials": {number: {...}}, ...}``."""
+    return study.user_attrs.get(RETIMED_ATTR)
+
+
+def record_front_retimed(study: optuna.Study, record: dict[str, Any]) -> None:
+    study.set_user_attr(RETIMED_ATTR, record)
+
+
 def study_objectives(study: optuna.Study) -> tuple[str, ...]:
     """The objectives a study trades off (the three defaults for studies older than that)."""
     return tuple(study.user_attrs.get(OBJECTIVES_ATTR, DEFAULT))

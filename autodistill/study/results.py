@@ -14,13 +14,14 @@ from optuna.trial import FrozenTrial, TrialState
 from autodistill.errors import UserError
 from autodistill.objectives import OBJECTIVES, get_objective
 from autodistill.spaces import Candidate
-from autodistill.study.opening import study_objectives
+from autodistill.study.opening import front_retimed, study_objectives
 from autodistill.study.promotion import current, promotion_of, replicate_of, superseded
 from autodistill.study.storage import retries
 from autodistill.study.supervisor import CRASHED_ATTR
 
 log = logging.getLogger(__name__)
 TARGET_COLUMNS = ("runtime", "precision", "recipe", "device", "hardware", "threads", "batch")
+RELATIVE_COLUMNS = ("raw_ms", "window", "reference_ms", "retimed")
 
 
 def front_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -52,7 +53,28 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if column in frame:
             frame[column] = frame[column].astype("Int64")
     frame.attrs["objectives"] = study_objectives(study)
+    _side_by_side(frame, (front_retimed(study) or {}).get("trials", {}))
     return frame
+
+
+def _side_by_side(frame: pd.DataFrame, retimed: dict[str, dict[str, Any]]) -> None:
+    """The front's latencies as timed side by side at the end of the search (``latency_ms``;
+    the trial's own first figure stays as ``latency_ms_first``), and the front among them: a
+    front point another one now dominates leaves it."""
+    if not retimed or "latency_ms" not in frame:
+        return
+    frame["latency_ms_first"] = frame["latency_ms"]
+    numbers = {int(n): float(r["latency_ms"]) for n, r in retimed.items()}
+    mask = frame["number"].isin(list(numbers))
+    frame.loc[mask, "latency_ms"] = frame.loc[mask, "number"].map(numbers)
+    frame["latency_side_by_side"] = mask
+    front = frame.index[frame["pareto"].astype(bool)]
+    names = [n for n in frame.attrs["objectives"] if n in frame]
+    signs = np.array([-1.0 if OBJECTIVES[n].maximize else 1.0 for n in names])
+    values = frame.loc[front, names].to_numpy(dtype=float) * signs  # smaller is better
+    for i, row in zip(front, values, strict=True):
+        if ((values <= row).all(axis=1) & (values < row).any(axis=1)).any():
+            frame.loc[i, "pareto"] = False
 
 
 def second_seeds(trials: list[FrozenTrial]) -> dict[int, float]:
@@ -123,6 +145,9 @@ def _row(
         # The target every latency was measured on, and the trial whose measurement of the
         # same architecture it reuses.
         **{f"latency_{k}": a.get(f"latency_{k}") for k in TARGET_COLUMNS},
+        # Relative timing (autodistill.reference): the candidate's own figure in its window,
+        # the reference there over its quiet figure, that figure, and whether it was timed twice.
+        **{f"latency_{k}": a.get(f"latency_{k}") for k in RELATIVE_COLUMNS},
         "latency_of": a.get("latency_of"),
         "worker": a.get("worker"),
         "retry_of": t.system_attrs.get("retry_history", [None])[-1],

@@ -10,8 +10,10 @@ import json
 import logging
 import multiprocessing
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import optuna
@@ -20,15 +22,27 @@ from optuna.storages import BaseStorage
 
 from autodistill.config import CHECKPOINTS_DIR, LATER_DEFINING, STUDY_DEFINING, SearchConfig
 from autodistill.errors import UserError
+from autodistill.families import InputSpec
 from autodistill.prepare import Prepared, prepare
 from autodistill.processes import adopt, inherited, process_context
 from autodistill.processes import start as start_process
+from autodistill.recipe import build
+from autodistill.reference import PASSES, Reference, ReferenceRecord
 from autodistill.signals import interrupts_as_exceptions
-from autodistill.spaces import SearchSpace, load_space
+from autodistill.spaces import Candidate, SearchSpace, load_space
 from autodistill.study.controller import run
 from autodistill.study.evaluate import Limits, TrialContext
-from autodistill.study.opening import SPACE_ATTR, open_study, recorded_identity
+from autodistill.study.opening import (
+    SPACE_ATTR,
+    front_retimed,
+    latency_reference,
+    open_study,
+    record_front_retimed,
+    record_latency_reference,
+    recorded_identity,
+)
 from autodistill.study.promotion import rungs_for
+from autodistill.study.results import front_trials
 from autodistill.study.storage import DEFAULT_STORAGE_FILE, open_storage, quiet_optuna_logs
 from autodistill.study.supervisor import supervise
 
@@ -100,9 +114,70 @@ def work(
         target=config.latency_target, precision=prep.precision,
         rungs=rungs_for(config.epochs) if config.fidelity == "multi" else (),
         checkpoints=config.run_dir / CHECKPOINTS_DIR,
+        relative=relative_timing(config, study, prep),
     )  # fmt: skip
     return run(study, space, ctx, budget=config.budget, promotions=config.resolved_promotions,
                promotion_time=config.promotion_time, on_trial=on_trial)  # fmt: skip
+
+
+def latency_timed(config: SearchConfig) -> bool:
+    """Whether candidates are timed: latency is an objective or limited."""
+    return "latency_ms" in config.objectives or "latency_ms" in config.limits
+
+
+def _reference(config: SearchConfig, prep: Prepared) -> Reference:
+    data = prep.data
+    return Reference(config.latency_target,
+                     InputSpec(data.in_chans, data.image_size, data.num_classes))  # fmt: skip
+
+
+def start_reference(config: SearchConfig, study: optuna.Study, prep: Prepared) -> None:
+    """A new study whose candidates are timed records its reference's quiet figure before its
+    first trial, once (a study resumed, or made before references, keeps what it has: its
+    latencies stay comparable with one another)."""
+    if not latency_timed(config) or latency_reference(study) is not None:
+        return
+    if study.get_trials(deepcopy=False):
+        return
+    record = _reference(config, prep).quiet()
+    record_latency_reference(study, record.to_dict())
+    log.info("latency reference %s: %.4f ms (%s)", record.arch, record.quiet_ms, record.target)
+
+
+def relative_timing(
+    config: SearchConfig, study: optuna.Study, prep: Prepared
+) -> Callable[..., Any] | None:
+    """The study's reference, made in this worker and bound to the study's quiet figure: how
+    each candidate's latency is timed (``Reference.around``); None where it has none."""
+    doc = latency_reference(study)
+    if doc is None or not latency_timed(config):
+        return None
+    quiet_ms = ReferenceRecord.from_dict(doc).quiet_ms
+    return partial(_reference(config, prep).around, quiet_ms=quiet_ms)
+
+
+def retime_front(config: SearchConfig, study: optuna.Study, prep: Prepared) -> None:
+    """The front's students timed again side by side with the reference (``Reference.
+    side_by_side``) and recorded in the study: what the front, its table, plots and knee
+    report, beside each trial's first figure. Timed again only when the front changed; not for
+    an int8 target (its shipped recipe is chosen per candidate) nor a study without a
+    reference."""
+    doc = latency_reference(study)
+    if doc is None or not latency_timed(config) or config.latency_target.precision != "fp32":
+        return
+    front = {t.number: t for t in front_trials(study) if t.user_attrs.get("candidate")}
+    before = (front_retimed(study) or {}).get("trials", {})
+    if not front or {int(n) for n in before} == set(front):
+        return
+    spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
+    models = {n: build(Candidate.from_dict(t.user_attrs["candidate"]), spec, seed=config.seed)
+              for n, t in front.items()}  # fmt: skip
+    timed = _reference(config, prep).side_by_side(models, ReferenceRecord.from_dict(doc).quiet_ms)
+    for n, figures in timed.items():
+        figures["first_ms"] = front[n].user_attrs.get("latency_ms")
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    record = {"trials": {str(n): f for n, f in timed.items()}, "passes": PASSES, "at": when}
+    record_front_retimed(study, record)
 
 
 def _limits(config: SearchConfig, prep: Prepared) -> Limits:
