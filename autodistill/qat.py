@@ -1,8 +1,11 @@
 """Quantization-aware training for the int8 graph ONNX Runtime runs: batch norms folded into their
 convolutions (as the exporter folds them), every convolution's and linear layer's weights
 fake-quantized per output channel to symmetric int8, and their inputs to uint8 with
-moving-average ranges, with torch's own fake-quantization ops and observers
-(``torch.fake_quantize_per_channel_affine``, ``torch.ao.quantization.FakeQuantize``).
+moving-average ranges, with torch's core fake-quantization ops
+(``torch.fake_quantize_per_channel_affine``, ``torch.fake_quantize_per_tensor_affine``) and
+ranges kept here: no ``torch.ao.quantization`` (deprecated, removal proposed), and no Python
+branch on a tensor, so a step on a GPU never waits for it (its observers read a scalar from
+the device 68 times a step).
 
 Why not torch.ao's pt2e flow: in torch 2.14 it has moved to torchao, whose converted graphs
 the ONNX exporters do not turn into the QDQ graph ONNX Runtime fuses; what a student ships is
@@ -17,7 +20,6 @@ from __future__ import annotations
 import torch
 import torch.fx as fx
 from torch import Tensor, nn
-from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
@@ -34,9 +36,40 @@ class _WeightFakeQuant(nn.Module):
     def forward(self, w: Tensor) -> Tensor:
         dims = tuple(range(1, w.ndim))
         scale = (w.detach().abs().amax(dim=dims) / 127).clamp_min(1e-12).float()
-        zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
+        zero = torch.zeros(w.shape[0], device=w.device)  # float: no int32 scalar to read
         q = torch.fake_quantize_per_channel_affine(w.float(), scale, zero, 0, -127, 127)
         return q.to(w.dtype)
+
+
+class _InputFakeQuant(nn.Module):
+    """uint8 per tensor, affine, over a moving average of each batch's min and max (the first
+    batch's taken as it is), as ``torch.ao``'s ``MovingAverageMinMaxObserver`` with its
+    ``FakeQuantize`` did; the range always includes 0. The ranges are updated only in training,
+    on the device, without reading them back."""
+
+    AVERAGING = 0.01
+    QMIN, QMAX = 0, 255
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("min_val", torch.zeros(()))
+        self.register_buffer("max_val", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros(()))  # 0 until the first batch
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            lo, hi = x.detach().aminmax()
+            c = torch.where(self.seen > 0, self.AVERAGING, 1.0)  # the first batch: its own
+            self.min_val.add_(c * (lo.float() - self.min_val))
+            self.max_val.add_(c * (hi.float() - self.max_val))
+            self.seen.fill_(1.0)
+        lo, hi = self.min_val.clamp(max=0.0), self.max_val.clamp(min=0.0)
+        scale = ((hi - lo) / (self.QMAX - self.QMIN)).clamp_min(torch.finfo(torch.float32).eps)
+        zero = (self.QMIN - torch.round(lo / scale)).clamp(self.QMIN, self.QMAX)
+        q = torch.fake_quantize_per_tensor_affine(
+            x.float(), scale.reshape(1), zero.reshape(1), self.QMIN, self.QMAX
+        )
+        return q.to(x.dtype)
 
 
 class _LeafNorms(fx.Tracer):
@@ -93,9 +126,7 @@ def prepare(model: nn.Module) -> nn.Module:
         if not isinstance(module, nn.Conv2d | nn.Linear):
             continue
         parametrize.register_parametrization(module, "weight", _WeightFakeQuant())
-        module.add_module(INPUT_QUANT, FakeQuantize(
-            observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
-            dtype=torch.quint8, qscheme=torch.per_tensor_affine))  # fmt: skip
+        module.add_module(INPUT_QUANT, _InputFakeQuant().to(module.weight.device))
         setattr(module, _HOOK, module.register_forward_pre_hook(_quantize_input))
     return model
 

@@ -81,6 +81,34 @@ def test_load_student_gives_the_trained_weights_or_a_fresh_build(shipped_run):
         autodistill.load_student(shipped_run, trial=99)
 
 
+def test_a_student_stopped_early_is_built_fresh_and_never_called_pruned(tmp_path, shared_cache):
+    """Optuna's PRUNED is autodistill's "stopped early" (or infeasible): its architecture is
+    recorded, so load_student builds it; train refuses it in autodistill's words."""
+    import optuna
+
+    from autodistill.study import trial_candidate
+
+    out = autodistill.search(data="digits", budget=3, epochs=1, teacher="test_resnet",
+                             teacher_epochs=1, views=2, threads=2, out=str(tmp_path),
+                             cache_dir=str(shared_cache), in_process=True)  # fmt: skip
+    study = load_study(open_storage(None, out.run_dir), "digits-default")
+    done = next(t for t in study.trials if t.state.name == "COMPLETE")
+    stopped = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED, params=done.params,
+        distributions=done.distributions,
+        user_attrs={**done.user_attrs, "stopped": "dominated at epoch 1"},
+    )  # fmt: skip
+    study.add_trial(stopped)
+    number = study.trials[-1].number
+    model = autodistill.load_student(out.run_dir, trial=number)
+    assert sum(p.numel() for p in model.parameters()) == done.user_attrs["params"]
+    with pytest.raises(autodistill.UserError) as err:
+        trial_candidate(study, number)
+    assert "stopped early" in str(err.value) and "pruned" not in str(err.value)
+    with pytest.raises(autodistill.UserError, match="stopped early"):
+        autodistill.train(out.run_dir, trial=number, epochs=1, in_process=True)
+
+
 def test_report_says_what_it_found(shipped_run):
     found = autodistill.report(shipped_run)
     assert found.name == "digits-default" and len(found.trials) == 3

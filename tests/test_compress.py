@@ -318,3 +318,52 @@ def test_a_teacher_that_is_not_the_studys_is_refused_unless_asked_for(
     home = trained_run / "students" / f"trial-{_trained(trained_run)}"
     recorded = json.loads((home / "compress.json").read_text())["teacher"]["weights_sha256"]
     assert recorded != "ab" * 32 and len(recorded) == 64
+
+
+@pytest.mark.parametrize("family", ["resnet", "mobilenetv3", "vit"])
+def test_a_quantization_aware_step_reads_no_scalar_from_the_device(family):
+    """No ``.item()``, no Python branch on a tensor in a QAT step (forward, backward, update):
+    on a GPU each would make the host wait. torch.ao's observers read 68 a step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountScalarReads(TorchDispatchMode):
+        reads = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                CountScalarReads.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    model = qat.prepare(_built(family)).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x, y = torch.randn(16, *SHAPE), torch.arange(16) % 10
+    model(x)  # the first batch sets the ranges, as every later one updates them
+    with CountScalarReads():
+        for _ in range(2):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert CountScalarReads.reads == 0
+
+
+def test_the_input_ranges_follow_torch_aos_moving_average_observer():
+    """The ranges kept by hand are those of the observer they replace, batch for batch."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation: only the reference here
+        from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
+
+        old = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
+                           dtype=torch.quint8, qscheme=torch.per_tensor_affine)  # fmt: skip
+    new = qat._InputFakeQuant()
+    torch.manual_seed(0)
+    for i in range(30):
+        x = torch.randn(8, 16) * (1 + i / 10) + 0.3
+        torch.testing.assert_close(new(x), old(x), atol=1e-6, rtol=0)
+    assert float(new.min_val) == pytest.approx(float(old.activation_post_process.min_val))
+    new.eval()
+    before = new.max_val.clone()
+    new(torch.randn(8, 16) * 100)  # evaluation leaves the ranges be
+    assert torch.equal(new.max_val, before)

@@ -94,11 +94,12 @@ def input_spec(config: SearchConfig, study_attrs: dict[str, Any]) -> InputSpec:
 
 def load_student(run_dir: Path, trial: int) -> nn.Module:
     """Trial ``trial``'s student: with its fully trained weights when ``train`` has run for it,
-    else freshly built with the weights the trial started from, in eval mode on the CPU."""
+    else freshly built with the weights the trial started from (also for a trial stopped early
+    or infeasible: its architecture is recorded), in eval mode on the CPU."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     study = load_study(open_storage(config.storage, run_dir), config.name)
-    candidate, _ = trial_candidate(study, trial)
+    candidate, _ = trial_candidate(study, trial, trained=False)  # stopped early: built fresh
     model = build(candidate, input_spec(config, study.user_attrs), seed=config.seed)
     weights = student_dir(run_dir, trial) / WEIGHTS
     if (student_dir(run_dir, trial) / METRICS).is_file():

@@ -179,17 +179,37 @@ def front_summary(study: optuna.Study) -> str:
             f"{first.text(end.values[acc])}")  # fmt: skip
 
 
-def trial_candidate(study: optuna.Study, number: int) -> tuple[Candidate, dict[str, Any]]:
-    """The candidate a finished trial trained, and what it recorded (params, latency, ...)."""
+def trial_candidate(
+    study: optuna.Study, number: int, *, trained: bool = True
+) -> tuple[Candidate, dict[str, Any]]:
+    """The candidate trial ``number`` sampled, and what it recorded (params, latency, ...):
+    a trial that trained to the end, or with ``trained=False`` any trial whose architecture was
+    recorded (one stopped early, infeasible or failed: its student can still be built)."""
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
         raise UserError(f"no trial {number} in this run; it has trials 0..{len(trials) - 1}")
     t = trials[number]
-    if t.state != TrialState.COMPLETE:
-        state = "infeasible" if "infeasible" in t.user_attrs else t.state.name.lower()
-        raise UserError(f"trial {number} is {state}, not a trained student; "
+    if trained and t.state != TrialState.COMPLETE:
+        raise UserError(f"trial {number} {_what_happened(t)}, not a trained student; "
                         "pick a completed one (see trials.csv)")  # fmt: skip
+    if not t.user_attrs.get("candidate"):
+        raise UserError(f"trial {number} {_what_happened(t)} before its architecture was "
+                        "recorded: there is no student to build")  # fmt: skip
     return Candidate.from_dict(t.user_attrs["candidate"]), dict(t.user_attrs)
+
+
+def _what_happened(t: FrozenTrial) -> str:
+    """A trial's state in autodistill's words (Optuna's "pruned" is a trial stopped early or
+    never trained here; pruning is of channels)."""
+    a = t.user_attrs
+    if t.state == TrialState.PRUNED:
+        if "infeasible" in a:
+            return "was infeasible (never trained)"
+        if "below_floor" in a:
+            return "stayed below the accuracy floor"
+        return "was stopped early (dominated at an epoch rung)"
+    return {TrialState.FAIL: "failed", TrialState.RUNNING: "is still running",
+            TrialState.WAITING: "is waiting to run"}.get(t.state, "is complete")  # fmt: skip
 
 
 def normalized_objectives(values: np.ndarray, objectives: tuple[str, ...]) -> np.ndarray:
