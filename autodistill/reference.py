@@ -32,7 +32,9 @@ from autodistill.measure import measure_latency, time_call
 # input (each stage at least one 3x3 block).
 FAMILY, ARCH = "resnet", {"stem_stride": 1, "depths": 1, "width": 16}
 QUIET_TRIES = 3  # windows the study's quiet figure is the fastest of
-PASSES = 5  # rotated passes over the front and the reference when the front is timed again
+PASSES = 7  # rotated passes over the front and the reference when the front is timed again
+TRIES = 2  # rounds of passes at most, when the reference runs off its quiet figure
+PAUSE_S = 2.0  # between them (a CI runner waits no longer; a mode may last minutes)
 BOUND = 0.3  # a window off the quiet figure by more than this is timed again, then flagged
 
 Measure = Callable[[], tuple[float, dict[str, Any]]]
@@ -94,20 +96,37 @@ class Reference:
     def side_by_side(self, models: dict[int, nn.Module], quiet_ms: float) -> dict[int, dict]:
         """``models`` and the reference timed in ``PASSES`` rotated passes (each pass every one
         in turn, as ``compress`` times its variants): each model's ratio to the reference is
-        the median of its per-pass ratios, its latency that ratio times ``quiet_ms``."""
+        the median of its per-pass ratios, its latency that ratio times ``quiet_ms``.
+
+        A round of passes in which the reference ran off its quiet figure by more than
+        ``BOUND`` (a slow mode, which need not slow every graph alike) is timed again after a
+        pause, up to ``TRIES`` rounds; the round nearest the quiet figure is kept, flagged
+        ``disturbed`` if it is still off."""
         timers = {key: self._timer(model) for key, model in models.items()}
-        ref = self.time
         order: list[int | None] = [None, *timers]
-        seen: dict[int | None, list[float]] = {k: [] for k in order}
-        for i in range(PASSES):
-            for key in order[i % len(order) :] + order[: i % len(order)]:
-                seen[key].append(ref() if key is None else timers[key]())
+        rounds = []
+        for attempt in range(TRIES):
+            if attempt:
+                time.sleep(PAUSE_S)
+            seen: dict[int | None, list[float]] = {k: [] for k in order}
+            for i in range(PASSES):
+                for key in order[i % len(order) :] + order[: i % len(order)]:
+                    seen[key].append(self.time() if key is None else timers[key]())
+            window = statistics.median(seen[None]) / quiet_ms
+            rounds.append((abs(math.log(window)), window, seen))
+            if abs(math.log(window)) <= math.log(1 + BOUND):
+                break
+        _, window, seen = min(rounds, key=lambda r: r[0])
         out = {}
         for key in timers:
             ratios = [m / r for m, r in zip(seen[key], seen[None], strict=True)]
             ratio = statistics.median(ratios)
-            out[key] = {"latency_ms": round(ratio * quiet_ms, 4), "ratio": round(ratio, 4),
-                        "spread": round(max(ratios) / min(ratios) - 1, 3)}  # fmt: skip
+            out[key] = {
+                "latency_ms": round(ratio * quiet_ms, 4), "ratio": round(ratio, 4),
+                "spread": round(max(ratios) / min(ratios) - 1, 3),
+                "window": round(window, 3), "rounds": len(rounds),
+                "disturbed": abs(math.log(window)) > math.log(1 + BOUND),
+            }  # fmt: skip
         return out
 
     def quiet(self) -> ReferenceRecord:

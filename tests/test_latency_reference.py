@@ -64,6 +64,7 @@ def test_side_by_side_ratios_hold_when_every_pass_runs_at_another_speed(monkeypa
         return lambda: base[key] * next(speed)
 
     monkeypatch.setattr(Reference, "_timer", timer)
+    monkeypatch.setattr(ref_mod, "PAUSE_S", 0.0)
     ref = Reference(LatencyTarget(threads=1), SPEC)
     models = {}
     for key in (1, 2):
@@ -73,6 +74,35 @@ def test_side_by_side_ratios_hold_when_every_pass_runs_at_another_speed(monkeypa
     got = ref.side_by_side(models, quiet_ms=0.10)
     assert got[1]["latency_ms"] == pytest.approx(0.05) and got[1]["spread"] == 0
     assert got[2]["latency_ms"] == pytest.approx(0.30) and got[2]["ratio"] == 3.0
+
+
+def test_a_front_timed_in_a_slow_mode_is_timed_again_and_the_quietest_round_kept(monkeypatch):
+    """The reference ran 2x off its quiet figure for the first round: the front is timed again
+    after a pause, and the round at the quiet figure is what is recorded."""
+    rounds = iter([2.0] * 21 + [1.0] * 21)  # 7 passes x 3 timings a round
+    base = {None: 0.10, 1: 0.05, 2: 0.30}
+    mode = {1: 1.0}
+
+    def timer(self, model=None):
+        key = None if model is None else model.key
+
+        def call():
+            speed = next(rounds)
+            return base[key] * (speed if key is None else speed * mode[1])
+
+        return call
+
+    monkeypatch.setattr(Reference, "_timer", timer)
+    monkeypatch.setattr(ref_mod, "PAUSE_S", 0.0)
+    ref = Reference(LatencyTarget(threads=1), SPEC)
+    models = {}
+    for key in (1, 2):
+        m = torch.nn.Linear(1, 1)
+        m.key = key
+        models[key] = m
+    got = ref.side_by_side(models, quiet_ms=0.10)
+    assert got[1]["rounds"] == 2 and got[1]["window"] == 1.0 and not got[1]["disturbed"]
+    assert got[1]["latency_ms"] == pytest.approx(0.05)
 
 
 def test_the_reference_is_timed_for_real_on_the_target():
