@@ -105,6 +105,7 @@ def search(
     data_dir: str = "data",
     download: bool = False,
     group_by: str | None = None,
+    search_subset: float | None = None,
     space: str = "default",
     teacher: str = "resnet18",
     teacher_checkpoint: str | None = None,
@@ -155,7 +156,8 @@ def search(
     limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
                      max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
     config = SearchConfig(
-        data=data, data_dir=data_dir, download=download, group_by=group_by, space=space,
+        data=data, data_dir=data_dir, download=download, group_by=group_by,
+        search_subset=search_subset, space=space,
         teacher=teacher,
         teacher_checkpoint=teacher_checkpoint, teacher_epochs=teacher_epochs, views=views,
         budget=budget, epochs=epochs, fidelity=fidelity, promotions=promotions,

@@ -68,6 +68,12 @@ class TeacherViews:
         outputs = {k: t.to(device) for k, t in self.outputs.items()}
         return TeacherViews(self.params.to(device), outputs, self.key, self.paths)
 
+    def take(self, index: Tensor) -> TeacherViews:
+        """The views of the training images at ``index`` only, in that order."""
+        index = index.to(self.params.device)
+        outputs = {k: t[:, index] for k, t in self.outputs.items()}
+        return TeacherViews(self.params[:, index], outputs, self.key, self.paths)
+
     def nbytes(self) -> int:
         """Size of the cache files on disk."""
         return sum(p.stat().st_size for p in self.paths if p.is_file())

@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="carve validation from train/ by whole groups: the first capture group of REGEX "
         r"in a file's name is its group (e.g. '^\d+_([a-z]+)_' for a speaker); image folders",
     )
+    s.add_argument(
+        "--search-subset",
+        type=float,
+        metavar="F",
+        help="trials train on a stratified subset of the training split: a fraction of each "
+        "class (0.25) or a count of images (5000); the teacher and 'train' use all of it",
+    )
     s.add_argument("--space", default=D.space, help="search space name or YAML path")
     s.add_argument("--teacher", default=D.teacher, help="timm model name of the teacher")
     s.add_argument("--teacher-checkpoint", help="teacher weights (.safetensors or .pt)")
@@ -409,6 +416,7 @@ def _search(args: argparse.Namespace) -> int:
         out = api.search(
             budget=args.budget, data=args.data, data_dir=args.data_dir, download=args.download,
             group_by=args.group_by,
+            search_subset=args.search_subset,
             space=args.space, teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
             teacher_epochs=args.teacher_epochs, views=args.views, epochs=args.epochs,
             fidelity=args.fidelity, promotions=args.promotions,

@@ -24,11 +24,12 @@ STUDY_DEFINING = (
     "data", "space", "teacher", "teacher_checkpoint", "teacher_epochs", "views", "epochs",
     "objectives", "limits", "seed", "precision", "latency_runtime", "latency_device",
     "latency_precision", "target_threads", "latency_batch", "min_accuracy", "fidelity",
-    "group_by",
+    "group_by", "search_subset",
 )  # fmt: skip
 # Study-defining settings that studies made before them did not record: left out of a study's
 # settings while at these defaults, so such a study still resumes.
-LATER_DEFINING = {"min_accuracy": None, "fidelity": "brief", "group_by": None}
+LATER_DEFINING = {"min_accuracy": None, "fidelity": "brief", "group_by": None,
+                  "search_subset": None}  # fmt: skip
 FIDELITIES = ("brief", "multi")
 PROMOTION_SHARE = 0.15  # default promotions per trial of the budget (multi-fidelity)
 PROMOTION_TIME = 0.5  # default bound on their time, a share of the first-rung trials' time
@@ -96,6 +97,9 @@ class SearchConfig:
     # A regular expression whose first capture group names a file's group (a speaker, a site):
     # the validation split carved from train/ then holds out whole groups (image folders).
     group_by: str | None = None
+    # Trials train on a stratified subset of the training split: a fraction per class (0.25) or
+    # a count of images (5000); the teacher, its views and `train` use all of it.
+    search_subset: float | None = None
     space: str = "default"
     teacher: str = "resnet18"
     teacher_checkpoint: str | None = None
@@ -171,6 +175,16 @@ class SearchConfig:
             raise UserError(f"--study-name {shown!r} is not a name: it becomes a folder under "
                             "--out, so use 1-100 letters, digits, '.', '_' or '-', starting "
                             "with a letter or digit, without '..'")  # fmt: skip
+        if self.search_subset is not None:
+            value = self.search_subset
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                0 < value < 1 or (value >= 2 and float(value).is_integer())
+            ):
+                raise UserError(
+                    f"--search-subset {value!r}: give a fraction of each class in (0, 1), such "
+                    "as 0.25, or a count of images, such as 5000"
+                )
+            object.__setattr__(self, "search_subset", float(value))
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
         if self.min_accuracy is not None:
             object.__setattr__(self, "min_accuracy", _floor_text(self.min_accuracy))

@@ -84,6 +84,7 @@ def prepare(
         download=config.download,
         seed=config.seed,
         group_by=config.group_by,
+        progress=progress,
     )
     aug = default_augmentation(data.name, data.image_size)
     cache_dir = config.resolved_cache_dir

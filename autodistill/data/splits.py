@@ -79,6 +79,30 @@ class DatasetSplits:
 
         return normalize(self.train.images[:n].cpu(), *self.stats).numpy()
 
+    def subset_index(self, size: float, seed: int) -> torch.Tensor:
+        """Indices of a stratified subset of the training split, sorted: ``size`` a fraction
+        of each class (0 < size < 1) or a count of images (at least one per class kept)."""
+        from sklearn.model_selection import train_test_split
+
+        labels = self.train.labels.cpu().numpy()
+        n = len(labels)
+        count = round(size * n) if size < 1 else int(size)
+        count = max(self.num_classes, min(count, n))
+        if count >= n:
+            return torch.arange(n)
+        keep, _ = train_test_split(np.arange(n), train_size=count, stratify=labels,
+                                   random_state=seed)  # fmt: skip
+        return torch.from_numpy(np.sort(keep))
+
+    def with_train_subset(self, index: torch.Tensor) -> DatasetSplits:
+        """These splits with only the training images at ``index`` (validation and test, and
+        the statistics of the whole training split, unchanged)."""
+        stats = self.stats
+        index = index.to(self.train.images.device)
+        subset = replace(self, train=ImageSet(self.train.images[index], self.train.labels[index]))
+        subset.__dict__["stats"] = stats
+        return subset
+
     def with_train_on(self, device: torch.device | str) -> DatasetSplits:
         """These splits with the training images and labels on ``device``, where a worker's
         trials train: moved once per worker, so each ``fit`` finds them there. Validation and

@@ -107,6 +107,10 @@ def work(
     # trial's fit; a parent of --jobs workers never does it).
     device = prep.device
     prep = replace(prep, views=prep.views.to(device), data=prep.data.with_train_on(device))
+    if config.search_subset is not None:  # trials see a stratified subset, and its views
+        index = prep.data.subset_index(config.search_subset, config.seed)
+        prep = replace(prep, data=prep.data.with_train_subset(index),
+                       views=prep.views.take(index))  # fmt: skip
     ctx = TrialContext(
         data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
         threads=prep.threads, limits=_limits(config, prep), seed=config.seed,
