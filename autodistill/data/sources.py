@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import logging
-import os
 import pickle
 import struct
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -408,16 +406,17 @@ def _read_image(path: Path, size: int) -> np.ndarray:
 def _read_images(
     items: list[tuple[Path, int]], size: int, progress: Progress, task: str
 ) -> list[np.ndarray]:
-    """Every file of ``items`` read once, in order, on as many threads as there are cores (PIL
-    decodes without holding the GIL), with progress every 1% of the files."""
+    """Every file of ``items`` read once, in order, with progress every 1% of the files. One
+    thread: on 60,000 CIFAR-10 JPEGs a pool of two took 18 s against 8.3 s (PIL's decode of a
+    32 px image is shorter than the threads' hand-offs, and warnings.catch_warnings is
+    process-wide state)."""
     out: list[np.ndarray] = []
     step = max(1, len(items) // 100)
     progress(task, 0, len(items), unit="file")
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for i, pixels in enumerate(pool.map(lambda item: _read_image(item[0], size), items)):
-            out.append(pixels)
-            if (i + 1) % step == 0 or i + 1 == len(items):
-                progress(task, i + 1, len(items), unit="file")
+    for i, (path, _) in enumerate(items):
+        out.append(_read_image(path, size))
+        if (i + 1) % step == 0 or i + 1 == len(items):
+            progress(task, i + 1, len(items), unit="file")
     return out
 
 
