@@ -20,6 +20,7 @@ from autodistill.data.splits import ImageSet
 from autodistill.errors import UserError
 from autodistill.latency import LatencyTarget, measure_on_target
 from autodistill.measure import count_flops, count_params, serialized_bytes
+from autodistill.registry import Registry
 from autodistill.trainer import Stats, evaluate
 
 DEFAULT = ("val_accuracy", "params", "latency_ms")
@@ -103,24 +104,18 @@ class Objective:
         return np.clip(1.0 - unit if self.maximize else unit, 0.0, 1.0)
 
 
-OBJECTIVES: dict[str, Objective] = {}
+OBJECTIVES: Registry[Objective] = Registry("objective", sort_known=False)
 
 
 def register(objective: Objective) -> Objective:
-    if objective.name in OBJECTIVES:
-        raise ValueError(f"objective {objective.name!r} registered twice")
     if objective.direction not in ("maximize", "minimize"):
         raise ValueError(f"objective {objective.name!r}: direction must be maximize or minimize")
-    OBJECTIVES[objective.name] = objective
-    return objective
+    return OBJECTIVES.register(objective.name, objective)
 
 
 def get_objective(name: str) -> Objective:
     """The objective called ``name``, or a UserError that lists the known ones."""
-    try:
-        return OBJECTIVES[name]
-    except KeyError:
-        raise UserError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}") from None
+    return OBJECTIVES.get(name)
 
 
 def parse_objectives(names: str | Iterable[str]) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parent.parent / "autodistill"
 # Lower number = lower layer. A module may import only modules of its own layer or below.
 LAYERS = {
     "errors": 0, "domain": 0, "files": 0, "signals": 0, "progress": 0, "noise": 0, "gap": 0,
-    "processes": 0,
+    "processes": 0, "registry": 0,
     "device": 1, "data": 1, "forward": 1, "layout": 1, "contain": 1,
     "cache": 2, "families": 2, "losses": 2, "spaces": 3, "measure": 4, "trainer": 4,
     "runtime": 4, "prune": 4, "qat": 4, "int8": 5, "latency": 5, "objectives": 5, "recipe": 5,

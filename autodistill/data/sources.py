@@ -23,13 +23,14 @@ from autodistill.data.groups import file_groups, group_split
 from autodistill.data.splits import DatasetSplits, ImageSet
 from autodistill.errors import UserError
 from autodistill.progress import Progress, silent
+from autodistill.registry import Registry
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[..., DatasetSplits]
 """Called as ``loader(root, download=..., image_size=..., seed=...)``."""
 
-DATASETS: dict[str, Loader] = {}
+DATASETS: Registry[Loader] = Registry("dataset")
 DEFAULT_DATA_DIR = Path("data")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
@@ -39,8 +40,7 @@ def register(name: str) -> Callable[[Loader], Loader]:
     """Add a loader to ``DATASETS`` under ``name``."""
 
     def add(loader: Loader) -> Loader:
-        DATASETS[name] = loader
-        return loader
+        return DATASETS.register(name, loader)
 
     return add
 

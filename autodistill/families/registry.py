@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from autodistill.domain import Domain
-from autodistill.errors import UserError, first_line
+from autodistill.errors import first_line
+from autodistill.registry import Registry
 
 
 class InfeasibleArchitecture(Exception):
@@ -48,7 +49,7 @@ class Family:
         return tuple(self.domains)
 
 
-FAMILIES: dict[str, Family] = {}
+FAMILIES: Registry[Family] = Registry("family")
 
 
 def register_family(
@@ -62,10 +63,8 @@ def register_family(
     architecture argument to the values a space may give it."""
 
     def wrap(build: Builder) -> Builder:
-        if name in FAMILIES:
-            raise ValueError(f"family {name!r} registered twice")
         doc = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
-        FAMILIES[name] = Family(name, dict(params), build, describe, doc, channels_last)
+        FAMILIES.register(name, Family(name, dict(params), build, describe, doc, channels_last))
         return build
 
     return wrap
@@ -73,11 +72,7 @@ def register_family(
 
 def get_family(name: str) -> Family:
     """The family called ``name``, or a UserError that lists the known ones."""
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        known = ", ".join(sorted(FAMILIES))
-        raise UserError(f"unknown family {name!r}; known: {known}") from None
+    return FAMILIES.get(name)
 
 
 def build_student(family: str, arch: Mapping[str, Any], spec: InputSpec) -> nn.Module:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from autodistill.domain import Domain
 from autodistill.errors import UserError
 from autodistill.forward import OUTPUT_KINDS
+from autodistill.registry import Registry
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Loss:
         return bool(self.needs)
 
 
-LOSSES: dict[str, Loss] = {}
+LOSSES: Registry[Loss] = Registry("loss")
 
 
 def register_loss(
@@ -87,16 +88,15 @@ def register_loss(
     """
 
     def wrap(fn: LossFn) -> LossFn:
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} registered twice")
         unknown = set(needs) - set(OUTPUT_KINDS)
         if unknown:
             raise ValueError(f"loss {name!r} needs unknown teacher outputs {unknown}")
         if set(domains or {}) != set(defaults or {}):
             raise ValueError(f"loss {name!r}: give a domain for each default, and only those")
         doc = (fn.__doc__ or "").strip().splitlines()[0]
-        LOSSES[name] = Loss(name, dict(defaults or {}), dict(domains or {}), frozenset(needs), fn,
-                            doc, modules, aux_modules, update)  # fmt: skip
+        entry = Loss(name, dict(defaults or {}), dict(domains or {}), frozenset(needs), fn,
+                     doc, modules, aux_modules, update)  # fmt: skip
+        LOSSES.register(name, entry)
         return fn
 
     return wrap
@@ -104,10 +104,7 @@ def register_loss(
 
 def get_loss(name: str) -> Loss:
     """The loss called ``name``, or a UserError that lists the known ones."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise UserError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}") from None
+    return LOSSES.get(name)
 
 
 def total(parts: Mapping[str, Tensor]) -> Tensor:

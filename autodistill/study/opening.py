@@ -4,6 +4,7 @@ a worker must share with the study before it may add trials to it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,45 +19,44 @@ from optuna.storages import BaseStorage
 
 from autodistill.errors import UserError
 from autodistill.objectives import DEFAULT, get_objective
+from autodistill.registry import Registry
 from autodistill.signals import deferred
 from autodistill.spaces import Param, SearchSpace
 from autodistill.study.storage import claim, quiet_experimental
 
-SAMPLERS = ("tpe", "random", "nsga2", "gp")
 OBJECTIVES_ATTR = "objectives"  # study user attribute: the objectives' names, in order
 JOINED_ATTR = "workers_joined"  # study user attribute: how many workers have joined it
 SPACE_ATTR = "space_sha256"  # study user attribute: what its search space samples, hashed
 
 
-def make_sampler(name: str, *, seed: int, budget: int) -> optuna.samplers.BaseSampler:
-    """The sampler for ``name``; TPE by default, as it handles conditional spaces in tens of trials.
+SamplerFactory = Callable[[int, int], optuna.samplers.BaseSampler]  # (seed, budget) -> sampler
+SAMPLERS: Registry[SamplerFactory] = Registry("sampler", sort_known=False)
 
-    Multivariate TPE with ``group`` models each family's parameters jointly, and
-    ``constant_liar`` keeps parallel workers from proposing the same point.
-    """
-    if name == "tpe":
-        with quiet_experimental():  # ``group`` is stable in practice, labelled experimental
-            return optuna.samplers.TPESampler(
-                multivariate=True,
-                group=True,
-                constant_liar=True,
-                n_startup_trials=max(5, min(10, budget // 4)),
-                seed=seed,
-            )
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(
-            population_size=max(4, min(20, budget // 3)), seed=seed
-        )
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    raise UserError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+
+def _tpe(seed: int, budget: int) -> optuna.samplers.BaseSampler:
+    """Multivariate TPE with ``group`` models each family's parameters jointly, and
+    ``constant_liar`` keeps parallel workers from proposing the same point."""
+    with quiet_experimental():  # ``group`` is stable in practice, labelled experimental
+        return optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True,
+                                          n_startup_trials=max(5, min(10, budget // 4)),
+                                          seed=seed)  # fmt: skip
+
+
+SAMPLERS.register("tpe", _tpe)
+SAMPLERS.register("random", lambda seed, budget: optuna.samplers.RandomSampler(seed=seed))
+SAMPLERS.register("nsga2", lambda seed, budget: optuna.samplers.NSGAIISampler(
+    population_size=max(4, min(20, budget // 3)), seed=seed))  # fmt: skip
+SAMPLERS.register("gp", lambda seed, budget: optuna.samplers.GPSampler(seed=seed))
+
+
+def make_sampler(name: str, *, seed: int, budget: int) -> optuna.samplers.BaseSampler:
+    """The sampler for ``name``; TPE by default, as it handles conditional spaces in tens of
+    trials."""
+    return SAMPLERS.get(name)(seed, budget)
 
 
 def check_sampler(name: str) -> None:
-    if name not in SAMPLERS:
-        raise UserError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+    SAMPLERS.get(name)  # an unknown name is one line that lists the known ones
 
 
 def open_study(
