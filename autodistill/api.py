@@ -72,6 +72,8 @@ class SearchResult:
     seconds: float
     cache: str  # what the teacher cache holds and its size on disk
     warnings: tuple[str, ...] = ()  # one line each: e.g. a teacher too weak to teach
+    # The reference the study's latencies are relative to (reference.ReferenceRecord), if any.
+    latency_reference: dict[str, Any] | None = None
 
 
 @contextmanager
@@ -255,7 +257,7 @@ def _search(config: SearchConfig, progress: Progress, *, in_process: bool) -> Se
     return SearchResult(
         run_dir, trials, render.pareto_frame(trials), config.objectives, teacher, files, ran,
         time.perf_counter() - start, prep.cache_summary(),
-        _teacher_warnings(prep, trials, config.epochs),
+        _teacher_warnings(prep, trials, config.epochs), study.latency_reference(the_study),
     )  # fmt: skip
 
 

@@ -129,13 +129,19 @@ def test_a_front_point_another_now_dominates_leaves_the_front():
 
 
 def test_a_search_times_relative_to_its_reference_and_the_front_side_by_side(
-    tmp_path, shared_cache, monkeypatch
+    tmp_path, shared_cache, monkeypatch, capsys
 ):
     from autodistill import api
 
     args = dict(data="digits", budget=3, epochs=1, teacher="test_resnet", teacher_epochs=1,
                 views=2, threads=2, out=str(tmp_path), cache_dir=str(shared_cache))  # fmt: skip
     out = api.search(**args)
+    from autodistill import terminal
+
+    terminal.print_search(out)  # the reference is stated where the front is shown
+    said = capsys.readouterr().out
+    assert out.latency_reference["quiet_ms"] > 0
+    assert "latency: relative to the reference resnet" in said and "side by side" in said
     trials = pd.read_csv(out.run_dir / "trials.csv")
     timed = trials[trials["latency_raw_ms"].notna()]
     assert len(timed) >= 1
