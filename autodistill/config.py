@@ -177,8 +177,10 @@ class SearchConfig:
                             "with a letter or digit, without '..'")  # fmt: skip
         if self.search_subset is not None:
             value = self.search_subset
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                0 < value < 1 or (value >= 2 and float(value).is_integer())
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (0 < value < 1 or (value >= 2 and float(value).is_integer()))
             ):
                 raise UserError(
                     f"--search-subset {value!r}: give a fraction of each class in (0, 1), such "

@@ -59,9 +59,11 @@ def print_search(out: SearchResult) -> None:
     ref = out.latency_reference
     if ref is not None:
         side = "latency_side_by_side" in out.trials and out.trials["latency_side_by_side"].any()
-        print(f"latency: relative to the reference {ref['arch']}, {ref['quiet_ms']:.4f} ms when "
-              f"the study began ({ref['measured_at']}, {ref['target']})"
-              + ("; the front timed side by side at the end" if side else ""))
+        print(
+            f"latency: relative to the reference {ref['arch']}, {ref['quiet_ms']:.4f} ms when "
+            f"the study began ({ref['measured_at']}, {ref['target']})"
+            + ("; the front timed side by side at the end" if side else "")
+        )
     for line in out.warnings:
         print(f"warning: {line}")
     print(f"ran {out.ran_now} trial(s) in {out.seconds:.0f} s; files:")

@@ -163,7 +163,8 @@ def test_a_search_times_relative_to_its_reference_and_the_front_side_by_side(
     monkeypatch.setattr(ref_mod.Reference, "side_by_side", refuse)
     again = api.search(**args)  # the same run resumed: nothing new, nothing timed again
     assert again.ran_now == 0 and pd.read_csv(again.run_dir / "trials.csv")["pareto"].equals(
-        trials["pareto"])
+        trials["pareto"]
+    )
 
 
 def test_trains_card_times_the_student_beside_the_teacher(shipped_run):
