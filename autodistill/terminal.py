@@ -60,8 +60,8 @@ def print_search(out: SearchResult) -> None:
     if ref is not None:
         side = "latency_side_by_side" in out.trials and out.trials["latency_side_by_side"].any()
         print(
-            f"latency: relative to the reference {ref['arch']}, {ref['quiet_ms']:.4f} ms when "
-            f"the study began ({ref['measured_at']}, {ref['target']})"
+            f"latency: relative to the reference {ref['arch']}, {ref['quiet_ms']:.4f} ms in this "
+            f"machine's quietest window seen ({ref['measured_at']}, {ref['target']})"
             + ("; the front timed side by side at the end" if side else "")
         )
     for line in out.warnings:

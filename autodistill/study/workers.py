@@ -143,9 +143,10 @@ def start_reference(config: SearchConfig, study: optuna.Study, prep: Prepared) -
         return
     if study.get_trials(deepcopy=False):
         return
-    record = _reference(config, prep).quiet()
+    record = _reference(config, prep).quiet(config.resolved_cache_dir)
     record_latency_reference(study, record.to_dict())
-    log.info("latency reference %s: %.4f ms (%s)", record.arch, record.quiet_ms, record.target)
+    log.info("latency reference %s: quiet %.4f ms (timed %s), now %.4f ms (%s)", record.arch,
+             record.quiet_ms, record.measured_at, record.now_ms, record.target)  # fmt: skip
 
 
 def relative_timing(
