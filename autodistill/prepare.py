@@ -37,7 +37,6 @@ class Prepared:
     aug: Augmentation
     teacher: TeacherInfo
     views: TeacherViews
-    threads: int
     device: torch.device
     load_teacher: Callable[[], nn.Module] | None = None  # the teacher model, loaded when asked
     precision: str = "fp32"  # students train in it (device.resolve_precision)
@@ -113,5 +112,5 @@ def prepare(
     finally:
         lock.release()
     log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
-    return Prepared(data, aug, info, views, threads, device, load_teacher,
+    return Prepared(data, aug, info, views, device, load_teacher,
                     config.resolved_precision)  # fmt: skip

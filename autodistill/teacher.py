@@ -29,7 +29,6 @@ from autodistill.progress import Progress, silent
 from autodistill.trainer import TrainConfig, TrainingDiverged, evaluate, fit, predict
 
 log = logging.getLogger(__name__)
-DEFAULT_TEACHER = "resnet18"
 
 
 @dataclass(frozen=True)

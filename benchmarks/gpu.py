@@ -81,7 +81,6 @@ def main() -> None:
         aug=prep.aug,
         views=prep.views.to(device),
         epochs=EPOCHS,
-        threads=prep.threads,
         device=device,
         target=config.latency_target,
         precision=prep.precision,

@@ -106,7 +106,7 @@ def hand_picked(epochs: int) -> dict:
     config = SearchConfig()
     prep = prepare(config, ("logits",))
     ctx = TrialContext(data=prep.data, aug=prep.aug, views=prep.views, epochs=epochs,
-                       threads=prep.threads, seed=config.seed)  # fmt: skip
+                       seed=config.seed)  # fmt: skip
     rows = []
     for family, arch in HAND_PICKED:
         cand = Candidate(family=family, arch=arch, loss="kd", distill=DEFAULT_KD,

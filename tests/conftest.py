@@ -67,7 +67,7 @@ def make_ctx(digits, views):
         most = {k.removeprefix("max_"): v for k, v in limits.items()}
         return TrialContext(
             data=digits, aug=default_augmentation(digits.name, digits.image_size), views=views,
-            epochs=1, threads=2, limits=Limits(most), seed=0,
+            epochs=1, limits=Limits(most), seed=0,
         )  # fmt: skip
 
     return make

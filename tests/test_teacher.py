@@ -299,7 +299,7 @@ def test_a_weak_teacher_and_one_a_brief_student_beats_are_named_with_what_to_do(
 
     trials = pd.DataFrame({"number": [0, 1], "state": ["COMPLETE", "COMPLETE"],
                            "val_accuracy": [0.90, 0.97]})  # fmt: skip
-    prep = Prepared(digits, None, strong, None, 2, torch.device("cpu"))
+    prep = Prepared(digits, None, strong, None, torch.device("cpu"))
     [line] = _teacher_warnings(prep, trials, epochs=3)
     assert line.startswith("trial 1, a student trained for 3 epochs (not fully), beat the teacher")
     assert "97.0% against 95.0%" in line

@@ -59,7 +59,6 @@ class TrialContext:
     aug: Augmentation
     views: TeacherViews
     epochs: int
-    threads: int
     limits: Limits = field(default_factory=Limits)
     seed: int = 0
     early_stop: bool = False  # stop trials others dominate at an epoch rung (search decides)

@@ -113,7 +113,7 @@ def work(
                        views=prep.views.take(index))  # fmt: skip
     ctx = TrialContext(
         data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
-        threads=prep.threads, limits=_limits(config, prep), seed=config.seed,
+        limits=_limits(config, prep), seed=config.seed,
         early_stop=config.early_stop, objectives=config.objectives, device=prep.device,
         target=config.latency_target, precision=prep.precision,
         rungs=rungs_for(config.epochs) if config.fidelity == "multi" else (),
