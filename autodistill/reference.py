@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from autodistill import runtime
-from autodistill.families import InputSpec, build_student
+from autodistill.families import InputSpec, build_student, get_family
 from autodistill.files import write_text_atomic
 from autodistill.latency import LatencyTarget
 from autodistill.measure import measure_latency, time_call
@@ -80,7 +80,8 @@ class Reference:
 
     @staticmethod
     def describe() -> str:
-        return f"{FAMILY} {ARCH}"
+        """The reference as trials.csv names architectures (``resnet s1 d1-1-1-1 w16``)."""
+        return get_family(FAMILY).describe(ARCH)
 
     def time(self) -> float:
         """The reference's median latency now, in ms (the one timing protocol)."""

@@ -118,14 +118,17 @@ def test_a_front_point_another_now_dominates_leaves_the_front():
     frame = pd.DataFrame({
         "number": [0, 1, 2], "val_accuracy": [0.9, 0.8, 0.7], "params": [100, 100, 50],
         "latency_ms": [0.10, 0.05, 0.20], "pareto": [True, True, True],
+        "latency_disturbed": [True, False, True],
     })  # fmt: skip
     frame.attrs["objectives"] = ("val_accuracy", "params", "latency_ms")
     # Timed side by side, trial 1 is no faster than trial 0: trial 0 dominates it.
     _side_by_side(frame, {"0": {"latency_ms": 0.04}, "1": {"latency_ms": 0.06},
-                          "2": {"latency_ms": 0.20}})  # fmt: skip
+                          "2": {"latency_ms": 0.20, "disturbed": True}})  # fmt: skip
     assert list(frame["pareto"]) == [True, False, True]
     assert list(frame["latency_ms_first"]) == [0.10, 0.05, 0.20]
     assert list(frame["latency_ms"]) == [0.04, 0.06, 0.20]
+    # The flag shown beside a figure is the flag of that figure's timing.
+    assert list(frame["latency_disturbed"]) == [False, False, True]
 
 
 def test_a_search_times_relative_to_its_reference_and_the_front_side_by_side(

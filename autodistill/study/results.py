@@ -67,6 +67,10 @@ def _side_by_side(frame: pd.DataFrame, retimed: dict[str, dict[str, Any]]) -> No
     numbers = {int(n): float(r["latency_ms"]) for n, r in retimed.items()}
     mask = frame["number"].isin(list(numbers))
     frame.loc[mask, "latency_ms"] = frame.loc[mask, "number"].map(numbers)
+    if "latency_disturbed" in frame:  # the figure shown is the side-by-side one: so its flag
+        flags = {int(n): bool(r.get("disturbed", False)) for n, r in retimed.items()}
+        frame["latency_disturbed"] = frame["latency_disturbed"].astype(object)
+        frame.loc[mask, "latency_disturbed"] = frame.loc[mask, "number"].map(flags)
     frame["latency_side_by_side"] = mask
     front = frame.index[frame["pareto"].astype(bool)]
     names = [n for n in frame.attrs["objectives"] if n in frame]
