@@ -53,24 +53,30 @@ def test_a_window_whose_speed_changed_midway_is_timed_again(monkeypatch):
     assert details["latency_retimed"] and not details["latency_disturbed"]
 
 
-def test_side_by_side_ratios_hold_when_every_pass_runs_at_another_speed(monkeypatch):
-    """Passes alternate between a fast and a 2x slow machine: each student's ratio to the
-    reference, and so its latency, comes out the same."""
-    speed = itertools.cycle([1.0] * 3 + [2.0] * 3)  # three timings a pass: the mode per pass
+def _faked_front(monkeypatch, speeds) -> tuple[Reference, dict[int, torch.nn.Module]]:
+    """A reference (0.10 ms quiet) and two students (0.05 and 0.30 ms quiet) whose every timing
+    is multiplied by the next of ``speeds``: the machine's mode at that moment."""
     base = {None: 0.10, 1: 0.05, 2: 0.30}
 
     def timer(self, model=None):
         key = None if model is None else model.key
-        return lambda: base[key] * next(speed)
+        return lambda: base[key] * next(speeds)
 
     monkeypatch.setattr(Reference, "_timer", timer)
     monkeypatch.setattr(ref_mod, "PAUSE_S", 0.0)
-    ref = Reference(LatencyTarget(threads=1), SPEC)
     models = {}
     for key in (1, 2):
         m = torch.nn.Linear(1, 1)
         m.key = key
         models[key] = m
+    return Reference(LatencyTarget(threads=1), SPEC), models
+
+
+def test_side_by_side_ratios_hold_when_every_pass_runs_at_another_speed(monkeypatch):
+    """Passes alternate between a fast and a 2x slow machine: each student's ratio to the
+    reference, and so its latency, comes out the same."""
+    speed = itertools.cycle([1.0] * 3 + [2.0] * 3)  # three timings a pass: the mode per pass
+    ref, models = _faked_front(monkeypatch, speed)
     got = ref.side_by_side(models, quiet_ms=0.10)
     assert got[1]["latency_ms"] == pytest.approx(0.05) and got[1]["spread"] == 0
     assert got[2]["latency_ms"] == pytest.approx(0.30) and got[2]["ratio"] == 3.0
@@ -79,27 +85,8 @@ def test_side_by_side_ratios_hold_when_every_pass_runs_at_another_speed(monkeypa
 def test_a_front_timed_in_a_slow_mode_is_timed_again_and_the_quietest_round_kept(monkeypatch):
     """The reference ran 2x off its quiet figure for the first round: the front is timed again
     after a pause, and the round at the quiet figure is what is recorded."""
-    rounds = iter([2.0] * 21 + [1.0] * 21)  # 7 passes x 3 timings a round
-    base = {None: 0.10, 1: 0.05, 2: 0.30}
-    mode = {1: 1.0}
-
-    def timer(self, model=None):
-        key = None if model is None else model.key
-
-        def call():
-            speed = next(rounds)
-            return base[key] * (speed if key is None else speed * mode[1])
-
-        return call
-
-    monkeypatch.setattr(Reference, "_timer", timer)
-    monkeypatch.setattr(ref_mod, "PAUSE_S", 0.0)
-    ref = Reference(LatencyTarget(threads=1), SPEC)
-    models = {}
-    for key in (1, 2):
-        m = torch.nn.Linear(1, 1)
-        m.key = key
-        models[key] = m
+    per_round = ref_mod.PASSES * 3  # passes x (reference + two students)
+    ref, models = _faked_front(monkeypatch, iter([2.0] * per_round + [1.0] * per_round))
     got = ref.side_by_side(models, quiet_ms=0.10)
     assert got[1]["rounds"] == 2 and got[1]["window"] == 1.0 and not got[1]["disturbed"]
     assert got[1]["latency_ms"] == pytest.approx(0.05)
