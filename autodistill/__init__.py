@@ -18,11 +18,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _WHERE = {
-    "search": "api", "train": "api", "compress": "api", "export": "api", "report": "api",
-    "load_student": "api", "list_spaces": "api", "dashboard": "api", "SearchResult": "api",
+    "search": "api",
+    "train": "api",
+    "compress": "api",
+    "export": "api",
+    "report": "api",
+    "load_student": "api",
+    "list_spaces": "api",
+    "dashboard": "api",
+    "SearchResult": "api",
     "ReportResult": "api",
-    "UserError": "errors", "Progress": "progress", "OBJECTIVES": "objectives",
-}  # fmt: skip
+    "UserError": "errors",
+    "Progress": "progress",
+    "OBJECTIVES": "objectives",
+}
 
 __all__ = [
     "OBJECTIVES",

@@ -171,9 +171,11 @@ def compute_views(
     shaped = {k: torch.cat(c).view(views, n, *c[0].shape[1:]) for k, c in chunks.items()}
     for kind, value in shaped.items():  # every trial would fail on them, naming no teacher
         if not torch.isfinite(value).all():
-            raise UserError(f"the teacher's {kind} on augmented training views are NaN or "
-                            "beyond fp16's range (what the cache stores); give a teacher that "
-                            "works on this data")  # fmt: skip
+            raise UserError(
+                f"the teacher's {kind} on augmented training views are NaN or "
+                "beyond fp16's range (what the cache stores); give a teacher that "
+                "works on this data"
+            )
     # One file per kind; the view parameters go with the logits, which every loss reads.
     files = {k: {k: shaped[k], **({"params": params} if k == "logits" else {})} for k in kinds}
     paths = []

@@ -42,8 +42,9 @@ def resolve_device(name: str, option: str = "--device") -> torch.device:
     if count == 0:
         raise UserError(f"{option} {name}: no CUDA GPU is visible on this machine; use cpu or auto")
     if index >= count:
-        raise UserError(f"{option} {name}: this machine has {count} CUDA GPU(s), cuda:0.."
-                        f"cuda:{count - 1}")  # fmt: skip
+        raise UserError(
+            f"{option} {name}: this machine has {count} CUDA GPU(s), cuda:0..cuda:{count - 1}"
+        )
     _fixed_cublas_workspace()
     return torch.device("cuda", index)
 
@@ -66,8 +67,12 @@ def deterministic(device: torch.device | str) -> Iterator[None]:
         return
     _fixed_cublas_workspace()
     cudnn = torch.backends.cudnn
-    before = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
-              torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+    before = (
+        cudnn.deterministic,
+        cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     cudnn.deterministic, cudnn.benchmark = True, False
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -91,8 +96,9 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; "
-                        "use fp32 or auto")  # fmt: skip
+        raise UserError(
+            f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use fp32 or auto"
+        )
     if precision == "bf16" and device.type == "mps":
         raise UserError("--precision bf16 is not supported on MPS here; use fp32 or auto")
     return precision

@@ -108,9 +108,15 @@ def measure_latency(
     elif device.type == "mps":
         sync = torch.mps.synchronize
     with torch.inference_mode():
-        lat = time_call(lambda: model(x), threads=threads, device=device_name(device),
-                        warmup=warmup, min_run_time=min_run_time, warmup_s=warmup_s,
-                        sync=sync)  # fmt: skip
+        lat = time_call(
+            lambda: model(x),
+            threads=threads,
+            device=device_name(device),
+            warmup=warmup,
+            min_run_time=min_run_time,
+            warmup_s=warmup_s,
+            sync=sync,
+        )
     model.train(was_training)
     return lat
 

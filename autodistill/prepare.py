@@ -57,8 +57,12 @@ class Prepared:
             calibration = self.data.calibration()
         measured = measure_on_target(self.load_teacher(), shape, target, calibration=calibration)
         info = self.teacher.to_dict()
-        return {**info, "torch_latency_ms": info["latency_ms"], "latency_ms": measured.median_ms,
-                "latency_target": target.describe()}  # fmt: skip
+        return {
+            **info,
+            "torch_latency_ms": info["latency_ms"],
+            "latency_ms": measured.median_ms,
+            "latency_target": target.describe(),
+        }
 
     def cache_summary(self) -> str:
         kinds = "/".join(self.views.outputs)
@@ -96,21 +100,34 @@ def prepare(
         lock.acquire()
     try:
         info, load_teacher = prepare_teacher(
-            config.teacher, data, aug, cache_dir=cache_dir, threads=threads, device=device,
+            config.teacher,
+            data,
+            aug,
+            cache_dir=cache_dir,
+            threads=threads,
+            device=device,
             checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
             recipe=TeacherRecipe(epochs=config.teacher_epochs, seed=config.seed),
             precision=config.resolved_precision,
-            progress=progress, expected_sha256=teacher_sha256,
-        )  # fmt: skip
+            progress=progress,
+            expected_sha256=teacher_sha256,
+        )
         key = cache_key(
             info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, config.views
         )
         views = load_views(cache_dir, key, kinds) or compute_views(
-            load_teacher(), data.train, aug, data.stats, key=key, views=config.views,
-            cache_dir=cache_dir, kinds=kinds, device=device, progress=progress,
-        )  # fmt: skip
+            load_teacher(),
+            data.train,
+            aug,
+            data.stats,
+            key=key,
+            views=config.views,
+            cache_dir=cache_dir,
+            kinds=kinds,
+            device=device,
+            progress=progress,
+        )
     finally:
         lock.release()
     log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
-    return Prepared(data, aug, info, views, device, load_teacher,
-                    config.resolved_precision)  # fmt: skip
+    return Prepared(data, aug, info, views, device, load_teacher, config.resolved_precision)

@@ -25,17 +25,28 @@ ROUND_TO = 8
 # fine-tuning between them (pruning 50% at once costs more accuracy than recovery restores).
 MAX_STEP = 0.3
 # Module attributes that pruning changes and that rebuilding a pruned student must restore.
-SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features",
-               "num_features", "normalized_shape", "num_heads", "attn_dim", "head_dim",
-               "num_channels")  # fmt: skip
+SHAPE_ATTRS = (
+    "in_channels",
+    "out_channels",
+    "groups",
+    "in_features",
+    "out_features",
+    "num_features",
+    "normalized_shape",
+    "num_heads",
+    "attn_dim",
+    "head_dim",
+    "num_channels",
+)
 
 
 def rounds(ratio: float) -> list[float]:
     """The per-round ratios (of the channels remaining) that remove ``ratio`` of the channels in
     the fewest rounds of at most ``MAX_STEP`` each."""
     if not 0 < ratio < 1:
-        raise UserError(f"a pruning ratio is the fraction of channels removed, in (0, 1); got "
-                        f"{ratio}")  # fmt: skip
+        raise UserError(
+            f"a pruning ratio is the fraction of channels removed, in (0, 1); got {ratio}"
+        )
     n = max(1, math.ceil(math.log(1 - ratio) / math.log(1 - MAX_STEP) - 1e-9))
     step = 1 - (1 - ratio) ** (1 / n)
     return [step] * n
@@ -71,14 +82,17 @@ def prune_step(model: nn.Module, ratio: float, input_shape: tuple[int, ...]) -> 
             # prunes along its last dimension, which is the channel dimension in timm.
             warnings.simplefilter("ignore")
             pruner = tp.pruner.BasePruner(
-                model, example,
+                model,
+                example,
                 importance=tp.importance.GroupMagnitudeImportance(p=2),
-                pruning_ratio=ratio, round_to=ROUND_TO,
+                pruning_ratio=ratio,
+                round_to=ROUND_TO,
                 ignored_layers=[model.get_classifier(), *single],
                 num_heads={a.qkv: a.num_heads for a in attentions},
-                prune_num_heads=bool(attentions), prune_head_dims=False,
+                prune_num_heads=bool(attentions),
+                prune_head_dims=False,
                 head_pruning_ratio=ratio,
-            )  # fmt: skip
+            )
             pruner.step()
         for a in attentions:  # whole heads go: head_dim (and the softmax scale) stay
             a.num_heads = int(pruner.num_heads.get(a.qkv, a.num_heads))
@@ -87,8 +101,10 @@ def prune_step(model: nn.Module, ratio: float, input_shape: tuple[int, ...]) -> 
         with torch.no_grad():
             model(example)
     except Exception as exc:  # noqa: BLE001 - whatever the tracer trips on is one line
-        raise UserError(f"Torch-Pruning cannot prune this {type(model).__name__} "
-                        f"({type(exc).__name__}: {first_line(exc)[:200]})") from None  # fmt: skip
+        raise UserError(
+            f"Torch-Pruning cannot prune this {type(model).__name__} "
+            f"({type(exc).__name__}: {first_line(exc)[:200]})"
+        ) from None
     model.train(was_training)
     return model
 

@@ -103,8 +103,9 @@ def fold_batchnorms(model: nn.Module) -> int:
         if source.op != "call_module" or not isinstance(conv, nn.Conv2d) or len(source.users) != 1:
             continue
         bn = modules[node.target]
-        w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
-                                    bn.eps, bn.weight, bn.bias)  # fmt: skip
+        w, b = fuse_conv_bn_weights(
+            conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+        )
         conv.weight, conv.bias = w, b
         after = nn.Sequential(getattr(bn, "drop", nn.Identity()), getattr(bn, "act", nn.Identity()))
         parent, _, leaf = node.target.rpartition(".")

@@ -74,8 +74,12 @@ def rung_recipe(
     stable phase."""
     decay = max(1, round(DECAY_FRACTION * epochs))
     base = recipe_for(candidate, epochs=epochs, seed=seed, device=device, precision=precision)
-    return replace(base, schedule="wsd", stable_epochs=epochs - decay,
-                   warmup_epochs=WARMUP_FRACTION * first_rung)  # fmt: skip
+    return replace(
+        base,
+        schedule="wsd",
+        stable_epochs=epochs - decay,
+        warmup_epochs=WARMUP_FRACTION * first_rung,
+    )
 
 
 def recipe_record(cfg: TrainConfig) -> dict[str, Any]:
@@ -103,6 +107,16 @@ def distil(
     distiller = make_distiller(
         candidate.loss, candidate.distill, model, shape, data.num_classes, views
     )
-    return fit(model, data.train, aug, data.stats, cfg, views=views, distiller=distiller,
-               on_epoch=on_epoch, checkpoint=checkpoint, branch=branch,
-               start_from=start_from)  # fmt: skip
+    return fit(
+        model,
+        data.train,
+        aug,
+        data.stats,
+        cfg,
+        views=views,
+        distiller=distiller,
+        on_epoch=on_epoch,
+        checkpoint=checkpoint,
+        branch=branch,
+        start_from=start_from,
+    )

@@ -63,8 +63,10 @@ class ReferenceRecord:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> ReferenceRecord:
-        return cls(**{k: doc[k] for k in ("arch", "quiet_ms", "target", "measured_at")},
-                   now_ms=doc.get("now_ms"))  # fmt: skip
+        return cls(
+            **{k: doc[k] for k in ("arch", "quiet_ms", "target", "measured_at")},
+            now_ms=doc.get("now_ms"),
+        )
 
 
 class Reference:
@@ -95,14 +97,20 @@ class Reference:
         if t.runtime == "torch":
             device = torch.device(t.device)
             model = copy.deepcopy(model).to(device)
-            return lambda: measure_latency(model, self.shape, threads=t.threads, device=device,
-                                           batch=t.batch, **SHORT).median_ms  # fmt: skip
+            return lambda: (
+                measure_latency(
+                    model, self.shape, threads=t.threads, device=device, batch=t.batch, **SHORT
+                ).median_ms
+            )
         graph = runtime.fix_batch(runtime.to_onnx(model, self.shape), t.batch)
         sess = runtime.session(graph, threads=t.threads, device=t.device)
         x = np.zeros((t.batch, *self.shape), dtype=np.float32)
         hardware = t.hardware()
-        return lambda: time_call(lambda: sess.run(None, {"x": x}), threads=t.threads,
-                                 device=hardware, **SHORT).median_ms  # fmt: skip
+        return lambda: (
+            time_call(
+                lambda: sess.run(None, {"x": x}), threads=t.threads, device=hardware, **SHORT
+            ).median_ms
+        )
 
     def side_by_side(self, models: dict[int, nn.Module], quiet_ms: float) -> dict[int, dict]:
         """``models`` and the reference timed in ``PASSES`` rotated passes (each pass every one
@@ -133,11 +141,13 @@ class Reference:
             ratios = [m / r for m, r in zip(seen[key], seen[None], strict=True)]
             ratio = statistics.median(ratios)
             out[key] = {
-                "latency_ms": round(ratio * quiet_ms, 4), "ratio": round(ratio, 4),
+                "latency_ms": round(ratio * quiet_ms, 4),
+                "ratio": round(ratio, 4),
                 "spread": round(max(ratios) / min(ratios) - 1, 3),
-                "window": round(window, 3), "rounds": len(rounds),
+                "window": round(window, 3),
+                "rounds": len(rounds),
                 "disturbed": abs(math.log(window)) > math.log(1 + BOUND),
-            }  # fmt: skip
+            }
         return out
 
     def quiet(self, cache_dir: Path | None = None) -> ReferenceRecord:
@@ -157,14 +167,21 @@ class Reference:
                 seen = {}
             earlier = seen.get(key) if isinstance(seen, dict) else None
             if isinstance(earlier, dict) and 0 < float(earlier.get("quiet_ms", 0)) < now:
-                best = {"quiet_ms": float(earlier["quiet_ms"]),
-                        "measured_at": str(earlier.get("measured_at", "?"))}  # fmt: skip
+                best = {
+                    "quiet_ms": float(earlier["quiet_ms"]),
+                    "measured_at": str(earlier.get("measured_at", "?")),
+                }
             else:
                 seen = seen if isinstance(seen, dict) else {}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_text_atomic(path, json.dumps({**seen, key: best}, indent=2))
-        return ReferenceRecord(self.describe(), best["quiet_ms"], self.target.describe(),
-                               best["measured_at"], now_ms=now)  # fmt: skip
+        return ReferenceRecord(
+            self.describe(),
+            best["quiet_ms"],
+            self.target.describe(),
+            best["measured_at"],
+            now_ms=now,
+        )
 
     def around(self, measure: Measure, quiet_ms: float) -> tuple[float, dict[str, Any]]:
         """``measure`` (a candidate's latency and its details) between two timings of the

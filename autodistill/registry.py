@@ -32,8 +32,9 @@ class Registry(Mapping[str, T], Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise UserError(f"unknown {self.what} {name!r}; known: {', '.join(self.names())}"
-                            ) from None  # fmt: skip
+            raise UserError(
+                f"unknown {self.what} {name!r}; known: {', '.join(self.names())}"
+            ) from None
 
     def names(self) -> list[str]:
         """The known names (sorted, or in registration order where that order means something)."""

@@ -43,16 +43,29 @@ def _export(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice, per call
         try:
             buf = io.BytesIO()
-            torch.onnx.export(model, (x,), buf, input_names=["x"], output_names=["logits"],
-                              dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
-                              opset_version=OPSET, dynamo=False)  # fmt: skip
+            torch.onnx.export(
+                model,
+                (x,),
+                buf,
+                input_names=["x"],
+                output_names=["logits"],
+                dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
             return buf.getvalue()
         except (TypeError, RuntimeError, NotImplementedError):
             pass  # no TorchScript exporter in this torch, or an op it lacks
         batch = torch.export.Dim("batch", min=1, max=4096)
-        program = torch.onnx.export(model, (x,), input_names=["x"], output_names=["logits"],
-                                    dynamic_shapes={"x": {0: batch}}, dynamo=True,
-                                    verbose=False)  # fmt: skip
+        program = torch.onnx.export(
+            model,
+            (x,),
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_shapes={"x": {0: batch}},
+            dynamo=True,
+            verbose=False,
+        )
         return program.model_proto.SerializeToString()
 
 
@@ -105,9 +118,11 @@ def check_provider(device: str) -> str:
         raise UserError(f"--latency-device {device}: ONNX Runtime runs on cpu or cuda here")
     provider = PROVIDERS[kind]
     if provider not in providers_available():
-        raise UserError(f"--latency-device {device}: this ONNX Runtime has no {provider} "
-                        f"(it has {', '.join(providers_available())}); install "
-                        "onnxruntime-gpu, or time on cpu")  # fmt: skip
+        raise UserError(
+            f"--latency-device {device}: this ONNX Runtime has no {provider} "
+            f"(it has {', '.join(providers_available())}); install "
+            "onnxruntime-gpu, or time on cpu"
+        )
     return provider
 
 

@@ -231,8 +231,9 @@ def prepare_teacher(
         _check_expected(info.weights_sha256, expected_sha256, cache_dir, damaged=cached is not None)
         weights.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(weights) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                      str(tmp))  # fmt: skip
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)
+            )
     meta.parent.mkdir(parents=True, exist_ok=True)
     # Written last: a description on disk means its weights are complete.
     write_text_atomic(meta, json.dumps(info.to_dict(), indent=2))
@@ -245,8 +246,12 @@ def _check_expected(got: str, expected: str | None, cache_dir: Path, *, damaged:
         return
     state = "was damaged" if damaged else "does not hold it"
     if got == expected:
-        log.warning("the study's teacher cache %s; trained it again and verified its weights "
-                    "against the study's record (%s)", state, expected[:12])  # fmt: skip
+        log.warning(
+            "the study's teacher cache %s; trained it again and verified its weights "
+            "against the study's record (%s)",
+            state,
+            expected[:12],
+        )
         return
     raise UserError(
         f"the study was made with teacher weights {expected[:12]}, but the teacher cache in "
@@ -329,8 +334,10 @@ def _train(
         with deterministic(device):  # a retrain on a GPU gives the same weights, too
             fit(model, data.train, aug, data.stats, cfg, on_epoch=on_epoch)
     except TrainingDiverged as exc:
-        raise UserError(f"training the teacher {name} diverged ({exc}); choose another "
-                        "--teacher, or give a --teacher-checkpoint") from None  # fmt: skip
+        raise UserError(
+            f"training the teacher {name} diverged ({exc}); choose another "
+            "--teacher, or give a --teacher-checkpoint"
+        ) from None
     return model, time.perf_counter() - start
 
 
@@ -390,8 +397,10 @@ def _refuse_broken(model: nn.Module, data: DatasetSplits, source: str) -> None:
     if not torch.isfinite(logits).all():
         raise UserError(f"{what} gives NaN or infinite outputs on the validation images; {fix}")
     if float(logits.std(dim=0).max()) < 1e-6:
-        raise UserError(f"{what} gives the same output for every validation image: it tells "
-                        f"a student nothing; {fix}")  # fmt: skip
+        raise UserError(
+            f"{what} gives the same output for every validation image: it tells "
+            f"a student nothing; {fix}"
+        )
 
 
 def _checkpoint_key(name: str, data: DatasetSplits, checkpoint: Path) -> str:

@@ -75,10 +75,15 @@ def print_train(out: FullTrainOutcome) -> None:
     """Each fully trained student against the teacher, and the ranking's Kendall tau."""
     for s in out.students:
         t = s["teacher"]
-        again = (" (already trained with this recipe: read from its metrics.json, not trained "
-                 "again)" if s["trial"] in out.reused else "")  # fmt: skip
-        print(f"\ntrial {s['trial']}: {s['arch']} ({s['loss']}), {s['epochs']} epochs, "
-              f"seed {s['recipe']['seed']}{again}")  # fmt: skip
+        again = (
+            " (already trained with this recipe: read from its metrics.json, not trained again)"
+            if s["trial"] in out.reused
+            else ""
+        )
+        print(
+            f"\ntrial {s['trial']}: {s['arch']} ({s['loss']}), {s['epochs']} epochs, "
+            f"seed {s['recipe']['seed']}{again}"
+        )
         print(
             f"  test accuracy  {100 * s['test_accuracy']:.2f}%  (teacher {t['name']} "
             f"{100 * t['test_accuracy']:.2f}%, retention {100 * s['retention']:.1f}%)"
@@ -109,11 +114,13 @@ def print_train(out: FullTrainOutcome) -> None:
             print(f"  warning: {warning}")
         learned = s.get("learned")
         if learned and learned.get("worst_class") is not None:
-            print(f"  learned        agrees with the teacher on "
-                  f"{100 * learned['agreement_with_teacher']:.1f}% of test images; worst-kept "
-                  f"class {learned['worst_class']} ({100 * learned['worst_class_retention']:.1f}%"
-                  f" retained); ECE {learned['student_ece']:.3f} (teacher "
-                  f"{learned['teacher_ece']:.3f})")  # fmt: skip
+            print(
+                f"  learned        agrees with the teacher on "
+                f"{100 * learned['agreement_with_teacher']:.1f}% of test images; worst-kept "
+                f"class {learned['worst_class']} ({100 * learned['worst_class_retention']:.1f}%"
+                f" retained); ECE {learned['student_ece']:.3f} (teacher "
+                f"{learned['teacher_ece']:.3f})"
+            )
         weights = out.files[f"trial {s['trial']}"]
         print(f"  weights        {weights}")
     if out.kendall_tau is not None or "ranking" in out.files:
@@ -145,8 +152,11 @@ def print_export(out: ExportOutcome) -> None:
     if "int8" in f:
         print(f"  int8           {f['int8']['why']}")
         for r in f["int8"]["recipes"]:
-            got = (f"{r['latency_ms']:.3f} ms, val {100 * r['val_accuracy']:.2f}%"
-                   if r["latency_ms"] is not None else r["error"])  # fmt: skip
+            got = (
+                f"{r['latency_ms']:.3f} ms, val {100 * r['val_accuracy']:.2f}%"
+                if r["latency_ms"] is not None
+                else r["error"]
+            )
             print(f"    {r['recipe']:28s} {got}")
     for name, path in out.files.items():
         print(f"  {name:12s} {path}")
@@ -155,19 +165,25 @@ def print_export(out: ExportOutcome) -> None:
 def print_compress(out: CompressOutcome) -> None:
     """The compression front as a table, the variant chosen and why, and the files."""
     first = out.variants[0]
-    print(f"trial {out.trial} compressed: {len(out.variants)} variants, ONNX Runtime on the cpu, "
-          f"{first['latency_threads']} threads, batch {first['latency_batch']} (median of "
-          "interleaved passes)")  # fmt: skip
+    print(
+        f"trial {out.trial} compressed: {len(out.variants)} variants, ONNX Runtime on the cpu, "
+        f"{first['latency_threads']} threads, batch {first['latency_batch']} (median of "
+        "interleaved passes)"
+    )
     if out.resumed:
         print(f"  finished before, not trained again: {', '.join(out.resumed)}")
-    print(f"  {'variant':28s} {'params':>9s} {'kB':>7s} {'val':>7s} {'test':>7s} {'ms':>7s} "
-          f"{'x student':>9s} {'x teacher':>9s}")  # fmt: skip
+    print(
+        f"  {'variant':28s} {'params':>9s} {'kB':>7s} {'val':>7s} {'test':>7s} {'ms':>7s} "
+        f"{'x student':>9s} {'x teacher':>9s}"
+    )
     for v in out.variants:
         mark = "*" if v["variant"] == out.best else " "
-        print(f"{mark} {v['variant']:28s} {v['params']:>9,} {v['onnx_bytes'] / 1e3:>7.1f} "
-              f"{100 * v['val_accuracy']:>6.2f}% {100 * v['test_accuracy']:>6.2f}% "
-              f"{v['latency_ms']:>7.3f} {v['speedup_vs_student']:>8.2f}x "
-              f"{v['speedup_vs_teacher']:>8.1f}x")  # fmt: skip
+        print(
+            f"{mark} {v['variant']:28s} {v['params']:>9,} {v['onnx_bytes'] / 1e3:>7.1f} "
+            f"{100 * v['val_accuracy']:>6.2f}% {100 * v['test_accuracy']:>6.2f}% "
+            f"{v['latency_ms']:>7.3f} {v['speedup_vs_student']:>8.2f}x "
+            f"{v['speedup_vs_teacher']:>8.1f}x"
+        )
     print(f"chosen (on validation): {out.why}")
     for name, path in out.files.items():
         print(f"  {name:12s} {path}")
@@ -176,23 +192,31 @@ def print_compress(out: CompressOutcome) -> None:
 def print_report(out: ReportResult) -> None:
     """What the run holds (trials, the front's best of each objective, the teacher, trained
     students) and the files drawn."""
-    print(f"{out.name}: {len(out.trials)} trials ({state_counts(out.trials)}); "
-          f"objectives {', '.join(out.objectives)}; {len(out.front)} on the front")  # fmt: skip
+    print(
+        f"{out.name}: {len(out.trials)} trials ({state_counts(out.trials)}); "
+        f"objectives {', '.join(out.objectives)}; {len(out.front)} on the front"
+    )
     for name in out.objectives:
         objective = get_objective(name)
         if out.front.empty or name not in out.front:
             continue
         values = out.front[name].astype(float)
         row = out.front.loc[values.idxmax() if objective.maximize else values.idxmin()]
-        print(f"  best {name:13s} {objective.text(row[name]):>12s}  trial {int(row['number'])} "
-              f"({row['arch']}, {row['loss']})")  # fmt: skip
+        print(
+            f"  best {name:13s} {objective.text(row[name]):>12s}  trial {int(row['number'])} "
+            f"({row['arch']}, {row['loss']})"
+        )
     if out.teacher:
         t = out.teacher
-        print(f"  teacher {t['name']}: val {100 * t['val_accuracy']:.2f}%, "
-              f"{t['params']:,} params, {t['latency_ms']:.3f} ms")  # fmt: skip
+        print(
+            f"  teacher {t['name']}: val {100 * t['val_accuracy']:.2f}%, "
+            f"{t['params']:,} params, {t['latency_ms']:.3f} ms"
+        )
     for s in out.students:
-        print(f"  trained trial {s['trial']}: test {100 * s['test_accuracy']:.2f}% after "
-              f"{s['epochs']} epochs, {s['params']:,} params")  # fmt: skip
+        print(
+            f"  trained trial {s['trial']}: test {100 * s['test_accuracy']:.2f}% after "
+            f"{s['epochs']} epochs, {s['params']:,} params"
+        )
     print("files:")
     for name, path in out.files.items():
         print(f"  {name:12s} {path}")

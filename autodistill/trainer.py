@@ -118,8 +118,7 @@ def fit(
         if resume == checkpoint and state["config"] != cfg.settings():
             raise UserError(_other_settings(resume, state["config"], cfg.settings()))
         mine = cfg.branch_settings()
-        if resume != checkpoint and {k: v for k, v in state["config"].items()
-                                     if k in mine} != mine:  # fmt: skip
+        if resume != checkpoint and {k: v for k, v in state["config"].items() if k in mine} != mine:
             raise UserError(_other_settings(resume, state["config"], cfg.settings()))
         try:
             model.load_state_dict(state["model"])
@@ -200,14 +199,25 @@ def fit(
         if branch is not None and cfg.schedule == "wsd" and epoch + 1 == cfg.stable_epochs:
             targets.append(branch)
         for target in targets:
-            _save(target, {
-                "config": cfg.settings(), "epoch": epoch, "history": history,
-                "model": model.state_dict(), "distiller": distiller.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda"
-                   else {}),
-            })  # fmt: skip
+            _save(
+                target,
+                {
+                    "config": cfg.settings(),
+                    "epoch": epoch,
+                    "history": history,
+                    "model": model.state_dict(),
+                    "distiller": distiller.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    **(
+                        {"cuda_rng": torch.cuda.get_rng_state(device)}
+                        if device.type == "cuda"
+                        else {}
+                    ),
+                },
+            )
         if on_epoch is not None:
             on_epoch(epoch, epoch_stats)
     return history
@@ -272,8 +282,17 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-_CHECKPOINT_KEYS = ("config", "epoch", "history", "model", "distiller", "optimizer", "scheduler",
-                    "generator", "torch_rng")  # fmt: skip
+_CHECKPOINT_KEYS = (
+    "config",
+    "epoch",
+    "history",
+    "model",
+    "distiller",
+    "optimizer",
+    "scheduler",
+    "generator",
+    "torch_rng",
+)
 
 
 def _check_checkpoint(state: Any) -> None:
@@ -312,9 +331,13 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 
 def make_distiller(
-    loss: str, params: Mapping[str, Any], model: nn.Module, spec_shape: tuple[int, int, int],
-    num_classes: int, views: TeacherViews | None,
-) -> Distiller:  # fmt: skip
+    loss: str,
+    params: Mapping[str, Any],
+    model: nn.Module,
+    spec_shape: tuple[int, int, int],
+    num_classes: int,
+    views: TeacherViews | None,
+) -> Distiller:
     """A distiller whose learned modules are sized for this student and teacher."""
     spec = get_loss(loss)
     student_dim = 0

@@ -40,10 +40,22 @@ STUDENT = ("resnet", {"stem_stride": 2, "depths": [2, 1, 1, 2], "width": 24})
 class OnlineLogits:
     """Indexed like cached logits ``[view, image]``, but runs the teacher on those views."""
 
-    def __init__(self, teacher: nn.Module, images: Tensor, params: Tensor, aug: Augmentation,
-                 stats, num_classes: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        teacher: nn.Module,
+        images: Tensor,
+        params: Tensor,
+        aug: Augmentation,
+        stats,
+        num_classes: int,
+    ) -> None:
         self.teacher, self.images, self.params, self.aug, self.stats = (
-            teacher, images, params, aug, stats)  # fmt: skip
+            teacher,
+            images,
+            params,
+            aug,
+            stats,
+        )
         self.shape = (params.shape[0], params.shape[1], num_classes)
 
     @torch.inference_mode()
@@ -67,8 +79,9 @@ def main() -> None:
     weights = config.resolved_cache_dir / "teachers"
     teacher.load_state_dict(_teacher_state(weights, prep.teacher.weights_sha256))
     teacher.eval()
-    logits = OnlineLogits(teacher, data.train.images, prep.views.params, prep.aug, data.stats,
-                          spec.num_classes)  # fmt: skip
+    logits = OnlineLogits(
+        teacher, data.train.images, prep.views.params, prep.aug, data.stats, spec.num_classes
+    )
     online = dataclasses.replace(prep.views, outputs={"logits": logits})
 
     def trial(how: str) -> float:
@@ -121,22 +134,24 @@ def _teacher_state(folder: Path, sha256: str) -> dict[str, Tensor]:
 
 def _markdown(doc: dict) -> str:
     m, med = doc["meta"], doc["median_s"]
-    return "\n".join([
-        "# Cached teacher: trial time against plain CE and against an online teacher",
-        "",
-        f"`{m['command']}`: {m['device']}, {m['threads']} threads, {m['date']}. Student "
-        f"{m['student']}, teacher {m['teacher']}, one trial = {m['trial']}; median of the "
-        "interleaved repeats.",
-        "",
-        "| trial | median s | ratio |",
-        "|---|---|---|",
-        f"| plain cross-entropy | {med['ce']:.2f} | 1.00 |",
-        f"| KD, cached teacher (what a trial does) | {med['cached']:.2f} | "
-        f"**{doc['cached_over_ce']:.3f}x** CE |",
-        f"| KD, teacher run online on the same views | {med['online']:.2f} | "
-        f"**{doc['online_over_cached']:.2f}x** cached |",
-        "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# Cached teacher: trial time against plain CE and against an online teacher",
+            "",
+            f"`{m['command']}`: {m['device']}, {m['threads']} threads, {m['date']}. Student "
+            f"{m['student']}, teacher {m['teacher']}, one trial = {m['trial']}; median of the "
+            "interleaved repeats.",
+            "",
+            "| trial | median s | ratio |",
+            "|---|---|---|",
+            f"| plain cross-entropy | {med['ce']:.2f} | 1.00 |",
+            f"| KD, cached teacher (what a trial does) | {med['cached']:.2f} | "
+            f"**{doc['cached_over_ce']:.3f}x** CE |",
+            f"| KD, teacher run online on the same views | {med['online']:.2f} | "
+            f"**{doc['online_over_cached']:.2f}x** cached |",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,11 @@ def main() -> None:
     p.add_argument("--train-epochs", type=int, default=30)
     p.add_argument("--work", type=Path, default=Path("/tmp/autodistill-compression-bench"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks/compression"))
-    p.add_argument("--markdown-only", action="store_true",
-                   help="rewrite the .md from the .json of an earlier run")  # fmt: skip
+    p.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="rewrite the .md from the .json of an earlier run",
+    )
     args = p.parse_args()
     if args.markdown_only:
         report = json.loads(args.out.with_suffix(".json").read_text())
@@ -74,17 +77,40 @@ def main() -> None:
         for seed in seeds:
             for kd in (True, False):
                 t0 = time.perf_counter()
-                out = autodistill.compress(work, trial=trial, prune=(0.5,), qat=kd, kd=kd,
-                                           epochs=args.epochs, seed=seed,
-                                           other_teacher=True)  # fmt: skip
+                out = autodistill.compress(
+                    work,
+                    trial=trial,
+                    prune=(0.5,),
+                    qat=kd,
+                    kd=kd,
+                    epochs=args.epochs,
+                    seed=seed,
+                    other_teacher=True,
+                )
                 seconds = round(time.perf_counter() - t0, 1)
-                runs.append({"seed": seed, "kd": kd, "seconds": seconds, "best": out.best,
-                             "why": out.why, "variants": out.variants})  # fmt: skip
+                runs.append(
+                    {
+                        "seed": seed,
+                        "kd": kd,
+                        "seconds": seconds,
+                        "best": out.best,
+                        "why": out.why,
+                        "variants": out.variants,
+                    }
+                )
                 print(f"trial {trial} seed {seed} kd {kd}: {runs[-1]['seconds']} s", flush=True)
-        results.append({"trial": trial, "arch": student["arch"], "family": student["family"],
-                        "loss": student["loss"], "params": student["params"],
-                        "student_test_accuracy": student["test_accuracy"], "runs": runs,
-                        "summary": _summary(runs)})  # fmt: skip
+        results.append(
+            {
+                "trial": trial,
+                "arch": student["arch"],
+                "family": student["family"],
+                "loss": student["loss"],
+                "params": student["params"],
+                "student_test_accuracy": student["test_accuracy"],
+                "runs": runs,
+                "summary": _summary(runs),
+            }
+        )
     command = " ".join(["python", *sys.argv])
     report = {
         "command": command,
@@ -107,14 +133,18 @@ def _teacher(work: Path, results: list[dict]) -> dict:
     study = json.loads((work / "teacher.json").read_text())
     home = work / "students" / f"trial-{results[0]['trial']}" / "compress.json"
     used = json.loads(home.read_text())["teacher"]
-    return {"used_sha256": used["weights_sha256"], "used_test_accuracy": used["test_accuracy"],
-            "study_sha256": study["weights_sha256"],
-            "study_test_accuracy": study["test_accuracy"]}  # fmt: skip
+    return {
+        "used_sha256": used["weights_sha256"],
+        "used_test_accuracy": used["test_accuracy"],
+        "study_sha256": study["weights_sha256"],
+        "study_test_accuracy": study["test_accuracy"],
+    }
 
 
 def _find(run: dict, ratio: float, precision: str) -> dict:
-    return next(v for v in run["variants"]
-                if v["pruning_ratio"] == ratio and v["precision"] == precision)  # fmt: skip
+    return next(
+        v for v in run["variants"] if v["pruning_ratio"] == ratio and v["precision"] == precision
+    )
 
 
 def _summary(runs: list[dict]) -> dict:

@@ -30,11 +30,21 @@ from autodistill.teacher import TeacherRecipe, dataset_fingerprint, prepare_teac
 from autodistill.trainer import evaluate
 
 STUDENTS = {  # fixed points of search_spaces/default.yaml
-    "small": ("mobilenetv3", {"stem_stride": 2, "width": 0.25, "stages": 2, "depths": [1, 1],
-                              "kernels": [3, 5], "expansions": [3, 6], "head": 128}),
+    "small": (
+        "mobilenetv3",
+        {
+            "stem_stride": 2,
+            "width": 0.25,
+            "stages": 2,
+            "depths": [1, 1],
+            "kernels": [3, 5],
+            "expansions": [3, 6],
+            "head": 128,
+        },
+    ),
     "medium": ("resnet", {"stem_stride": 2, "depths": [1, 1, 1, 1], "width": 16}),
     "large": ("resnet", {"stem_stride": 2, "depths": [2, 2, 2, 2], "width": 32}),
-}  # fmt: skip
+}
 
 
 def main() -> None:
@@ -59,15 +69,23 @@ def main() -> None:
     data = load_dataset("mnist5k")
     aug = default_augmentation(data.name, data.image_size)
     cache = default_cache_dir()
-    info, load = prepare_teacher("resnet18", data, aug, cache_dir=cache, threads=threads,
-                                 recipe=TeacherRecipe())  # fmt: skip
-    key = cache_key(info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug,
-                    args.views)  # fmt: skip
+    info, load = prepare_teacher(
+        "resnet18", data, aug, cache_dir=cache, threads=threads, recipe=TeacherRecipe()
+    )
+    key = cache_key(
+        info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, args.views
+    )
     kinds = ("logits", "features", "attention")
     views = load_views(cache, key, kinds) or compute_views(
-        load(), data.train, aug, data.stats, key=key, views=args.views, cache_dir=cache,
+        load(),
+        data.train,
+        aug,
+        data.stats,
+        key=key,
+        views=args.views,
+        cache_dir=cache,
         kinds=kinds,
-    )  # fmt: skip
+    )
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
 
     rows = []
@@ -84,12 +102,19 @@ def main() -> None:
                 distil(model, cand, cfg, data=data, aug=aug, views=views)
                 secs.append((time.perf_counter() - start) / args.epochs)
                 accs.append(100 * evaluate(model, data.val, data.stats))
-            rows.append({
-                "student": size, "family": family, "arch": get_family(family).describe(arch),
-                "params": count_params(model), "loss": loss,
-                "val_mean": statistics.mean(accs), "val_std": statistics.stdev(accs),
-                "val_runs": accs, "s_per_epoch": statistics.median(secs),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "student": size,
+                    "family": family,
+                    "arch": get_family(family).describe(arch),
+                    "params": count_params(model),
+                    "loss": loss,
+                    "val_mean": statistics.mean(accs),
+                    "val_std": statistics.stdev(accs),
+                    "val_runs": accs,
+                    "s_per_epoch": statistics.median(secs),
+                }
+            )
             print(
                 f"{size:6s} {loss:11s} {rows[-1]['val_mean']:6.2f} ± "
                 f"{rows[-1]['val_std']:.2f}  {rows[-1]['s_per_epoch']:.2f} s/epoch",
@@ -104,11 +129,18 @@ def main() -> None:
 
 def _write(args: argparse.Namespace, rows: list[dict], teacher: dict, threads: int) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"command": "python benchmarks/distillers.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "render"),
-        "epochs": args.epochs, "seeds": args.seeds, "views": args.views, "lr": args.lr,
-        "teacher": teacher, "threads": threads, "machine": device_name(torch.device("cpu")),
-        "torch": torch.__version__}  # fmt: skip
+    meta = {
+        "command": "python benchmarks/distillers.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "render"),
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "views": args.views,
+        "lr": args.lr,
+        "teacher": teacher,
+        "threads": threads,
+        "machine": device_name(torch.device("cpu")),
+        "torch": torch.__version__,
+    }
     (args.out / "distillers.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (args.out / "distillers.md").write_text(_markdown(meta, rows))
 
@@ -136,8 +168,11 @@ def _markdown(meta: dict, rows: list[dict]) -> str:
         )
     small = [r for r in rows if r["student"] == "small" and r["loss"] != "ce"]
     best = max(small, key=lambda r: r["vs_ce_points"])
-    behind = [f"{r['student']} {r['loss']} ({r['vs_ce_points']:+.2f})" for r in rows
-              if r["loss"] != "ce" and r["vs_ce_points"] < 0]  # fmt: skip
+    behind = [
+        f"{r['student']} {r['loss']} ({r['vs_ce_points']:+.2f})"
+        for r in rows
+        if r["loss"] != "ce" and r["vs_ce_points"] < 0
+    ]
     lines += [
         "",
         "Against the target (every teacher-based loss at least matches ce; the best beats it by",

@@ -38,8 +38,13 @@ def main() -> None:
     p.add_argument("--run", type=Path, default=Path("results/examples/mnist5k-default"))
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--extra", action="append", default=[], metavar="RUN_DIR:TRIAL",
-                   help="also this trial of another run (e.g. a larger dense CNN)")  # fmt: skip
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="RUN_DIR:TRIAL",
+        help="also this trial of another run (e.g. a larger dense CNN)",
+    )
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -47,8 +52,10 @@ def main() -> None:
     work = scratch / args.run.name
     shutil.copytree(args.run, work)
     front = pd.read_csv(work / "pareto.csv")
-    chosen = {int(front.loc[front[front["family"] == f]["params"].idxmax(), "number"]): "largest"
-              for f in sorted(front["family"].unique())}  # fmt: skip
+    chosen = {
+        int(front.loc[front[front["family"] == f]["params"].idxmax(), "number"]): "largest"
+        for f in sorted(front["family"].unique())
+    }
     knee = sorted((work / "students").glob("trial-*"))
     for path in knee:
         chosen.setdefault(int(path.name.split("-")[1]), "knee")
@@ -67,18 +74,31 @@ def main() -> None:
         metrics = json.loads((work / "students" / f"trial-{number}" / "metrics.json").read_text())
         shipped = f["int8"]["shipped"]
         int8_ms = f.get("int8_latency_ms", f["onnx_latency_ms"])
-        rows.append({
-            "trial": number, "chosen_as": why, "family": metrics["family"],
-            "arch": metrics["arch"], "params": metrics["params"], "epochs": args.epochs,
-            "fp32_ms": round(f["onnx_latency_ms"], 4), "fp32_val": f["onnx_val_accuracy"],
-            "fp32_test": f["onnx_test_accuracy"], "shipped": shipped, "why": f["int8"]["why"],
-            "shipped_ms": round(int8_ms, 4),
-            "shipped_test": f.get("int8_test_accuracy", f["onnx_test_accuracy"]),
-            "speedup": round(f["onnx_latency_ms"] / int8_ms, 2),
-            "recipes": f["int8"]["recipes"], "seconds": round(time.perf_counter() - start, 1),
-        })  # fmt: skip
-        print(f"trial {number} ({metrics['family']}, {metrics['params']:,} params): {shipped}, "
-              f"{rows[-1]['speedup']}x", flush=True)  # fmt: skip
+        rows.append(
+            {
+                "trial": number,
+                "chosen_as": why,
+                "family": metrics["family"],
+                "arch": metrics["arch"],
+                "params": metrics["params"],
+                "epochs": args.epochs,
+                "fp32_ms": round(f["onnx_latency_ms"], 4),
+                "fp32_val": f["onnx_val_accuracy"],
+                "fp32_test": f["onnx_test_accuracy"],
+                "shipped": shipped,
+                "why": f["int8"]["why"],
+                "shipped_ms": round(int8_ms, 4),
+                "shipped_test": f.get("int8_test_accuracy", f["onnx_test_accuracy"]),
+                "speedup": round(f["onnx_latency_ms"] / int8_ms, 2),
+                "recipes": f["int8"]["recipes"],
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+        print(
+            f"trial {number} ({metrics['family']}, {metrics['params']:,} params): {shipped}, "
+            f"{rows[-1]['speedup']}x",
+            flush=True,
+        )
     doc = {
         "meta": {
             "command": "python benchmarks/int8.py " + " ".join(sys.argv[1:]),
@@ -117,9 +137,10 @@ def _markdown(doc: dict) -> str:
     for r in doc["students"]:
         recipes = "; ".join(
             f"{t['recipe']}: {t['latency_ms']:.3f} ({100 * t['val_accuracy']:.1f})"
-            if t["latency_ms"] is not None else f"{t['recipe']}: failed"
+            if t["latency_ms"] is not None
+            else f"{t['recipe']}: failed"
             for t in r["recipes"]
-        )  # fmt: skip
+        )
         lines.append(
             f"| {r['trial']} ({r['chosen_as']}) | {r['family']} | {r['params']:,} | "
             f"{r['fp32_ms']:.3f} (val {100 * r['fp32_val']:.1f}) | {recipes} | {r['shipped']} | "

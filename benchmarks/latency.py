@@ -42,8 +42,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     spec = InputSpec(1, 28, 10)
     model = build_student(*STUDENT, spec)
-    medians = [measure_latency(model, (1, 28, 28), threads=args.threads).median_ms
-               for _ in range(args.repeats)]  # fmt: skip
+    medians = [
+        measure_latency(model, (1, 28, 28), threads=args.threads).median_ms
+        for _ in range(args.repeats)
+    ]
     cv = statistics.stdev(medians) / statistics.mean(medians)
 
     trials = pd.read_csv(args.trials)
@@ -78,22 +80,24 @@ def main() -> None:
 
 def _markdown(doc: dict) -> str:
     m = doc["meta"]
-    return "\n".join([
-        "# Latency you can trust",
-        "",
-        f"`{m['command']}`: {m['device']}, {m['threads']} threads, {m['date']}.",
-        "",
-        "| figure | value |",
-        "|---|---|",
-        f"| {m['student']}: medians of {len(doc['repeat_medians_ms'])} repeated measurements "
-        f"(ms) | {', '.join(f'{v:.3f}' for v in doc['repeat_medians_ms'])} |",
-        f"| coefficient of variation | **{doc['cv']:.1%}** |",
-        f"| Kendall tau, latency vs FLOPs ranking ({doc['trials_compared']} trained trials of "
-        f"`{m['trials_file']}`) | **{doc['kendall_tau_latency_vs_flops']:.2f}** |",
-        f"| pairs of trials FLOPs order the other way round from latency | "
-        f"{doc['pairs_ordered_differently']} of {doc['pairs']} |",
-        "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# Latency you can trust",
+            "",
+            f"`{m['command']}`: {m['device']}, {m['threads']} threads, {m['date']}.",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| {m['student']}: medians of {len(doc['repeat_medians_ms'])} repeated measurements "
+            f"(ms) | {', '.join(f'{v:.3f}' for v in doc['repeat_medians_ms'])} |",
+            f"| coefficient of variation | **{doc['cv']:.1%}** |",
+            f"| Kendall tau, latency vs FLOPs ranking ({doc['trials_compared']} trained trials of "
+            f"`{m['trials_file']}`) | **{doc['kendall_tau_latency_vs_flops']:.2f}** |",
+            f"| pairs of trials FLOPs order the other way round from latency | "
+            f"{doc['pairs_ordered_differently']} of {doc['pairs']} |",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

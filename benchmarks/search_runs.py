@@ -41,19 +41,51 @@ from autodistill.study.evaluate import TrialContext, measure_candidate, train_ca
 HAND_PICKED = [  # five timm students a user might try by hand, all with default KD
     ("resnet", {"stem_stride": 1, "depths": [2, 2, 2, 2], "width": 32}),  # ResNet-18 layout
     ("resnet", {"stem_stride": 2, "depths": [1, 1, 1, 1], "width": 16}),  # ResNet-10, narrow
-    ("mobilenetv3", {"stem_stride": 1, "width": 1.0, "stages": 3, "depths": [1, 2, 2],
-                     "kernels": [3, 3, 5], "expansions": [4, 4, 6], "head": 512}),  # large-ish
-    ("mobilenetv3", {"stem_stride": 2, "width": 0.5, "stages": 2, "depths": [1, 1],
-                     "kernels": [3, 3], "expansions": [3, 6], "head": 256}),  # small-ish
+    (
+        "mobilenetv3",
+        {
+            "stem_stride": 1,
+            "width": 1.0,
+            "stages": 3,
+            "depths": [1, 2, 2],
+            "kernels": [3, 3, 5],
+            "expansions": [4, 4, 6],
+            "head": 512,
+        },
+    ),  # large-ish
+    (
+        "mobilenetv3",
+        {
+            "stem_stride": 2,
+            "width": 0.5,
+            "stages": 2,
+            "depths": [1, 1],
+            "kernels": [3, 3],
+            "expansions": [3, 6],
+            "head": 256,
+        },
+    ),  # small-ish
     ("convnext", {"patch_size": 1, "depths": [1, 1, 1, 1], "width": 16, "kernel": 7}),
-]  # fmt: skip
+]
 DEFAULT_KD = {"temperature": 4.0, "alpha": 0.9}
 
 
 def run_search(name: str, out: Path, budget: int, *args: str) -> dict:
     """One ``autodistill search`` as a user runs it; wall and CPU seconds, and its trials."""
-    cmd = [sys.executable, "-m", "autodistill.cli", "search", "--budget", str(budget), "--quiet",
-           "--out", str(out), "--study-name", name, *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "autodistill.cli",
+        "search",
+        "--budget",
+        str(budget),
+        "--quiet",
+        "--out",
+        str(out),
+        "--study-name",
+        name,
+        *args,
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -72,29 +104,39 @@ def read_run(name: str, out: Path, args: list[str], wall: float, cpu: float | No
     start = min(t.datetime_start for t in study.trials if t.datetime_start)
     trials = []
     for t in sorted(study.trials, key=lambda t: t.number):
-        trials.append({
-            "number": t.number, "state": t.state.name,
-            "values": [t.user_attrs[n] for n in DEFAULT] if t.state.name == "COMPLETE"
-            else None,
-            "done_s": (t.datetime_complete - start).total_seconds() if t.datetime_complete
-            else None,
-            "stopped": "stopped" in t.user_attrs, "infeasible": "infeasible" in t.user_attrs,
-        })  # fmt: skip
+        trials.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "values": [t.user_attrs[n] for n in DEFAULT]
+                if t.state.name == "COMPLETE"
+                else None,
+                "done_s": (t.datetime_complete - start).total_seconds()
+                if t.datetime_complete
+                else None,
+                "stopped": "stopped" in t.user_attrs,
+                "infeasible": "infeasible" in t.user_attrs,
+            }
+        )
     done = np.array([t["values"] for t in trials if t["values"]])
     print(f"{name}: {wall:.0f} s, hv {search.hypervolume(done, DEFAULT):.4f}", file=sys.stderr)
     return {
-        "name": name, "args": args, "wall_s": round(wall, 1),
+        "name": name,
+        "args": args,
+        "wall_s": round(wall, 1),
         "cpu_s": None if cpu is None else round(cpu, 1),
-        "hypervolume": round(search.hypervolume(done, DEFAULT), 5), "trials": trials,
+        "hypervolume": round(search.hypervolume(done, DEFAULT), 5),
+        "trials": trials,
         "stopped": sum(t["stopped"] for t in trials),
-    }  # fmt: skip
+    }
 
 
 def hv_curve(run: dict) -> list[tuple[float, float]]:
     """(seconds since the first trial started, hypervolume of what completed by then)."""
     seen, out = [], []
-    for t in sorted((t for t in run["trials"] if t["done_s"] is not None),
-                    key=lambda t: t["done_s"]):  # fmt: skip
+    for t in sorted(
+        (t for t in run["trials"] if t["done_s"] is not None), key=lambda t: t["done_s"]
+    ):
         if t["values"]:
             seen.append(t["values"])
         out.append((t["done_s"], search.hypervolume(np.array(seen), DEFAULT) if seen else 0.0))
@@ -105,12 +147,14 @@ def hand_picked(epochs: int) -> dict:
     """Train the five hand-picked students with the trial recipe; their front's hypervolume."""
     config = SearchConfig()
     prep = prepare(config, ("logits",))
-    ctx = TrialContext(data=prep.data, aug=prep.aug, views=prep.views, epochs=epochs,
-                       seed=config.seed)  # fmt: skip
+    ctx = TrialContext(
+        data=prep.data, aug=prep.aug, views=prep.views, epochs=epochs, seed=config.seed
+    )
     rows = []
     for family, arch in HAND_PICKED:
-        cand = Candidate(family=family, arch=arch, loss="kd", distill=DEFAULT_KD,
-                         train={"lr": 5e-3})  # fmt: skip
+        cand = Candidate(
+            family=family, arch=arch, loss="kd", distill=DEFAULT_KD, train={"lr": 5e-3}
+        )
         model, cost = measure_candidate(cand, ctx)
         trained = train_candidate(model, cand, ctx)
         rows.append({"arch": cost.arch, **cost.values, **trained.values})
@@ -126,9 +170,13 @@ def main() -> None:
     p.add_argument("--skip-cold", action="store_true", help="no run from an empty cache")
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     p.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
-    p.add_argument("--recover", type=Path, metavar="WORK_DIR",
-                   help="reuse the finished runs of an interrupted invocation from its work dir "
-                   "(wall times from its runs.jsonl)")  # fmt: skip
+    p.add_argument(
+        "--recover",
+        type=Path,
+        metavar="WORK_DIR",
+        help="reuse the finished runs of an interrupted invocation from its work dir "
+        "(wall times from its runs.jsonl)",
+    )
     args = p.parse_args()
     if args.render:
         raw = json.loads((args.out / "search_runs.json").read_text())
@@ -142,8 +190,7 @@ def main() -> None:
         for line in log.read_text().splitlines():
             r = json.loads(line)
             done[r["name"]] = read_run(r["name"], work, r["args"], r["wall_s"], r["cpu_s"])
-    plan = [("tpe-0", ["--seed", "0"]),
-            ("tpe-0-no-early-stop", ["--seed", "0", "--no-early-stop"])]  # fmt: skip
+    plan = [("tpe-0", ["--seed", "0"]), ("tpe-0-no-early-stop", ["--seed", "0", "--no-early-stop"])]
     for seed in range(args.seeds):
         if seed:
             plan.append((f"tpe-{seed}", ["--seed", str(seed)]))
@@ -159,8 +206,10 @@ def main() -> None:
         if name not in done:
             done[name] = run_search(name, work, args.budget, *run_args)
             with log.open("a") as f:
-                f.write(json.dumps({k: done[name][k] for k in ("name", "args", "wall_s",
-                                                                "cpu_s")}) + "\n")  # fmt: skip
+                f.write(
+                    json.dumps({k: done[name][k] for k in ("name", "args", "wall_s", "cpu_s")})
+                    + "\n"
+                )
         runs[name] = done[name]
     picked = picked or hand_picked(SearchConfig().epochs)
     raw = {
@@ -183,21 +232,33 @@ def _write(out: Path, raw: dict) -> None:
     m, runs = raw["meta"], raw["runs"]
     head = f"`{m['command']}`: {m['device']}, {m['cores']} cores, {m['date']}."
     # Search quality.
-    tpe = [r["hypervolume"] for k, r in runs.items() if k.startswith("tpe-") and
-           "no-early" not in k]  # fmt: skip
+    tpe = [
+        r["hypervolume"] for k, r in runs.items() if k.startswith("tpe-") and "no-early" not in k
+    ]
     rnd = [r["hypervolume"] for k, r in runs.items() if k.startswith("random-")]
     picked = raw["hand_picked"]["hypervolume"]
-    quality = {"tpe": tpe, "random": rnd, "tpe_mean": float(np.mean(tpe)),
-               "random_mean": float(np.mean(rnd)),
-               "tpe_over_random": round(float(np.mean(tpe) / np.mean(rnd)), 3),
-               "hand_picked": picked,
-               "hand_picked_students": raw["hand_picked"]["students"]}  # fmt: skip
-    md = [f"# Search quality: hypervolume after {m['budget']} trials", "", head, "",
-          "| sampler | hypervolume per seed | mean |", "|---|---|---|",
-          f"| TPE (default) | {', '.join(f'{v:.4f}' for v in tpe)} | {np.mean(tpe):.4f} |",
-          f"| random | {', '.join(f'{v:.4f}' for v in rnd)} | {np.mean(rnd):.4f} |",
-          f"| 5 hand-picked students, same recipe | | {picked:.4f} |", "",
-          f"TPE / random = **{quality['tpe_over_random']:.3f}x** on the mean."]  # fmt: skip
+    quality = {
+        "tpe": tpe,
+        "random": rnd,
+        "tpe_mean": float(np.mean(tpe)),
+        "random_mean": float(np.mean(rnd)),
+        "tpe_over_random": round(float(np.mean(tpe) / np.mean(rnd)), 3),
+        "hand_picked": picked,
+        "hand_picked_students": raw["hand_picked"]["students"],
+    }
+    md = [
+        f"# Search quality: hypervolume after {m['budget']} trials",
+        "",
+        head,
+        "",
+        "| sampler | hypervolume per seed | mean |",
+        "|---|---|---|",
+        f"| TPE (default) | {', '.join(f'{v:.4f}' for v in tpe)} | {np.mean(tpe):.4f} |",
+        f"| random | {', '.join(f'{v:.4f}' for v in rnd)} | {np.mean(rnd):.4f} |",
+        f"| 5 hand-picked students, same recipe | | {picked:.4f} |",
+        "",
+        f"TPE / random = **{quality['tpe_over_random']:.3f}x** on the mean.",
+    ]
     _save(out, "search_quality", {"meta": m, **quality}, md)
     # Early stopping: the time the run with it takes to reach the final hypervolume of the run
     # without it.
@@ -207,41 +268,66 @@ def _write(out: Path, raw: dict) -> None:
     reach = next((s for s, hv in curve if hv >= target - 1e-9), None)
     last_off = max(t["done_s"] for t in off["trials"] if t["done_s"] is not None)
     last_on = max(t["done_s"] for t in on["trials"] if t["done_s"] is not None)
-    es = {"hv_with": on["hypervolume"], "hv_without": target, "stopped": on["stopped"],
-          "trial_s_with": round(last_on, 1), "trial_s_without": round(last_off, 1),
-          "cpu_s_with": on["cpu_s"], "cpu_s_without": off["cpu_s"],
-          "time_ratio": round(on["cpu_s"] / off["cpu_s"], 3) if on["cpu_s"] and off["cpu_s"]
-          else round(last_on / last_off, 3),
-          "seconds_to_reach_hv_without": None if reach is None else round(reach, 1)}  # fmt: skip
-    md = ["# Early stopping at epoch rungs (three objectives)", "", head, "",
-          "| | trials stopped | hypervolume | CPU s (whole run) | s of trials |",
-          "|---|---|---|---|---|",
-          f"| without | 0 | {target:.4f} | {off['cpu_s'] or '-'} | {last_off:.0f} |",
-          f"| with (default) | {on['stopped']} | {on['hypervolume']:.4f} | {on['cpu_s'] or '-'} | "
-          f"{last_on:.0f} |", "",
-          f"Time with / without: **{es['time_ratio']:.2f}x** (CPU seconds where recorded, else "
-          f"seconds of trials: one process, fixed threads); hypervolume with / without: "
-          f"**{on['hypervolume'] / target:.3f}x**."]  # fmt: skip
+    es = {
+        "hv_with": on["hypervolume"],
+        "hv_without": target,
+        "stopped": on["stopped"],
+        "trial_s_with": round(last_on, 1),
+        "trial_s_without": round(last_off, 1),
+        "cpu_s_with": on["cpu_s"],
+        "cpu_s_without": off["cpu_s"],
+        "time_ratio": round(on["cpu_s"] / off["cpu_s"], 3)
+        if on["cpu_s"] and off["cpu_s"]
+        else round(last_on / last_off, 3),
+        "seconds_to_reach_hv_without": None if reach is None else round(reach, 1),
+    }
+    md = [
+        "# Early stopping at epoch rungs (three objectives)",
+        "",
+        head,
+        "",
+        "| | trials stopped | hypervolume | CPU s (whole run) | s of trials |",
+        "|---|---|---|---|---|",
+        f"| without | 0 | {target:.4f} | {off['cpu_s'] or '-'} | {last_off:.0f} |",
+        f"| with (default) | {on['stopped']} | {on['hypervolume']:.4f} | {on['cpu_s'] or '-'} | "
+        f"{last_on:.0f} |",
+        "",
+        f"Time with / without: **{es['time_ratio']:.2f}x** (CPU seconds where recorded, else "
+        f"seconds of trials: one process, fixed threads); hypervolume with / without: "
+        f"**{on['hypervolume'] / target:.3f}x**.",
+    ]
     if reach is not None:
-        md.append(f"The run with early stopping reached the final hypervolume of the run "
-                  f"without it after {reach:.0f} s of trials ({reach / last_off:.0%} of its "
-                  "time).")  # fmt: skip
+        md.append(
+            f"The run with early stopping reached the final hypervolume of the run "
+            f"without it after {reach:.0f} s of trials ({reach / last_off:.0%} of its "
+            "time)."
+        )
     _save(out, "early_stopping", {"meta": m, **es}, md)
     # End to end.
-    others = {k: r["wall_s"] for k, r in runs.items() if k.startswith("tpe-") and
-              "no-early" not in k}  # fmt: skip
+    others = {
+        k: r["wall_s"] for k, r in runs.items() if k.startswith("tpe-") and "no-early" not in k
+    }
     e2e = {"cached_wall_s": on["wall_s"], "cached_wall_s_other_seeds": others}
-    md = [f"# End to end: `autodistill search --budget {m['budget']}`", "", head, "",
-          "| teacher | wall time |", "|---|---|",
-          f"| cached (default command, seed 0) | {on['wall_s'] / 60:.1f} min "
-          f"({on['wall_s']:.0f} s) |",
-          f"| cached, the same command with seeds {', '.join(k[4:] for k in others)} | "
-          + ", ".join(f"{v / 60:.1f} min" for v in others.values()) + " |"]  # fmt: skip
+    md = [
+        f"# End to end: `autodistill search --budget {m['budget']}`",
+        "",
+        head,
+        "",
+        "| teacher | wall time |",
+        "|---|---|",
+        f"| cached (default command, seed 0) | {on['wall_s'] / 60:.1f} min "
+        f"({on['wall_s']:.0f} s) |",
+        f"| cached, the same command with seeds {', '.join(k[4:] for k in others)} | "
+        + ", ".join(f"{v / 60:.1f} min" for v in others.values())
+        + " |",
+    ]
     if "cold" in runs:
         e2e["cold_wall_s"] = runs["cold"]["wall_s"]
         cold = runs["cold"]["wall_s"]
-        md.append(f"| empty cache (teacher trained, outputs cached) | {cold / 60:.1f} min "
-                  f"({cold:.0f} s) |")  # fmt: skip
+        md.append(
+            f"| empty cache (teacher trained, outputs cached) | {cold / 60:.1f} min "
+            f"({cold:.0f} s) |"
+        )
     _save(out, "end_to_end", {"meta": m, **e2e}, md)
 
 

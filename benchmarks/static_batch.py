@@ -29,11 +29,18 @@ PASSES = 8
 SPEC = InputSpec(1, 28, 10)
 ARCHS = {
     "resnet": {"stem_stride": 1, "depths": [1, 1, 1, 1], "width": 16},
-    "mobilenetv3": {"stem_stride": 1, "width": 0.5, "stages": 3, "depths": [1, 1, 1],
-                    "kernels": [3, 3, 3], "expansions": [3.0, 3.0, 3.0], "head": 256},
+    "mobilenetv3": {
+        "stem_stride": 1,
+        "width": 0.5,
+        "stages": 3,
+        "depths": [1, 1, 1],
+        "kernels": [3, 3, 3],
+        "expansions": [3.0, 3.0, 3.0],
+        "head": 256,
+    },
     "convnext": {"patch_size": 1, "depths": [1, 1, 1, 1], "width": 24, "kernel": 5},
     "vit": {"patch_size": 7, "depth": 2, "heads": 2, "head_dim": 16, "mlp_ratio": 2.0},
-}  # fmt: skip
+}
 
 
 def main() -> None:
@@ -53,8 +60,9 @@ def main() -> None:
         for i in range(PASSES):
             for name in list(sessions)[:: 1 if i % 2 == 0 else -1]:
                 sess = sessions[name]
-                lat = time_call(lambda s=sess: s.run(None, {"x": x}), threads=args.threads,
-                                device="cpu")  # fmt: skip
+                lat = time_call(
+                    lambda s=sess: s.run(None, {"x": x}), threads=args.threads, device="cpu"
+                )
                 seen[name].append(lat.median_ms)
         ratios = [d / f for d, f in zip(seen["dynamic"], seen["fixed"], strict=True)]
         rows[family] = {
@@ -64,12 +72,18 @@ def main() -> None:
             "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
         }
         print(family, rows[family], flush=True)
-    meta = {"command": "python benchmarks/static_batch.py " + " ".join(sys.argv[1:]),
-            "cpu": device_name(torch.device("cpu")), "threads": args.threads, "batch": 1,
-            "passes": PASSES, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    meta = {
+        "command": "python benchmarks/static_batch.py " + " ".join(sys.argv[1:]),
+        "cpu": device_name(torch.device("cpu")),
+        "threads": args.threads,
+        "batch": 1,
+        "passes": PASSES,
+        "date": time.strftime("%Y-%m-%d"),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "static_batch.json").write_text(json.dumps({"meta": meta, "families": rows},
-                                                           indent=2))  # fmt: skip
+    (args.out / "static_batch.json").write_text(
+        json.dumps({"meta": meta, "families": rows}, indent=2)
+    )
     lines = [
         "# Fixed against dynamic batch in the exported graph",
         "",
@@ -81,8 +95,10 @@ def main() -> None:
     ]
     for family, r in rows.items():
         lo, hi = r["ratio_range"]
-        lines.append(f"| {family} | {r['dynamic_ms']} | {r['fixed_ms']} | "
-                     f"**{r['dynamic_over_fixed']}x** ({lo}-{hi}) |")  # fmt: skip
+        lines.append(
+            f"| {family} | {r['dynamic_ms']} | {r['fixed_ms']} | "
+            f"**{r['dynamic_over_fixed']}x** ({lo}-{hi}) |"
+        )
     (args.out / "static_batch.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

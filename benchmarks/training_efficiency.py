@@ -81,8 +81,12 @@ def main() -> None:
             continue
         hp = cand.train
         batch = int(hp.get("batch_size", 64))
-        row = {"family": cand.family, "arch": get_family(cand.family).describe(cand.arch),
-               "loss": cand.loss, "batch_size": batch}  # fmt: skip
+        row = {
+            "family": cand.family,
+            "arch": get_family(cand.family).describe(cand.arch),
+            "loss": cand.loss,
+            "batch_size": batch,
+        }
         flops = step_flops(build_student(cand.family, cand.arch, spec), shape, batch)
         row["train_flops_per_image"] = flops // batch
         peak = matmul_flops_per_s()  # measured beside each student: the ratio holds on a busy box
@@ -90,8 +94,9 @@ def main() -> None:
         for fmt in ("nchw", "channels_last"):
             torch.manual_seed(0)
             model = build_student(cand.family, cand.arch, spec)
-            cfg = dataclasses.replace(recipe_for(cand, epochs=1, seed=0),
-                                      channels_last=fmt == "channels_last")  # fmt: skip
+            cfg = dataclasses.replace(
+                recipe_for(cand, epochs=1, seed=0), channels_last=fmt == "channels_last"
+            )
             t0 = time.perf_counter()
             distil(model, cand, cfg, data=prep.data, aug=prep.aug, views=prep.views)
             seconds = time.perf_counter() - t0

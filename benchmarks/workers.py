@@ -53,23 +53,49 @@ def main() -> None:
     if args.space is None:  # every trial costs the same, so trials per minute compare
         args.space = str(work / "fixed.yaml")
         Path(args.space).write_text(FIXED_SPACE)
-    common = ["--budget", str(args.budget), "--space", args.space, "--out", str(work),
-              "--no-early-stop"]  # fmt: skip
+    common = [
+        "--budget",
+        str(args.budget),
+        "--space",
+        args.space,
+        "--out",
+        str(work),
+        "--no-early-stop",
+    ]
 
     rows = []
     rows.append(_timed("1 worker", [SEARCH + common + ["--study-name", f"one-{tag}"]]))
-    rows.append(_timed("--jobs 2", [SEARCH + common + ["--study-name", f"jobs-{tag}",
-                                                       "--jobs", "2"]]))  # fmt: skip
+    rows.append(
+        _timed("--jobs 2", [SEARCH + common + ["--study-name", f"jobs-{tag}", "--jobs", "2"]])
+    )
     if args.postgres:
         name = f"pg-{tag}"
-        cmd = SEARCH + common + ["--study-name", name, "--storage", args.postgres, "--threads",
-                                 str(max(1, cores // 2)), "--heartbeat", "5"]  # fmt: skip
-        rows.append(_timed("2 workers, PostgreSQL", [cmd, cmd], storage=args.postgres,
-                           name=name))  # fmt: skip
+        cmd = (
+            SEARCH
+            + common
+            + [
+                "--study-name",
+                name,
+                "--storage",
+                args.postgres,
+                "--threads",
+                str(max(1, cores // 2)),
+                "--heartbeat",
+                "5",
+            ]
+        )
+        rows.append(_timed("2 workers, PostgreSQL", [cmd, cmd], storage=args.postgres, name=name))
         if args.kill:
             cmd = [a if a != name else f"{name}-kill" for a in cmd]
-            rows.append(_timed("2 workers, PostgreSQL", [cmd, cmd], kill=True,
-                               storage=args.postgres, name=f"{name}-kill"))  # fmt: skip
+            rows.append(
+                _timed(
+                    "2 workers, PostgreSQL",
+                    [cmd, cmd],
+                    kill=True,
+                    storage=args.postgres,
+                    name=f"{name}-kill",
+                )
+            )
     base = rows[0]["trials_per_min"]
     for r in rows:
         r["throughput_ratio"] = round(r["trials_per_min"] / base, 2)
@@ -88,11 +114,14 @@ def main() -> None:
     print(_markdown(meta, rows))
 
 
-def _timed(label: str, commands: list[list[str]], *, kill: bool = False, storage: str = "",
-           name: str = "") -> dict:  # fmt: skip
+def _timed(
+    label: str, commands: list[list[str]], *, kill: bool = False, storage: str = "", name: str = ""
+) -> dict:
     start = time.perf_counter()
-    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for c in commands]  # fmt: skip
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
     killed = _kill_one(storage, name, procs) if kill else None
     errors = [p.communicate()[1] for p in procs]
     seconds = time.perf_counter() - start
@@ -102,11 +131,17 @@ def _timed(label: str, commands: list[list[str]], *, kill: bool = False, storage
         raise SystemExit(f"{label}: every worker failed: {errors}")
     out_dir = Path(commands[0][commands[0].index("--out") + 1])
     study_name = commands[0][commands[0].index("--study-name") + 1]
-    trials = _finished(storage or str(out_dir / study_name / search.DEFAULT_STORAGE_FILE),
-                       study_name)  # fmt: skip
-    row = {"setting": label, "workers": len(commands), "exit_codes": codes,
-           "finished_trials": trials, "seconds": round(seconds, 1),
-           "trials_per_min": round(60 * trials / seconds, 2)}  # fmt: skip
+    trials = _finished(
+        storage or str(out_dir / study_name / search.DEFAULT_STORAGE_FILE), study_name
+    )
+    row = {
+        "setting": label,
+        "workers": len(commands),
+        "exit_codes": codes,
+        "finished_trials": trials,
+        "seconds": round(seconds, 1),
+        "trials_per_min": round(60 * trials / seconds, 2),
+    }
     if killed is not None:
         row["killed_trial"] = killed
     return row
@@ -148,10 +183,15 @@ def _markdown(meta: dict, rows: list[dict]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in rows:
-        note = (f", one SIGKILLed in trial {r['killed_trial']}, which another reran"
-                if "killed_trial" in r else "")  # fmt: skip
-        lines.append(f"| {r['setting']}{note} | {r['finished_trials']} | {r['seconds']} | "
-                     f"{r['trials_per_min']} | {r['throughput_ratio']}x |")  # fmt: skip
+        note = (
+            f", one SIGKILLed in trial {r['killed_trial']}, which another reran"
+            if "killed_trial" in r
+            else ""
+        )
+        lines.append(
+            f"| {r['setting']}{note} | {r['finished_trials']} | {r['seconds']} | "
+            f"{r['trials_per_min']} | {r['throughput_ratio']}x |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -35,8 +35,13 @@ def teacher(digits, cache_dir):
     """(info, model) of a tiny teacher trained once on digits."""
     aug = default_augmentation(digits.name, digits.image_size)
     info, load = prepare_teacher(
-        TEACHER, digits, aug, cache_dir=cache_dir, threads=2,
-        recipe=TeacherRecipe(epochs=3, lr=0.1), )  # fmt: skip
+        TEACHER,
+        digits,
+        aug,
+        cache_dir=cache_dir,
+        threads=2,
+        recipe=TeacherRecipe(epochs=3, lr=0.1),
+    )
     return info, load()
 
 
@@ -44,8 +49,9 @@ def _views(digits, teacher, cache_dir, kinds: tuple[str, ...]):
     info, model = teacher
     aug = default_augmentation(digits.name, digits.image_size)
     key = cache_key(info.weights_sha256, digits.name, dataset_fingerprint(digits), "train", aug, 2)
-    return compute_views(model, digits.train, aug, digits.stats, key=key, views=2,
-                         cache_dir=cache_dir, kinds=kinds)  # fmt: skip
+    return compute_views(
+        model, digits.train, aug, digits.stats, key=key, views=2, cache_dir=cache_dir, kinds=kinds
+    )
 
 
 @pytest.fixture(scope="session")
@@ -66,16 +72,35 @@ def make_ctx(digits, views):
         """``max_params=1000`` style limits, as on the command line."""
         most = {k.removeprefix("max_"): v for k, v in limits.items()}
         return TrialContext(
-            data=digits, aug=default_augmentation(digits.name, digits.image_size), views=views,
-            epochs=1, limits=Limits(most), seed=0,
-        )  # fmt: skip
+            data=digits,
+            aug=default_augmentation(digits.name, digits.image_size),
+            views=views,
+            epochs=1,
+            limits=Limits(most),
+            seed=0,
+        )
 
     return make
 
 
 # The CLI-level runs: digits, timm's tiny test model as the teacher, 3 trials of 1 epoch.
-FAST = ["--data", "digits", "--budget", "3", "--epochs", "1", "--teacher", "test_resnet",
-        "--teacher-epochs", "1", "--views", "2", "--quiet", "--threads", "2"]  # fmt: skip
+FAST = [
+    "--data",
+    "digits",
+    "--budget",
+    "3",
+    "--epochs",
+    "1",
+    "--teacher",
+    "test_resnet",
+    "--teacher-epochs",
+    "1",
+    "--views",
+    "2",
+    "--quiet",
+    "--threads",
+    "2",
+]
 
 
 @pytest.fixture(scope="session")

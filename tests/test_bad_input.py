@@ -19,8 +19,23 @@ from autodistill.cli import main
 from autodistill.families import InputSpec
 from autodistill.teacher import build_teacher
 
-FAST = ["--data", "digits", "--budget", "3", "--epochs", "1", "--teacher", "test_resnet",
-        "--teacher-epochs", "1", "--views", "2", "--quiet", "--threads", "2"]  # fmt: skip
+FAST = [
+    "--data",
+    "digits",
+    "--budget",
+    "3",
+    "--epochs",
+    "1",
+    "--teacher",
+    "test_resnet",
+    "--teacher-epochs",
+    "1",
+    "--views",
+    "2",
+    "--quiet",
+    "--threads",
+    "2",
+]
 RUN = "digits-space"  # the study name of a run with --space space.yaml
 
 # A space of tiny students, and the lines of it that the cases below break. The run uses it as
@@ -59,8 +74,21 @@ def _resnet(classes: int) -> torch.nn.Module:
 
 
 def _search(out: Path, cache: Path, *args: str) -> int:
-    return main(["search", *FAST, "--space", "space.yaml", "--teacher-checkpoint", "teacher.pt",
-                 "--out", str(out), "--cache-dir", str(cache), *args])  # fmt: skip
+    return main(
+        [
+            "search",
+            *FAST,
+            "--space",
+            "space.yaml",
+            "--teacher-checkpoint",
+            "teacher.pt",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache),
+            *args,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,81 +136,106 @@ def _files(folder: Path) -> dict[str, bytes]:
 # A change is {file name: text, bytes, or a function that writes the file at the path it is given}.
 CASES = {
     "unknown dataset": (
-        {}, ["--data", "mnits"],
-        ("unknown dataset 'mnits'",), ("known: ", "digits", "mnist5k"),
+        {},
+        ["--data", "mnits"],
+        ("unknown dataset 'mnits'",),
+        ("known: ", "digits", "mnist5k"),
     ),
     "missing data directory": (
-        {}, ["--data", "cifar10", "--data-dir", "/nonexistent"],
+        {},
+        ["--data", "cifar10", "--data-dir", "/nonexistent"],
         ("cifar10 files not found", "/nonexistent/cifar-10-batches-py"),
         ("pass --download", "--data-dir"),
     ),
     "missing image folder": (
-        {}, ["--data", "imagefolder:/nonexistent"],
-        ("image folder /nonexistent not found",), ("existing folder",),
+        {},
+        ["--data", "imagefolder:/nonexistent"],
+        ("image folder /nonexistent not found",),
+        ("existing folder",),
     ),
     "malformed YAML": (
-        {"space.yaml": _space("    depths:", "     depths:")}, [],  # one space too many
+        {"space.yaml": _space("    depths:", "     depths:")},
+        [],  # one space too many
         ("space.yaml: malformed YAML at line 4,", "mapping values are not allowed"),
         ("fix the YAML there",),
     ),
     "malformed YAML, unclosed bracket": (
-        {"space.yaml": _space("[8, 16]}", "[8, 16]")}, [],  # seen on line 6, opened on 5
+        {"space.yaml": _space("[8, 16]}", "[8, 16]")},
+        [],  # seen on line 6, opened on 5
         ("space.yaml: malformed YAML at line 6,", "flow mapping started at line 5"),
         ("fix the YAML there",),
     ),
     "unknown family": (
-        {"space.yaml": _space("resnet:", "resnt:")}, [],
+        {"space.yaml": _space("resnet:", "resnt:")},
+        [],
         ("space.yaml: families: unknown family 'resnt'",),
         ("known: convnext, mobilenetv3, resnet, vit",),
     ),
     "unknown parameter": (
-        {"space.yaml": _space("stem_stride:", "stem_strde:")}, [],
+        {"space.yaml": _space("stem_stride:", "stem_strde:")},
+        [],
         ("space.yaml: families.resnet: unknown parameter 'stem_strde'",),
         ("allowed: stem_stride, depths, width",),
     ),
     "unknown loss": (
-        {"space.yaml": _space("kd:", "kl:")}, [],
-        ("space.yaml: distill: unknown loss 'kl'",), ("known: ", "kd"),
+        {"space.yaml": _space("kd:", "kl:")},
+        [],
+        ("space.yaml: distill: unknown loss 'kl'",),
+        ("known: ", "kd"),
     ),
     "unknown parameter of a loss": (
-        {"space.yaml": _space("temperature:", "temprature:")}, [],
+        {"space.yaml": _space("temperature:", "temprature:")},
+        [],
         ("space.yaml: distill.kd: unknown parameter 'temprature'",),
         ("allowed: temperature, alpha",),
     ),
     "empty choices": (  # (low == high is not empty: it fixes the value)
-        {"space.yaml": _space("[8, 16]", "[]")}, [],
-        ("space.yaml: families.resnet.width:",), ("'choices' must be a non-empty list",),
+        {"space.yaml": _space("[8, 16]", "[]")},
+        [],
+        ("space.yaml: families.resnet.width:",),
+        ("'choices' must be a non-empty list",),
     ),
     "empty range of stages": (
-        {"space.yaml": _space("per_stage: 4", "per_stage: 0")}, [],
-        ("space.yaml: families.resnet.depths:", "got 0"), ("'per_stage' must be 1..8",),
+        {"space.yaml": _space("per_stage: 4", "per_stage: 0")},
+        [],
+        ("space.yaml: families.resnet.depths:", "got 0"),
+        ("'per_stage' must be 1..8",),
     ),
     "range with no whole step": (
-        {"space.yaml": _space("{choices: [8, 16]}", "{low: 8, high: 12, step: 8}")}, [],
+        {"space.yaml": _space("{choices: [8, 16]}", "{low: 8, high: 12, step: 8}")},
+        [],
         ("space.yaml: families.resnet.width:", "8..12 is not a whole number of steps 8"),
         ("make high - low a multiple of step",),
     ),
     "inverted range": (
-        {"space.yaml": _space("low: 0.005, high: 0.02", "low: 0.02, high: 0.005")}, [],
-        ("space.yaml: train.lr: inverted range: low 0.02 > high 0.005",), ("swap them",),
+        {"space.yaml": _space("low: 0.005, high: 0.02", "low: 0.02, high: 0.005")},
+        [],
+        ("space.yaml: train.lr: inverted range: low 0.02 > high 0.005",),
+        ("swap them",),
     ),
     "width not a whole number": (  # was built as width 12
-        {"space.yaml": _space("[8, 16]", "[8, 12.5]")}, [],
+        {"space.yaml": _space("[8, 16]", "[8, 12.5]")},
+        [],
         ("space.yaml: families.resnet.width: choice", "got 12.5 (not a whole number)"),
         ("must be an integer in [1, 2048]",),
     ),
     "negative temperature": (  # trained on inverted soft targets
-        {"space.yaml": _space("{low: 1.0, high: 4.0}", "-1.0")}, [],
+        {"space.yaml": _space("{low: 1.0, high: 4.0}", "-1.0")},
+        [],
         ("space.yaml: distill.kd.temperature", "got -1.0"),
         ("must be a number > 0 and <= 100",),
     ),
     "a 500-block stage": (  # a 196 M-parameter student, trained for minutes
-        {"space.yaml": _space("{low: 1, high: 1, per_stage: 4}", "{low: 1, high: 500}")}, [],
+        {"space.yaml": _space("{low: 1, high: 1, per_stage: 4}", "{low: 1, high: 500}")},
+        [],
         ("space.yaml: families.resnet.depths: high", "got 500"),
         ("must be an integer in [1, 64]",),
     ),
     "infinite limit": (
-        {}, ["--max-params", "inf"], ("--max-params", "got 'inf'"), ("expected a positive count",),
+        {},
+        ["--max-params", "inf"],
+        ("--max-params", "got 'inf'"),
+        ("expected a positive count",),
     ),
     "teacher checkpoint of another model": (
         {"teacher.pt": lambda p: _save_teacher(p, timm.create_model("test_vit", num_classes=10))},
@@ -197,47 +250,63 @@ CASES = {
         ("--teacher-checkpoint trained on this data", "leave it out to train one"),
     ),
     "teacher checkpoint that is not one": (
-        {"teacher.pt": b"not a checkpoint"}, [],
-        ("cannot read teacher checkpoint teacher.pt",), ("torch.save",),
+        {"teacher.pt": b"not a checkpoint"},
+        [],
+        ("cannot read teacher checkpoint teacher.pt",),
+        ("torch.save",),
     ),
     "zero budget": ({}, ["--budget", "0"], ("--budget", "got 0"), ("must be a positive number",)),
     "promotions without multi-fidelity": (
-        {}, ["--promotions", "5"], ("--promotions needs --fidelity multi",),
+        {},
+        ["--promotions", "5"],
+        ("--promotions needs --fidelity multi",),
         ("a brief search promotes nothing",),
     ),
     "negative promotion time": (
-        {}, ["--fidelity", "multi", "--epochs", "2", "--promotion-time", "-1"],
+        {},
+        ["--fidelity", "multi", "--epochs", "2", "--promotion-time", "-1"],
         ("--promotion-time", "got -1.0"),
         ("0 (no bound)",),
     ),
     "multi-fidelity from one epoch": (
-        {}, ["--fidelity", "multi", "--epochs", "1"], ("--fidelity multi needs --epochs 2",),
+        {},
+        ["--fidelity", "multi", "--epochs", "1"],
+        ("--fidelity multi needs --epochs 2",),
         ("a first rung with a stable phase",),
     ),
     "accuracy floor in percent": (
-        {}, ["--min-accuracy", "95%"], ("--min-accuracy '95%'",), ("in (0, 1]", "(0.95x)"),
+        {},
+        ["--min-accuracy", "95%"],
+        ("--min-accuracy '95%'",),
+        ("in (0, 1]", "(0.95x)"),
     ),
     "negative budget": (
-        {}, ["--budget", "-1"], ("--budget", "got -1"), ("must be a positive number",),
+        {},
+        ["--budget", "-1"],
+        ("--budget", "got -1"),
+        ("must be a positive number",),
     ),
     "unreachable database": (
-        {}, ["--storage", "postgresql://nobody@127.0.0.1:1/none"],
+        {},
+        ["--storage", "postgresql://nobody@127.0.0.1:1/none"],
         ("cannot open storage 'postgresql://nobody@127.0.0.1:1/none'",),
         ("check the URL", "database server is running"),
     ),
     "journal in a missing folder": (
-        {}, ["--storage", "/nonexistent/study.journal"],
+        {},
+        ["--storage", "/nonexistent/study.journal"],
         ("storage '/nonexistent/study.journal'", "/nonexistent does not exist"),
         ("create it", "--storage"),
     ),
-}  # fmt: skip
+}
 # The dataset is part of what a study is (a resumed run that changes it is refused as such); a
 # resumed run meets every other mistake: in the files it reads again, or in the options it may
 # change between sessions.
 ON_RESUME = [
-    name for name in CASES
+    name
+    for name in CASES
     if name not in {"unknown dataset", "missing data directory", "missing image folder"}
-]  # fmt: skip
+]
 
 
 def _cases(names: list[str]) -> list:
@@ -259,16 +328,18 @@ def _apply(changes: dict) -> None:
 
 
 @pytest.mark.parametrize(("changes", "args", "problem", "fix"), _cases(list(CASES)))
-def test_a_fresh_run_refuses_bad_input_and_writes_nothing(user, tmp_path, changes, args,
-                                                          problem, fix):  # fmt: skip
+def test_a_fresh_run_refuses_bad_input_and_writes_nothing(
+    user, tmp_path, changes, args, problem, fix
+):
     _apply(changes)
     assert_one_clear_line(*user(*args), problem, fix)
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("changes", "args", "problem", "fix"), _cases(ON_RESUME))
-def test_a_resumed_run_refuses_bad_input_and_keeps_its_files(made, user, tmp_path, changes,
-                                                             args, problem, fix):  # fmt: skip
+def test_a_resumed_run_refuses_bad_input_and_keeps_its_files(
+    made, user, tmp_path, changes, args, problem, fix
+):
     run_dir = tmp_path / "out" / RUN
     shutil.copytree(made / "out" / RUN, run_dir)
     before = _files(run_dir)
@@ -282,18 +353,23 @@ def test_an_unwritable_output_directory_is_refused_before_any_work(user, tmp_pat
     blocker = tmp_path / "a-file"
     blocker.write_text("kept")
     result = user(out=blocker / "results")
-    assert_one_clear_line(*result, ("cannot write to output directory", "is not a writable folder"),
-                          ("choose another with --out",))  # fmt: skip
+    assert_one_clear_line(
+        *result,
+        ("cannot write to output directory", "is not a writable folder"),
+        ("choose another with --out",),
+    )
     assert blocker.read_text() == "kept"
 
 
 def test_limits_nothing_satisfies_keep_the_results_and_exit_2(user, tmp_path):
     code, out, err = user("--max-params", "10")
     assert_one_clear_line(
-        code, out, err,
+        code,
+        out,
+        err,
         ("all 3 trials were infeasible, none was trained", "3 over --max-params 10"),
         ("loosen the limits or choose another --space", "results kept in"),
-    )  # fmt: skip
+    )
     run_dir = tmp_path / "out" / RUN
     for name in ("config.yaml", "study.journal", "trials.csv", "pareto.csv"):
         assert (run_dir / name).is_file(), name
@@ -304,10 +380,12 @@ def test_limits_nothing_satisfies_keep_the_results_and_exit_2(user, tmp_path):
 def test_a_floor_no_student_reaches_keeps_the_results_and_exits_2(user, tmp_path):
     code, out, err = user("--min-accuracy", "0.9999")
     assert_one_clear_line(
-        code, out, err,
+        code,
+        out,
+        err,
         ("no student reached --min-accuracy 0.9999", "3 trained below it"),
         ("lower the floor", "results kept in"),
-    )  # fmt: skip
+    )
     trials = pd.read_csv(tmp_path / "out" / RUN / "trials.csv")
     assert (trials["state"] == "BELOW_FLOOR").all() and not trials["pareto"].any()
     assert trials["failure_reason"].str.contains("below the floor 99.99%").all()
@@ -319,6 +397,9 @@ def test_a_run_resumed_with_an_edited_space_is_refused_and_keeps_its_files(made,
     shutil.copytree(made / "out" / RUN, run_dir)
     before = _files(run_dir)
     _apply({"space.yaml": _space("[8, 16]", "[8, 24]")})
-    assert_one_clear_line(*user("--budget", "2"), ("made with another search space", "edited"),
-                          ("restore it", "another --study-name"))  # fmt: skip
+    assert_one_clear_line(
+        *user("--budget", "2"),
+        ("made with another search space", "edited"),
+        ("restore it", "another --study-name"),
+    )
     assert _files(run_dir) == before

@@ -41,13 +41,18 @@ def test_a_second_lookup_reads_the_file_and_other_keys_miss(views, cache_dir):
 def test_key_changes_with_everything_the_logits_depend_on():
     aug = Augmentation(2, False)
     base = cache_key("w", "digits", "d", "train", aug, 4)
-    assert len({
-        base,
-        cache_key("w2", "digits", "d", "train", aug, 4),
-        cache_key("w", "digits", "d2", "train", aug, 4),
-        cache_key("w", "digits", "d", "train", Augmentation(3, False), 4),
-        cache_key("w", "digits", "d", "train", aug, 5),
-    }) == 5  # fmt: skip
+    assert (
+        len(
+            {
+                base,
+                cache_key("w2", "digits", "d", "train", aug, 4),
+                cache_key("w", "digits", "d2", "train", aug, 4),
+                cache_key("w", "digits", "d", "train", Augmentation(3, False), 4),
+                cache_key("w", "digits", "d", "train", aug, 5),
+            }
+        )
+        == 5
+    )
 
 
 def _data_offset(path: Path) -> int:
@@ -91,8 +96,9 @@ def test_a_damaged_cache_file_is_detected_and_rebuilt(
     _, model = teacher
     aug = default_augmentation(digits.name, digits.image_size)
     key = "ab" * 32
-    first = compute_views(model, digits.train, aug, digits.stats, key=key, views=1,
-                          cache_dir=tmp_path)  # fmt: skip
+    first = compute_views(
+        model, digits.train, aug, digits.stats, key=key, views=1, cache_dir=tmp_path
+    )
     assert load_views(tmp_path, key) is not None
     damage(first.paths[0])
     with caplog.at_level(logging.WARNING, logger="autodistill.cache"):
@@ -109,8 +115,9 @@ def test_every_kind_of_cache_file_is_checked(digits, teacher, tmp_path):
     aug = default_augmentation(digits.name, digits.image_size)
     key = "ef" * 32
     kinds = ("logits", "features", "attention")
-    views = compute_views(model, digits.train, aug, digits.stats, key=key, views=1,
-                          cache_dir=tmp_path, kinds=kinds)  # fmt: skip
+    views = compute_views(
+        model, digits.train, aug, digits.stats, key=key, views=1, cache_dir=tmp_path, kinds=kinds
+    )
     _flip_a_data_byte(views.paths[2])  # the attention maps
     assert load_views(tmp_path, key, ("logits", "features")) is not None
     assert load_views(tmp_path, key, kinds) is None
@@ -132,8 +139,12 @@ def test_features_and_attention_are_the_teachers_on_the_stored_view(digits, teac
     idx = torch.arange(0, len(digits.train), 101)
     x = aug.apply(digits.train.images[idx], full_views.params[1, idx])
     with torch.inference_mode():
-        got = forward_outputs(model, normalize(x, *digits.stats), ("features", "attention"),
-                              map_size(digits.image_size))  # fmt: skip
+        got = forward_outputs(
+            model,
+            normalize(x, *digits.stats),
+            ("features", "attention"),
+            map_size(digits.image_size),
+        )
     logits, feats, maps = got["logits"], got["features"], got["attention"]
     assert torch.allclose(
         full_views.outputs["logits"][1, idx].float(), logits, atol=2e-2, rtol=1e-2
@@ -169,8 +180,9 @@ def test_teacher_outputs_beyond_what_the_cache_holds_are_refused(digits, teacher
     loud = torch.nn.Sequential(model, _Scale(1e6))
     aug = default_augmentation(digits.name, digits.image_size)
     with pytest.raises(UserError, match="NaN or beyond fp16's range"):
-        compute_views(loud, digits.train, aug, digits.stats, key="0" * 16, views=1,
-                      cache_dir=tmp_path)  # fmt: skip
+        compute_views(
+            loud, digits.train, aug, digits.stats, key="0" * 16, views=1, cache_dir=tmp_path
+        )
     assert not list(tmp_path.rglob("*.safetensors"))
 
 

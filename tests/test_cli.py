@@ -12,8 +12,9 @@ from tests.conftest import FAST
 @pytest.fixture()
 def run(tmp_path, capsys, shared_cache):
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(["search", *FAST, "--out", str(tmp_path), "--cache-dir",
-                     str(shared_cache), *args])  # fmt: skip
+        code = main(
+            ["search", *FAST, "--out", str(tmp_path), "--cache-dir", str(shared_cache), *args]
+        )
         out = capsys.readouterr()
         return code, out.out, out.err
 
@@ -24,8 +25,14 @@ def test_search_writes_the_front_and_resumes(run, tmp_path, capsys, monkeypatch)
     code, out, _ = run()
     assert code == 0
     run_dir = tmp_path / "digits-default"
-    for name in ("config.yaml", "trials.csv", "pareto.csv", "pareto.png", "teacher.json",
-                 "study.journal"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "trials.csv",
+        "pareto.csv",
+        "pareto.png",
+        "teacher.json",
+        "study.journal",
+    ):
         assert (run_dir / name).is_file(), name
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 3
@@ -51,7 +58,7 @@ def test_search_writes_the_front_and_resumes(run, tmp_path, capsys, monkeypatch)
         "latency_spread",
         "latency_disturbed",
     ):
-        assert column in trials.columns, column  # fmt: skip
+        assert column in trials.columns, column
     timed = trials[trials["latency_ms"].notna()]
     assert (timed["latency_runtime"] == "onnxruntime").all()  # the default: what export ships
     assert (timed["latency_threads"] == 2).all() and (timed["latency_batch"] == 1).all()
@@ -157,8 +164,9 @@ def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(run, tmp_path, capsy
     assert "These scores are brief: validation accuracy after 1 epoch of training" in page
     assert "Rank fidelity (train --top K)" in page
     assert "Kendall tau between the search&#x27;s score" in page  # escaped in the page
-    assert "<th>its epochs</th>" in page and all(s["search_epochs"] == 1
-                                                  for s in ranking["students"])  # fmt: skip
+    assert "<th>its epochs</th>" in page and all(
+        s["search_epochs"] == 1 for s in ranking["students"]
+    )
     for s in ranking["students"]:
         assert f"<tr><td>{s['trial']}</td>" in page
 
@@ -192,8 +200,12 @@ def test_export_writes_an_onnx_file_that_matches_torch_and_an_int8_one(run, tmp_
     if shipped == "fp32":  # no recipe was faster, or all lost too much: no int8 file
         assert not (student / "student.int8.onnx").exists() and "int8_latency_ms" not in figures
     else:  # the fastest recipe within the tolerance of fp32's validation accuracy, and faster
-        kept = [r for r in tried.values() if r["latency_ms"] is not None
-                and r["val_accuracy"] >= figures["onnx_val_accuracy"] - 0.01]  # fmt: skip
+        kept = [
+            r
+            for r in tried.values()
+            if r["latency_ms"] is not None
+            and r["val_accuracy"] >= figures["onnx_val_accuracy"] - 0.01
+        ]
         assert shipped == min(kept, key=lambda r: r["latency_ms"])["recipe"]
         assert figures["int8_latency_ms"] < figures["onnx_latency_ms"]
         assert (student / "student.int8.onnx").is_file()

@@ -227,8 +227,18 @@ def test_cifar10_batches_round_trip_with_planar_channels(tmp_path: Path) -> None
     test_images, test_labels = fake_images(10, (3, 32, 32), 1), np.arange(10)
     test_batch = {b"data": test_images.reshape(10, 3072), b"labels": test_labels.tolist()}
     pickle_to(folder / "test_batch", test_batch)
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
-             b"ship", b"truck"]  # fmt: skip
+    names = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
     pickle_to(folder / "batches.meta", {b"label_names": names, b"num_cases_per_batch": 40})
 
     splits = load_dataset("cifar10", data_dir=tmp_path)

@@ -45,8 +45,23 @@ def test_cpu_runs_end_to_end_and_is_recorded(tmp_path, shared_cache):
     import yaml
 
     out = tmp_path / "out"
-    assert main(["search", *FAST, "--budget", "2", "--out", str(out), "--cache-dir",
-                 str(shared_cache), "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "search",
+                *FAST,
+                "--budget",
+                "2",
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(shared_cache),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     doc = yaml.safe_load((out / "digits-default" / "config.yaml").read_text())
     assert doc["config"]["device"] == "cpu" and doc["resolved"]["device"] == "cpu"
 
@@ -91,9 +106,15 @@ def test_bf16_autocast_trains_on_the_cpu_with_fp32_weights(digits, views):
     model = build_student("resnet", {"stem_stride": 1, "depths": 1, "width": 8}, spec)
     aug = default_augmentation(digits.name, digits.image_size)
     cfg = TrainConfig(epochs=2, lr=0.01, precision="bf16")
-    history = fit(model, digits.train, aug, digits.stats, cfg, views=views,
-                  distiller=Distiller(get_loss("kd"), {"temperature": 4.0, "alpha": 0.5},
-                                      dims=Dims(10)))  # fmt: skip
+    history = fit(
+        model,
+        digits.train,
+        aug,
+        digits.stats,
+        cfg,
+        views=views,
+        distiller=Distiller(get_loss("kd"), {"temperature": 4.0, "alpha": 0.5}, dims=Dims(10)),
+    )
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(torch.isfinite(torch.tensor(v)) for h in history for v in h.values())
     assert evaluate(model, digits.val, digits.stats) > 0.5

@@ -63,7 +63,12 @@ def test_width_is_per_stage_when_a_list_and_doubles_when_a_scalar():
     arch = {"stem_stride": 2, "depths": [1] * 4, "width": [8, 24, 16, 40]}
     listed = build_student("resnet", arch, spec)
     assert [listed.get_submodule(f"layer{i}")[0].conv2.out_channels for i in range(1, 5)] == [
-        8, 24, 16, 40]  # fmt: skip
-    doubled = build_student("convnext", {"patch_size": 1, "depths": [1] * 4, "width": 16,
-                                         "kernel": 3}, spec)  # fmt: skip
+        8,
+        24,
+        16,
+        40,
+    ]
+    doubled = build_student(
+        "convnext", {"patch_size": 1, "depths": [1] * 4, "width": 16, "kernel": 3}, spec
+    )
     assert [s.blocks[0].conv_dw.out_channels for s in doubled.stages] == [16, 32, 64, 128]

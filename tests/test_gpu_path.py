@@ -135,8 +135,10 @@ def test_the_device_check_stops_at_its_first_cuda_step_in_one_line(tmp_path):
 
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "device" / "check.py"), "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stdout.count("\n") == 1 and "no CUDA GPU here" in done.stdout
     assert "False" in (tmp_path / "log.txt").read_text()  # it got as far as asking torch

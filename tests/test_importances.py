@@ -20,9 +20,14 @@ def test_only_parameters_that_varied_in_most_trials_and_mattered_are_shown():
         if i < 3:  # a conditional parameter sampled in 3 of 12 trials
             params["rare"], dists["rare"] = i / 3, rare
         accuracy = 0.5 + i / 30
-        study.add_trial(optuna.create_trial(params=params, distributions=dists,
-                                            values=[accuracy],
-                                            user_attrs={"val_accuracy": accuracy}))  # fmt: skip
+        study.add_trial(
+            optuna.create_trial(
+                params=params,
+                distributions=dists,
+                values=[accuracy],
+                user_attrs={"val_accuracy": accuracy},
+            )
+        )
     assert list(importances(study)) == ["lr"]
 
 
@@ -35,6 +40,6 @@ def test_log_axes_of_the_3d_view_are_labelled_in_real_units():
     assert labels == ["10k", "20k", "50k", "100k", "200k"]
     assert np.allclose(ticks, np.log10([1e4, 2e4, 5e4, 1e5, 2e5]))
     assert _log_ticks(np.log10([0.05, 0.16]))[1] == ["0.05", "0.1"]
-    assert _log_ticks(np.log10([1e2, 1e9]))[1] == [f"{v}" for v in
-                                                   ("100", "1k", "10k", "100k", "1M", "10M",
-                                                    "100M", "1G")]  # fmt: skip
+    assert _log_ticks(np.log10([1e2, 1e9]))[1] == [
+        f"{v}" for v in ("100", "1k", "10k", "100k", "1M", "10M", "100M", "1G")
+    ]

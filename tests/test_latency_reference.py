@@ -102,15 +102,26 @@ def test_the_reference_is_timed_for_real_on_the_target():
 def test_a_front_point_another_now_dominates_leaves_the_front():
     from autodistill.study.results import _side_by_side
 
-    frame = pd.DataFrame({
-        "number": [0, 1, 2], "val_accuracy": [0.9, 0.8, 0.7], "params": [100, 100, 50],
-        "latency_ms": [0.10, 0.05, 0.20], "pareto": [True, True, True],
-        "latency_disturbed": [True, False, True],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "number": [0, 1, 2],
+            "val_accuracy": [0.9, 0.8, 0.7],
+            "params": [100, 100, 50],
+            "latency_ms": [0.10, 0.05, 0.20],
+            "pareto": [True, True, True],
+            "latency_disturbed": [True, False, True],
+        }
+    )
     frame.attrs["objectives"] = ("val_accuracy", "params", "latency_ms")
     # Timed side by side, trial 1 is no faster than trial 0: trial 0 dominates it.
-    _side_by_side(frame, {"0": {"latency_ms": 0.04}, "1": {"latency_ms": 0.06},
-                          "2": {"latency_ms": 0.20, "disturbed": True}})  # fmt: skip
+    _side_by_side(
+        frame,
+        {
+            "0": {"latency_ms": 0.04},
+            "1": {"latency_ms": 0.06},
+            "2": {"latency_ms": 0.20, "disturbed": True},
+        },
+    )
     assert list(frame["pareto"]) == [True, False, True]
     assert list(frame["latency_ms_first"]) == [0.10, 0.05, 0.20]
     assert list(frame["latency_ms"]) == [0.04, 0.06, 0.20]
@@ -123,8 +134,17 @@ def test_a_search_times_relative_to_its_reference_and_the_front_side_by_side(
 ):
     from autodistill import api
 
-    args = dict(data="digits", budget=3, epochs=1, teacher="test_resnet", teacher_epochs=1,
-                views=2, threads=2, out=str(tmp_path), cache_dir=str(shared_cache))  # fmt: skip
+    args = dict(
+        data="digits",
+        budget=3,
+        epochs=1,
+        teacher="test_resnet",
+        teacher_epochs=1,
+        views=2,
+        threads=2,
+        out=str(tmp_path),
+        cache_dir=str(shared_cache),
+    )
     out = api.search(**args)
     from autodistill import terminal
 
@@ -144,8 +164,10 @@ def test_a_search_times_relative_to_its_reference_and_the_front_side_by_side(
     assert front["latency_side_by_side"].all() and len(front) >= 1
     pareto = pd.read_csv(out.run_dir / "pareto.csv")
     assert set(pareto["number"]) == set(front["number"])
-    assert (pareto["latency_ms"].to_numpy() == front.set_index("number").loc[
-        pareto["number"], "latency_ms"].to_numpy()).all()  # fmt: skip
+    assert (
+        pareto["latency_ms"].to_numpy()
+        == front.set_index("number").loc[pareto["number"], "latency_ms"].to_numpy()
+    ).all()
 
     def refuse(*args, **kwargs):
         raise AssertionError("timed again though the front did not change")

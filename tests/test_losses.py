@@ -18,8 +18,11 @@ C = 6
 
 def _batch(b: int = 8, c: int = C):
     g = torch.Generator().manual_seed(b * 31 + c)
-    return (torch.randn(b, c, generator=g) * 2, torch.randn(b, c, generator=g) * 2,
-            torch.randint(0, c, (b,), generator=g))  # fmt: skip
+    return (
+        torch.randn(b, c, generator=g) * 2,
+        torch.randn(b, c, generator=g) * 2,
+        torch.randint(0, c, (b,), generator=g),
+    )
 
 
 def _out(logits, targets, teacher_logits=None, *, progress: float = 1.0, **parts) -> Outputs:
@@ -100,8 +103,12 @@ def test_attention_map_and_at_match_zagoruyko_komodakis():
     ms, mt = attention_map(fs, 4), attention_map(ft, 4)
     q = (fs[0] ** 2).mean(0).flatten()
     assert torch.allclose(ms[0], q / q.norm(), atol=1e-6)
-    out = _out(torch.zeros(2, C), torch.zeros(2, dtype=torch.long), attention=ms[:, None],
-                  teacher_attention=mt[:, None])  # fmt: skip
+    out = _out(
+        torch.zeros(2, C),
+        torch.zeros(2, dtype=torch.long),
+        attention=ms[:, None],
+        teacher_attention=mt[:, None],
+    )
     parts = _run("at", out, weight=10.0)
     expected = 10.0 / 2 * ((ms - mt) ** 2).mean()  # beta / (map elements x batch size)
     assert parts["at"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -111,8 +118,9 @@ def test_hint_is_the_mse_of_the_projected_student_features():
     g = torch.Generator().manual_seed(4)
     fs, ft = torch.randn(4, 3, generator=g), torch.randn(4, 5, generator=g)
     d = Distiller(get_loss("hint"), {"weight": 2.0}, dims=Dims(C, 3, 5))
-    out = _out(torch.zeros(4, C), torch.zeros(4, dtype=torch.long), features=fs,
-                  teacher_features=ft)  # fmt: skip
+    out = _out(
+        torch.zeros(4, C), torch.zeros(4, dtype=torch.long), features=fs, teacher_features=ft
+    )
     proj = d.learned["proj"]
     expected = 2.0 * ((proj(fs) - ft) ** 2).mean()
     assert d(out)["hint"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -128,8 +136,10 @@ def test_logit_losses_ignore_a_constant_added_to_a_row(name):
         assert a[k].item() == pytest.approx(b[k].item(), rel=1e-4, abs=1e-5), k
 
 
-@pytest.mark.parametrize(("name", "part"), [("kd", "kd"), ("dkd", "tckd"), ("dkd", "nckd"),
-                                            ("dist", "inter"), ("dist", "intra")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "part"),
+    [("kd", "kd"), ("dkd", "tckd"), ("dkd", "nckd"), ("dist", "inter"), ("dist", "intra")],
+)
 def test_teacher_terms_vanish_when_the_student_equals_the_teacher(name, part):
     _, t, y = _batch()
     assert abs(_run(name, _out(t.clone(), y, t))[part].item()) < 1e-5
@@ -137,16 +147,24 @@ def test_teacher_terms_vanish_when_the_student_equals_the_teacher(name, part):
 
 def test_feature_terms_vanish_when_the_student_equals_the_teacher():
     m = attention_map(torch.randn(3, 4, 5, 5), 5)[:, None]
-    at = _run("at", _out(torch.zeros(3, C), torch.zeros(3, dtype=torch.long), attention=m,
-                            teacher_attention=m.clone()))  # fmt: skip
+    at = _run(
+        "at",
+        _out(
+            torch.zeros(3, C),
+            torch.zeros(3, dtype=torch.long),
+            attention=m,
+            teacher_attention=m.clone(),
+        ),
+    )
     assert at["at"].item() < 1e-8
     d = Distiller(get_loss("hint"), dims=Dims(C, 4, 4))
     with torch.no_grad():
         d.learned["proj"].weight.copy_(torch.eye(4))
         d.learned["proj"].bias.zero_()
     f = torch.randn(3, 4)
-    out = _out(torch.zeros(3, C), torch.zeros(3, dtype=torch.long), features=f,
-                  teacher_features=f.clone())  # fmt: skip
+    out = _out(
+        torch.zeros(3, C), torch.zeros(3, dtype=torch.long), features=f, teacher_features=f.clone()
+    )
     assert d(out)["hint"].item() < 1e-10
 
 
@@ -154,8 +172,9 @@ def test_gradients_reach_the_student_and_the_hint_projection():
     d = Distiller(get_loss("hint"), dims=Dims(C, 3, 5))
     feats = torch.randn(4, 3, requires_grad=True)
     logits = torch.randn(4, C, requires_grad=True)
-    out = _out(logits, torch.zeros(4, dtype=torch.long), features=feats,
-                  teacher_features=torch.randn(4, 5))  # fmt: skip
+    out = _out(
+        logits, torch.zeros(4, dtype=torch.long), features=feats, teacher_features=torch.randn(4, 5)
+    )
     total(d(out)).backward()
     assert feats.grad.abs().sum() > 0 and logits.grad.abs().sum() > 0
     assert d.learned["proj"].weight.grad.abs().sum() > 0

@@ -35,8 +35,9 @@ def test_a_vits_attention_flops_are_counted_on_every_device(monkeypatch):
     model = build_student("vit", arch, InputSpec(1, 28, 10))
     tokens = model.patch_embed.num_patches + model.num_prefix_tokens
     counted = count_flops(model, (1, 28, 28))
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
-                        lambda q, k, v, **kw: v)  # fmt: skip
+    monkeypatch.setattr(
+        torch.nn.functional, "scaled_dot_product_attention", lambda q, k, v, **kw: v
+    )
     without = count_flops(model, (1, 28, 28))
     assert counted - without == 2 * 2 * heads * tokens * tokens * head_dim
     assert next(model.parameters()).device.type == "cpu" and model.training

@@ -37,8 +37,9 @@ def test_a_study_on_accuracy_and_each_objective(tmp_path, shared_cache, name):
     run_dir = tmp_path / "digits-default"
     study = load_study(open_storage(None, run_dir), "digits-default")
     assert study_objectives(study) == objectives
-    assert [d.name.lower() for d in study.directions] == [OBJECTIVES[n].direction
-                                                          for n in objectives]  # fmt: skip
+    assert [d.name.lower() for d in study.directions] == [
+        OBJECTIVES[n].direction for n in objectives
+    ]
     trials = pd.read_csv(run_dir / "trials.csv")
     done = trials[trials["state"] == "COMPLETE"]
     assert len(done) >= 2 and done[name].notna().all()
@@ -65,8 +66,9 @@ def test_four_objectives_at_once(tmp_path, shared_cache):
 
 
 @pytest.mark.parametrize("objective", limitable(), ids=lambda o: o.name)
-def test_every_limit_refuses_what_breaks_it_before_training(tmp_path, shared_cache, objective,
-                                                            capsys):  # fmt: skip
+def test_every_limit_refuses_what_breaks_it_before_training(
+    tmp_path, shared_cache, objective, capsys
+):
     tiny = "1" if objective.decimals == 0 else "0.001"
     assert _search(tmp_path, shared_cache, objective.option, tiny) == 2
     err = capsys.readouterr().err

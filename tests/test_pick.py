@@ -8,20 +8,24 @@ import pytest
 from autodistill.errors import UserError
 from autodistill.ship.pick import pick, pick_within, top_front
 
-TRIALS = pd.DataFrame([
-    # number, state, pareto, acc, params, latency
-    (0, "COMPLETE", True, 0.99, 1_000_000, 5.0),   # best, big and slow
-    (1, "COMPLETE", True, 0.97, 50_000, 1.0),      # the knee: little lost anywhere
-    (2, "COMPLETE", True, 0.80, 5_000, 0.9),       # smallest
-    (3, "COMPLETE", True, 0.90, 400_000, 0.5),     # fastest
-    (4, "COMPLETE", False, 0.96, 60_000, 1.2),     # dominated by 1
-    (5, "INFEASIBLE", False, None, 10, 0.1),       # never trained
-], columns=["number", "state", "pareto", "val_accuracy", "params", "latency_ms"])  # fmt: skip
+TRIALS = pd.DataFrame(
+    [
+        # number, state, pareto, acc, params, latency
+        (0, "COMPLETE", True, 0.99, 1_000_000, 5.0),  # best, big and slow
+        (1, "COMPLETE", True, 0.97, 50_000, 1.0),  # the knee: little lost anywhere
+        (2, "COMPLETE", True, 0.80, 5_000, 0.9),  # smallest
+        (3, "COMPLETE", True, 0.90, 400_000, 0.5),  # fastest
+        (4, "COMPLETE", False, 0.96, 60_000, 1.2),  # dominated by 1
+        (5, "INFEASIBLE", False, None, 10, 0.1),  # never trained
+    ],
+    columns=["number", "state", "pareto", "val_accuracy", "params", "latency_ms"],
+)
 OBJECTIVES = ("val_accuracy", "params", "latency_ms")
 
 
-@pytest.mark.parametrize(("rule", "number"),
-                         [("best", 0), ("smallest", 2), ("fastest", 3), ("knee", 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rule", "number"), [("best", 0), ("smallest", 2), ("fastest", 3), ("knee", 1)]
+)
 def test_each_rule_picks_its_point_of_the_front(rule, number):
     assert pick(TRIALS, rule, OBJECTIVES) == number
 

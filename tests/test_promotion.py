@@ -54,21 +54,33 @@ def test_a_longer_rung_continued_from_a_shorter_ones_stable_state_equals_trainin
     assert branch.is_file()
     continued = _train(digits, views, 6, start_from=branch)
     scratch = _train(digits, views, 6)
-    for (name, a), b in zip(continued.state_dict().items(), scratch.state_dict().values(),
-                            strict=True):  # fmt: skip
+    for (name, a), b in zip(
+        continued.state_dict().items(), scratch.state_dict().values(), strict=True
+    ):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
-    assert not all(torch.equal(a, b) for a, b in zip(short.state_dict().values(),
-                                                       scratch.state_dict().values(),
-                                                       strict=True))  # fmt: skip
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(short.state_dict().values(), scratch.state_dict().values(), strict=True)
+    )
 
 
-def _trial(number_values: tuple[float, float], *, epochs: int | None = None,
-           promoted_from: int | None = None) -> optuna.trial.FrozenTrial:  # fmt: skip
+def _trial(
+    number_values: tuple[float, float],
+    *,
+    epochs: int | None = None,
+    promoted_from: int | None = None,
+) -> optuna.trial.FrozenTrial:
     acc, params = number_values
     attrs = {}
     if epochs is not None:
-        attrs = {PROMOTION_ATTR: {"from": promoted_from, "lineage": promoted_from,
-                                  "epochs": epochs, "parent_epochs": epochs // 3}}  # fmt: skip
+        attrs = {
+            PROMOTION_ATTR: {
+                "from": promoted_from,
+                "lineage": promoted_from,
+                "epochs": epochs,
+                "parent_epochs": epochs // 3,
+            }
+        }
     return optuna.create_trial(
         values=[acc, params, 1.0],
         system_attrs=attrs,
@@ -88,8 +100,9 @@ PLAN = Plan(rungs_for(3), promotions=4, objectives=OBJECTIVES)
 
 def test_the_best_third_of_a_rung_by_the_objectives_is_promoted_once():
     # Six results at 3 epochs: (0.9, 100) and (0.5, 10) are the non-dominated ones.
-    trials = _numbered([_trial(v) for v in [(0.8, 200), (0.9, 100), (0.5, 10), (0.7, 300),
-                                            (0.6, 200), (0.4, 50)]])  # fmt: skip
+    trials = _numbered(
+        [_trial(v) for v in [(0.8, 200), (0.9, 100), (0.5, 10), (0.7, 300), (0.6, 200), (0.4, 50)]]
+    )
     chosen, since, to = due(trials, PLAN, budget=6, finished=6)
     assert (chosen.number, since, to) == (1, 3, 9)  # the most accurate of the first layer
     trials.append(_trial((0.95, 100), epochs=9, promoted_from=1))
@@ -110,8 +123,9 @@ def test_the_deepest_rung_goes_first_and_promotions_are_paced_over_the_search():
 
 
 def _ctx(make_ctx, tmp_path, epochs: int = 2):
-    return dataclasses.replace(make_ctx(), epochs=epochs, rungs=rungs_for(epochs),
-                               checkpoints=tmp_path / "checkpoints")  # fmt: skip
+    return dataclasses.replace(
+        make_ctx(), epochs=epochs, rungs=rungs_for(epochs), checkpoints=tmp_path / "checkpoints"
+    )
 
 
 def _study(tmp_path) -> optuna.Study:
@@ -158,8 +172,9 @@ def test_an_interrupted_promotion_is_queued_again_and_resumes_from_its_checkpoin
 def test_a_promoted_front_point_gets_one_second_seed_when_no_promotion_is_due():
     from autodistill.study.promotion import REPLICATE_ATTR, due_replicate
 
-    trials = [_trial(v) for v in [(0.8, 200), (0.9, 100), (0.5, 10), (0.7, 300), (0.6, 200),
-                                  (0.4, 50)]]  # fmt: skip
+    trials = [
+        _trial(v) for v in [(0.8, 200), (0.9, 100), (0.5, 10), (0.7, 300), (0.6, 200), (0.4, 50)]
+    ]
     assert due_replicate(_numbered(list(trials)), PLAN, budget=6, finished=6) is None  # brief
     trials += [
         _trial((0.95, 100), epochs=9, promoted_from=1),
@@ -186,10 +201,15 @@ def test_a_second_seed_is_recorded_beside_its_trial_and_never_on_the_front(tmp_p
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
 
     def add(acc, params, system=None):
-        study.add_trial(optuna.create_trial(
-            values=[acc, params, 1.0], system_attrs=system or {},
-            user_attrs={"val_accuracy": acc, "params": params, "latency_ms": 1.0},
-            params={"lr": 0.1}, distributions={"lr": FloatDistribution(0, 1)}))  # fmt: skip
+        study.add_trial(
+            optuna.create_trial(
+                values=[acc, params, 1.0],
+                system_attrs=system or {},
+                user_attrs={"val_accuracy": acc, "params": params, "latency_ms": 1.0},
+                params={"lr": 0.1},
+                distributions={"lr": FloatDistribution(0, 1)},
+            )
+        )
 
     add(0.90, 900)  # 0
     add(0.80, 100)  # 1
@@ -219,9 +239,16 @@ def test_without_second_seeds_the_most_accurate_is_best_and_nothing_is_tied():
     from autodistill.noise import ties
     from autodistill.ship.pick import pick
 
-    frame = pd.DataFrame({"number": [0, 1], "state": ["COMPLETE"] * 2, "pareto": [True] * 2,
-                          "val_accuracy": [0.95, 0.949], "params": [900, 100],
-                          "latency_ms": [2.0, 1.0]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "number": [0, 1],
+            "state": ["COMPLETE"] * 2,
+            "pareto": [True] * 2,
+            "val_accuracy": [0.95, 0.949],
+            "params": [900, 100],
+            "latency_ms": [2.0, 1.0],
+        }
+    )
     assert ties(frame) == {} and pick(frame, "best", OBJECTIVES) == 0
 
 
@@ -258,8 +285,12 @@ def test_promotions_and_second_seeds_wait_until_the_first_rung_has_paid_their_ti
     timed = dataclasses.replace(PLAN, time_share=0.5)
     # Six first-rung results of 3 epochs, 4 s each (3 s training: 1 s per epoch): 24 s, so
     # 12 s for promotions. Promoting trial 1 from 3 to 9 epochs costs 6 x 1 + 1 = 7 s.
-    trials = _numbered([_timed(_trial(v), 4.0, 3.0) for v in [
-        (0.8, 200), (0.9, 100), (0.5, 10), (0.7, 300), (0.6, 200), (0.4, 50)]])  # fmt: skip
+    trials = _numbered(
+        [
+            _timed(_trial(v), 4.0, 3.0)
+            for v in [(0.8, 200), (0.9, 100), (0.5, 10), (0.7, 300), (0.6, 200), (0.4, 50)]
+        ]
+    )
     assert estimate_s(trials[1], 6, 3) == pytest.approx(7.0)
     chosen, _, _ = due(trials, timed, budget=6, finished=6)
     assert chosen.number == 1
@@ -270,10 +301,14 @@ def test_promotions_and_second_seeds_wait_until_the_first_rung_has_paid_their_ti
     queued.state = TrialState.WAITING
     queued.system_attrs[PROMOTION_ATTR]["estimate_s"] = 7.0
     trials = _numbered([*trials, promoted, queued])
-    assert due_replicate(trials, dataclasses.replace(PLAN, promotions=9), budget=6,
-                         finished=6) is not None  # fmt: skip
-    assert due_replicate(trials, dataclasses.replace(timed, promotions=9), budget=6,
-                         finished=6) is None  # fmt: skip
+    assert (
+        due_replicate(trials, dataclasses.replace(PLAN, promotions=9), budget=6, finished=6)
+        is not None
+    )
+    assert (
+        due_replicate(trials, dataclasses.replace(timed, promotions=9), budget=6, finished=6)
+        is None
+    )
     # A second seed trains all 9 epochs from the start: 9 x 1 s, no time for it at 0.5, but
     # at 1.5 (36 s) there is.
     roomy = dataclasses.replace(timed, promotions=9, time_share=1.5)

@@ -13,8 +13,13 @@ from autodistill.objectives import OBJECTIVES
 from autodistill.registry import Registry
 from autodistill.study import SAMPLERS
 
-REGISTRIES = {"family": FAMILIES, "loss": LOSSES, "objective": OBJECTIVES,
-              "dataset": DATASETS, "sampler": SAMPLERS}  # fmt: skip
+REGISTRIES = {
+    "family": FAMILIES,
+    "loss": LOSSES,
+    "objective": OBJECTIVES,
+    "dataset": DATASETS,
+    "sampler": SAMPLERS,
+}
 
 
 @pytest.mark.parametrize("what", list(REGISTRIES))
@@ -26,8 +31,9 @@ def test_each_registry_refuses_twice_and_names_the_known_ones(what):
         registry.register(first, registry[first])
     with pytest.raises(UserError) as err:
         registry.get("no-such-thing")
-    assert str(err.value) == (f"unknown {what} 'no-such-thing'; known: "
-                              f"{', '.join(registry.names())}")  # fmt: skip
+    assert str(err.value) == (
+        f"unknown {what} 'no-such-thing'; known: {', '.join(registry.names())}"
+    )
     assert set(registry.names()) == set(registry) and len(registry) >= 2
 
 

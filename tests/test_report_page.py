@@ -50,10 +50,20 @@ def test_every_image_loads_in_headless_chromium(shipped_run):
             pytest.fail("chromium is not installed; .ci/run installs the Debian package")
         pytest.skip("chromium not installed (apt-get install chromium)")
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
-         "--dump-dom", (shipped_run / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            (shipped_run / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     total = re.search(r'data-images-total="(\d+)"', dom)
     loaded = re.search(r'data-images-loaded="(\d+)"', dom)
     assert total and loaded, "the page's load script did not run"
@@ -69,9 +79,18 @@ def _free_port() -> int:
 def test_the_dashboard_serves_the_runs_study(shipped_run):
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autodistill.cli", "dashboard", str(shipped_run), "--port",
-         str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "autodistill.cli",
+            "dashboard",
+            str(shipped_run),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         body = None
@@ -85,8 +104,9 @@ def test_the_dashboard_serves_the_runs_study(shipped_run):
         assert "digits-default" in json.dumps(body)
         # Read-only unless asked: before, a DELETE here removed the study.
         study_id = body["study_summaries"][0]["study_id"]
-        delete = urllib.request.Request(f"http://127.0.0.1:{port}/api/studies/{study_id}",
-                                        method="DELETE")  # fmt: skip
+        delete = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/studies/{study_id}", method="DELETE"
+        )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(delete, timeout=5)
         assert refused.value.code == 403 and b"--allow-write" in refused.value.read()
@@ -99,9 +119,16 @@ def test_the_dashboard_serves_the_runs_study(shipped_run):
 
 def _call(app, method: str, path: str) -> str:
     status = []
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "x",
-               "SERVER_PORT": "1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
-               "CONTENT_LENGTH": "0", "QUERY_STRING": ""}  # fmt: skip
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "x",
+        "SERVER_PORT": "1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "CONTENT_LENGTH": "0",
+        "QUERY_STRING": "",
+    }
     b"".join(app(environ, lambda s, headers, *a: status.append(s)))
     return status[0]
 

@@ -7,8 +7,23 @@ import yaml
 
 from autodistill.cli import main
 
-FAST = ["--data", "digits", "--budget", "4", "--epochs", "1", "--teacher", "test_resnet",
-        "--teacher-epochs", "1", "--views", "2", "--quiet", "--threads", "2"]  # fmt: skip
+FAST = [
+    "--data",
+    "digits",
+    "--budget",
+    "4",
+    "--epochs",
+    "1",
+    "--teacher",
+    "test_resnet",
+    "--teacher-epochs",
+    "1",
+    "--views",
+    "2",
+    "--quiet",
+    "--threads",
+    "2",
+]
 # Stated in the README: on CPU with the same thread count, accuracies agree to this many points.
 TOLERANCE_POINTS = 0.5
 
@@ -17,8 +32,7 @@ def test_the_same_seed_gives_the_same_trials_and_accuracies(tmp_path, shared_cac
     frames = []
     for run in ("a", "b"):
         out = tmp_path / run
-        args = ["search", *FAST, "--seed", "3", "--out", str(out), "--cache-dir",
-                str(shared_cache)]  # fmt: skip
+        args = ["search", *FAST, "--seed", "3", "--out", str(out), "--cache-dir", str(shared_cache)]
         assert main(args) == 0
         frames.append(pd.read_csv(out / "digits-default" / "trials.csv"))
     a, b = frames
@@ -40,8 +54,18 @@ def test_another_seed_proposes_other_trials(tmp_path, shared_cache):
     frames = []
     for seed in ("1", "2"):
         out = tmp_path / seed
-        args = ["search", *FAST, "--budget", "2", "--seed", seed, "--out", str(out),
-                "--cache-dir", str(shared_cache)]  # fmt: skip
+        args = [
+            "search",
+            *FAST,
+            "--budget",
+            "2",
+            "--seed",
+            seed,
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(shared_cache),
+        ]
         assert main(args) == 0
         frames.append(pd.read_csv(out / "digits-default" / "trials.csv"))
     assert list(frames[0]["param.lr"]) != list(frames[1]["param.lr"])

@@ -12,11 +12,16 @@ from autodistill.families import FAMILIES
 from autodistill.spaces import Param, list_spaces, load_space, parse_space
 
 BASE = {
-    "families": {"resnet": {"stem_stride": 1, "depths": {"low": 1, "high": 2, "per_stage": 4},
-                            "width": {"low": 8, "high": 32, "step": 8}}},
+    "families": {
+        "resnet": {
+            "stem_stride": 1,
+            "depths": {"low": 1, "high": 2, "per_stage": 4},
+            "width": {"low": 8, "high": 32, "step": 8},
+        }
+    },
     "distill": {"kd": {"temperature": {"low": 1.0, "high": 8.0}, "alpha": 0.5}},
     "train": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}},
-}  # fmt: skip
+}
 
 
 def random_suggest(seed: int = 0):
@@ -96,16 +101,20 @@ def _with(path: str, value) -> dict:
         (_with("families.resnet.depth", 2), "unknown parameter 'depth'; allowed: stem_stride"),
         (_with("families.resnet.width", {"low": 32, "high": 8}), "inverted range: low 32 > high 8"),
         (_with("families.resnet.width", {"choices": []}), "'choices' must be a non-empty list"),
-        (_with("train.weight_decay", {"low": 0, "high": 1, "log": True}),
-         "a log range needs low > 0"),
+        (
+            _with("train.weight_decay", {"low": 0, "high": 1, "log": True}),
+            "a log range needs low > 0",
+        ),
         # Bounds that mean something: each of these used to be accepted and built as something
         # else (8.5 as 8), trained backwards (T < 0) or for minutes (500 blocks a stage).
         (_with("families.resnet.width", 8.5), "width must be an integer in [1, 2048], got 8.5"),
         (_with("families.resnet.width", {"low": 8, "high": 64.5}), "high must be an integer"),
         (_with("families.resnet.width", {"choices": [8, 12.5]}), "choice must be an integer"),
         (_with("families.resnet.depths", 500), "depths must be an integer in [1, 64], got 500"),
-        (_with("families.resnet.width", {"low": 8, "high": 64, "step": 0.5}),
-         "'step' must be a whole number"),
+        (
+            _with("families.resnet.width", {"low": 8, "high": 64, "step": 0.5}),
+            "'step' must be a whole number",
+        ),
         (_with("distill.kd.temperature", -1.0), "temperature must be a number > 0 and <= 100"),
         (_with("distill.kd.temperature", {"low": 0, "high": 4}), "low must be a number > 0"),
         (_with("distill.kd.alpha", 1e9), "alpha must be a number in [0, 1], got 1000000000.0"),
@@ -113,22 +122,32 @@ def _with(path: str, value) -> dict:
         (_with("distill", {"hint": {"weight": "heavy"}}), "weight must be a number >= 0"),
         (_with("train.lr", 0), "lr must be a number > 0, got 0"),
         (_with("train.batch_size", 0), "batch_size must be an integer in [1, 65536], got 0"),
-        (_with("families.resnet.width", {"low": 12, "high": 64, "multiple_of": 8}),
-         "low 12 is not a multiple of 8"),
-        (_with("families.resnet.width", {"choices": [8, 12], "multiple_of": 8}),
-         "choice 12 is not a multiple of 8"),
-        (_with("families.resnet.width", {"low": 8, "high": 64, "log": True, "multiple_of": 8}),
-         "'log' and 'multiple_of' cannot be combined"),
-        (_with("distill.kd.temperature", {"low": 1, "high": 8, "multiple_of": 2}),
-         "'multiple_of' is for integer parameters"),
+        (
+            _with("families.resnet.width", {"low": 12, "high": 64, "multiple_of": 8}),
+            "low 12 is not a multiple of 8",
+        ),
+        (
+            _with("families.resnet.width", {"choices": [8, 12], "multiple_of": 8}),
+            "choice 12 is not a multiple of 8",
+        ),
+        (
+            _with("families.resnet.width", {"low": 8, "high": 64, "log": True, "multiple_of": 8}),
+            "'log' and 'multiple_of' cannot be combined",
+        ),
+        (
+            _with("distill.kd.temperature", {"low": 1, "high": 8, "multiple_of": 2}),
+            "'multiple_of' is for integer parameters",
+        ),
         (_with("distill", {"kdd": {}}), "unknown loss 'kdd'"),
         (_with("distill.kd", {"beta": 2.0}), "unknown parameter 'beta'; allowed: temperature"),
-        (_with("families.resnet.depths", {"low": 1, "high": 2, "per_stage": "nope"}),
-         "'per_stage' must be 1..8"),
+        (
+            _with("families.resnet.depths", {"low": 1, "high": 2, "per_stage": "nope"}),
+            "'per_stage' must be 1..8",
+        ),
         (_with("families.resnet.width", [8, 16]), "write a list of options as {choices:"),
         ([1, 2], "a search space must be a mapping"),
     ],
-)  # fmt: skip
+)
 def test_mistakes_raise_one_clear_user_error(doc, message):
     with pytest.raises(UserError) as err:
         parse_space(doc)

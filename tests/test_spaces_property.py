@@ -38,16 +38,22 @@ PARAM_NAMES = sorted(
 # ----------------------------------------------------------------------------- junk
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(-5, 300), st.floats(),
-    st.text(max_size=6), st.dates(),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-5, 300),
+    st.floats(),
+    st.text(max_size=6),
+    st.dates(),
+)
 junk = st.recursive(
     scalars,
     lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.text(max_size=5), scalars),
-                                                     inner, max_size=3)),
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=5), scalars), inner, max_size=3),
+    ),
     max_leaves=8,
-)  # fmt: skip
+)
 names = st.sampled_from([*PARAM_NAMES, "bogus", "from"])
 spec_keys = st.sampled_from(["choices", "low", "high", "log", "step", "per_stage", "from", "x"])
 numbers = st.one_of(
@@ -87,16 +93,19 @@ documents = st.one_of(
     st.fixed_dictionaries(
         {},
         optional={
-            "families": st.one_of(junk, st.dictionaries(
-                st.sampled_from([*sorted(FAMILIES), "resnt"]), groups, max_size=3)),
-            "distill": st.one_of(junk, st.dictionaries(
-                st.sampled_from([*sorted(LOSSES), "kl"]), groups, max_size=3)),
+            "families": st.one_of(
+                junk,
+                st.dictionaries(st.sampled_from([*sorted(FAMILIES), "resnt"]), groups, max_size=3),
+            ),
+            "distill": st.one_of(
+                junk, st.dictionaries(st.sampled_from([*sorted(LOSSES), "kl"]), groups, max_size=3)
+            ),
             "train": st.one_of(junk, groups),
             "description": junk,
             "extra": junk,
         },
     ),
-)  # fmt: skip
+)
 
 
 @st.composite
@@ -165,8 +174,9 @@ def _suggest_with(trial: optuna.Trial):
         if p.kind == "categorical":
             return trial.suggest_categorical(name, list(p.choices))
         if p.kind == "int":
-            return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1),
-                                     log=p.log)  # fmt: skip
+            return trial.suggest_int(
+                name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log
+            )
         return trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)
 
     return suggest

@@ -39,8 +39,7 @@ def test_a_subset_that_is_neither_a_fraction_nor_a_count_is_one_line(bad):
         SearchConfig(search_subset=bad)
 
 
-def test_trials_train_on_the_subset_and_it_defines_the_study(tmp_path, shared_cache,
-                                                              monkeypatch):  # fmt: skip
+def test_trials_train_on_the_subset_and_it_defines_the_study(tmp_path, shared_cache, monkeypatch):
     from autodistill import api, recipe
 
     seen = []
@@ -51,9 +50,18 @@ def test_trials_train_on_the_subset_and_it_defines_the_study(tmp_path, shared_ca
         return real(model, train, *args, views=views, **kwargs)
 
     monkeypatch.setattr(recipe, "fit", fit)
-    args = dict(data="digits", budget=2, epochs=1, teacher="test_resnet", teacher_epochs=1,
-                views=2, threads=2, out=str(tmp_path), cache_dir=str(shared_cache),
-                in_process=True)  # fmt: skip
+    args = dict(
+        data="digits",
+        budget=2,
+        epochs=1,
+        teacher="test_resnet",
+        teacher_epochs=1,
+        views=2,
+        threads=2,
+        out=str(tmp_path),
+        cache_dir=str(shared_cache),
+        in_process=True,
+    )
     api.search(**args, search_subset=0.25)
     from autodistill.data import load_dataset
 

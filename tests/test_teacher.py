@@ -64,8 +64,9 @@ def test_a_fitting_checkpoint_is_used_as_is(tmp_path, digits, cache_dir, teacher
     path = tmp_path / "t.pt"
     torch.save(model.state_dict(), path)
     aug = default_augmentation(digits.name, digits.image_size)
-    got, load = prepare_teacher(TEACHER, digits, aug, cache_dir=cache_dir, threads=2,
-                                checkpoint=path)  # fmt: skip
+    got, load = prepare_teacher(
+        TEACHER, digits, aug, cache_dir=cache_dir, threads=2, checkpoint=path
+    )
     assert got.weights_sha256 == info.weights_sha256
     assert got.source == f"checkpoint: {path}"
     assert weights_sha256(load()) == info.weights_sha256
@@ -185,15 +186,18 @@ def _damaged_copy(cache_dir: Path, tmp_path: Path) -> Path:
     return weights
 
 
-def test_the_studys_record_verifies_a_retrained_teacher(digits, cache_dir, teacher, tmp_path,
-                                                        caplog):  # fmt: skip
+def test_the_studys_record_verifies_a_retrained_teacher(
+    digits, cache_dir, teacher, tmp_path, caplog
+):
     _damaged_copy(cache_dir, tmp_path)
     with caplog.at_level(logging.WARNING, logger="autodistill.teacher"):
-        info, _ = _prepare(digits, tmp_path, recipe=RECIPE,
-                           expected_sha256=teacher[0].weights_sha256)  # fmt: skip
+        info, _ = _prepare(
+            digits, tmp_path, recipe=RECIPE, expected_sha256=teacher[0].weights_sha256
+        )
     assert info.weights_sha256 == teacher[0].weights_sha256
-    assert any("verified its weights against the study's record" in r.getMessage()
-               for r in caplog.records)  # fmt: skip
+    assert any(
+        "verified its weights against the study's record" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_a_retrained_teacher_the_study_did_not_record_is_refused_and_the_cache_kept(
@@ -219,8 +223,7 @@ def test_a_retrained_teacher_the_study_did_not_record_is_refused_and_the_cache_k
     ],
     ids=["nan", "constant"],
 )
-def test_a_broken_teacher_checkpoint_is_refused_by_name(digits, teacher, tmp_path, spoil,
-                                                        problem):  # fmt: skip
+def test_a_broken_teacher_checkpoint_is_refused_by_name(digits, teacher, tmp_path, spoil, problem):
     # Before, every trial failed (NaN) or learned from a constant, and nothing named the teacher.
     _, model = teacher
     state = {k: spoil(v.clone()) for k, v in model.state_dict().items()}
@@ -232,8 +235,9 @@ def test_a_broken_teacher_checkpoint_is_refused_by_name(digits, teacher, tmp_pat
     assert problem in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_study_whose_cached_teacher_was_damaged_resumes(shipped_run, shared_cache, tmp_path,
-                                                          monkeypatch, capsys):  # fmt: skip
+def test_a_study_whose_cached_teacher_was_damaged_resumes(
+    shipped_run, shared_cache, tmp_path, monkeypatch, capsys
+):
     # Before: the teacher was retrained into other weights, and the study refused every worker.
     from autodistill.cli import main
     from tests.conftest import FAST
@@ -271,9 +275,15 @@ def test_the_teachers_progress_shows_its_loss_and_validation_accuracy(digits, tm
 
     notes = []
     aug = default_augmentation(digits.name, digits.image_size)
-    prepare_teacher(TEACHER, digits, aug, cache_dir=tmp_path, threads=2,
-                    recipe=TeacherRecipe(epochs=2, lr=0.1),
-                    progress=lambda *_, **kw: notes.append(kw.get("note", "")))  # fmt: skip
+    prepare_teacher(
+        TEACHER,
+        digits,
+        aug,
+        cache_dir=tmp_path,
+        threads=2,
+        recipe=TeacherRecipe(epochs=2, lr=0.1),
+        progress=lambda *_, **kw: notes.append(kw.get("note", "")),
+    )
     shown = [n for n in notes if n]
     assert len(shown) == 2 and all(n.startswith("loss ") and "| val " in n for n in shown)
 
@@ -297,8 +307,9 @@ def test_a_weak_teacher_and_one_a_brief_student_beats_are_named_with_what_to_do(
     on_ckpt = dataclasses.replace(weak, source="checkpoint: t.safetensors")
     assert "better --teacher-checkpoint" in weak_teacher(on_ckpt, digits)
 
-    trials = pd.DataFrame({"number": [0, 1], "state": ["COMPLETE", "COMPLETE"],
-                           "val_accuracy": [0.90, 0.97]})  # fmt: skip
+    trials = pd.DataFrame(
+        {"number": [0, 1], "state": ["COMPLETE", "COMPLETE"], "val_accuracy": [0.90, 0.97]}
+    )
     prep = Prepared(digits, None, strong, None, torch.device("cpu"))
     [line] = _teacher_warnings(prep, trials, epochs=3)
     assert line.startswith("trial 1, a student trained for 3 epochs (not fully), beat the teacher")

@@ -48,19 +48,40 @@ def _command(tmp_path: Path, *extra: str, budget: int = BUDGET, epochs: int = 2)
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE)
     return [
-        sys.executable, "-m", "autodistill.cli", "search", "--data", "digits", "--space",
-        str(space), "--budget", str(budget), "--epochs", str(epochs), "--teacher", "test_resnet",
-        "--teacher-epochs", "1", "--views", "2", "--quiet", "--out", str(tmp_path / "out"),
-        "--cache-dir", str(tmp_path / "cache"), *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "autodistill.cli",
+        "search",
+        "--data",
+        "digits",
+        "--space",
+        str(space),
+        "--budget",
+        str(budget),
+        "--epochs",
+        str(epochs),
+        "--teacher",
+        "test_resnet",
+        "--teacher-epochs",
+        "1",
+        "--views",
+        "2",
+        "--quiet",
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *extra,
+    ]
 
 
 def _start(cmd: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def _kill_mid_trial(storage, name: str, procs: list[subprocess.Popen], *, children: bool,
-                    sig: int = signal.SIGKILL) -> int:  # fmt: skip
+def _kill_mid_trial(
+    storage, name: str, procs: list[subprocess.Popen], *, children: bool, sig: int = signal.SIGKILL
+) -> int:
     """Send ``sig`` to a worker while its trial trains: one of ``procs`` (the search that
     supervises the worker process running the trial), or that worker process itself
     (``children``); returns the trial's number."""
@@ -75,8 +96,14 @@ def _kill_mid_trial(storage, name: str, procs: list[subprocess.Popen], *, childr
             continue
         # The youngest trial past its first ones (the teacher is built) that has started
         # training: it has the most of its training still ahead when the kill lands.
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.number >= 2
-                   and t.user_attrs.get("arch") and t.user_attrs.get("worker")]  # fmt: skip
+        running = [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING
+            and t.number >= 2
+            and t.user_attrs.get("arch")
+            and t.user_attrs.get("worker")
+        ]
         for t in sorted(running, key=lambda t: t.datetime_start, reverse=True):
             pid = int(str(t.user_attrs["worker"]).split(":")[1])  # host:pid:start
             target = pid if pids is None else next((p for p in _lineage(pid) if p in pids), None)
@@ -111,8 +138,13 @@ def _worker_pid(study: optuna.Study, number: int) -> int:
     return int(str(study.trials[number].user_attrs["worker"]).split(":")[1])
 
 
-def _check(study: optuna.Study, killed: int, logs: list[Path], budget: int = BUDGET,
-           reason: str = "stopped") -> None:  # fmt: skip
+def _check(
+    study: optuna.Study,
+    killed: int,
+    logs: list[Path],
+    budget: int = BUDGET,
+    reason: str = "stopped",
+) -> None:
     """Exactly ``budget`` trials with a result, each parameter set once; the killed trial reran."""
     trials = study.get_trials()
     text = "\n".join(p.read_text() for p in logs)
@@ -143,13 +175,16 @@ def _check(study: optuna.Study, killed: int, logs: list[Path], budget: int = BUD
 
 
 @pytest.mark.faults
-@pytest.mark.skipif(not POSTGRES and os.environ.get("CI") != "true",
-                    reason="set AUTODISTILL_TEST_POSTGRES to a PostgreSQL URL")  # fmt: skip
+@pytest.mark.skipif(
+    not POSTGRES and os.environ.get("CI") != "true",
+    reason="set AUTODISTILL_TEST_POSTGRES to a PostgreSQL URL",
+)
 def test_three_workers_on_postgresql_share_the_budget_and_survive_a_kill(tmp_path):
     assert POSTGRES, "CI must provide a PostgreSQL server (AUTODISTILL_TEST_POSTGRES)"
     name = f"workers-{uuid.uuid4().hex[:8]}"
-    cmd = _command(tmp_path, "--storage", POSTGRES, "--study-name", name, "--threads", "1",
-                   "--heartbeat", "1")  # fmt: skip
+    cmd = _command(
+        tmp_path, "--storage", POSTGRES, "--study-name", name, "--threads", "1", "--heartbeat", "1"
+    )
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     workers = [_start(cmd, log) for log in logs]
     storage = search.open_storage(POSTGRES, tmp_path)
@@ -178,8 +213,19 @@ SMALL = 5  # the budget of the fault tests below: each needs only a few trials a
 
 
 def _two_workers(tmp_path: Path, name: str, *extra: str):
-    cmd = _command(tmp_path, "--storage", POSTGRES, "--study-name", name, "--threads", "1",
-                   "--heartbeat", "1", *extra, budget=SMALL)  # fmt: skip
+    cmd = _command(
+        tmp_path,
+        "--storage",
+        POSTGRES,
+        "--study-name",
+        name,
+        "--threads",
+        "1",
+        "--heartbeat",
+        "1",
+        *extra,
+        budget=SMALL,
+    )
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     return [_start(cmd, log) for log in logs], logs
 
@@ -207,8 +253,13 @@ def test_sigterm_of_a_postgresql_worker_requeues_its_trial_and_no_password_is_sh
     stopped = _kill_mid_trial(storage, name, workers, children=False, sig=signal.SIGTERM)
     codes = _finish(workers)
     assert sorted(codes) == [0, 130], [p.read_text() for p in logs]
-    _check(optuna.load_study(study_name=name, storage=storage), stopped, logs, budget=SMALL,
-           reason="interrupted by SIGTERM")  # fmt: skip
+    _check(
+        optuna.load_study(study_name=name, storage=storage),
+        stopped,
+        logs,
+        budget=SMALL,
+        reason="interrupted by SIGTERM",
+    )
     # The password is in config.yaml (owner-only: resume needs it), and nowhere else.
     from autodistill.cli import main
 
@@ -217,8 +268,11 @@ def test_sigterm_of_a_postgresql_worker_requeues_its_trial_and_no_password_is_sh
     report = capsys.readouterr()
     shown = {str(p): p.read_bytes() for p in logs}
     shown["report"] = (report.out + report.err).encode()
-    shown |= {str(p): p.read_bytes() for p in (tmp_path / "out").rglob("*")
-              if p.is_file() and p.name != "config.yaml"}  # fmt: skip
+    shown |= {
+        str(p): p.read_bytes()
+        for p in (tmp_path / "out").rglob("*")
+        if p.is_file() and p.name != "config.yaml"
+    }
     assert [k for k, v in shown.items() if password.encode() in v] == []
     assert any(b"postgresql://autodistill:***@" in v for v in shown.values())
 
@@ -271,8 +325,10 @@ def test_postgresql_workers_survive_a_server_restart_mid_search(tmp_path):
             trials = optuna.load_study(study_name=name, storage=storage).get_trials()
         except KeyError:
             continue
-        if any(t.state == TrialState.RUNNING and t.number >= 2 and "arch" in t.user_attrs
-               for t in trials):  # fmt: skip
+        if any(
+            t.state == TrialState.RUNNING and t.number >= 2 and "arch" in t.user_attrs
+            for t in trials
+        ):
             break
     subprocess.run(restart, shell=True, check=True, timeout=120)
     codes = _finish(workers)
@@ -309,8 +365,9 @@ def test_two_local_jobs_promote_no_candidate_twice_and_a_killed_promotion_resume
     from autodistill.study.promotion import promotion_of
 
     log = tmp_path / "search.log"
-    cmd = _command(tmp_path, "--jobs", "2", "--fidelity", "multi", "--promotions", "3",
-                   budget=6, epochs=4)  # fmt: skip
+    cmd = _command(
+        tmp_path, "--jobs", "2", "--fidelity", "multi", "--promotions", "3", budget=6, epochs=4
+    )
     parent = _start(cmd, log)
     run_dir = tmp_path / "out" / "digits-tiny"
     journal = run_dir / "study.journal"
@@ -329,8 +386,11 @@ def test_two_local_jobs_promote_no_candidate_twice_and_a_killed_promotion_resume
                 continue
             for t in trials:
                 promo = promotion_of(t)
-                mid = run_dir / "checkpoints" / f"trial-{promo['lineage']}-e{promo['epochs']}.pt" \
-                    if promo else None  # fmt: skip
+                mid = (
+                    run_dir / "checkpoints" / f"trial-{promo['lineage']}-e{promo['epochs']}.pt"
+                    if promo
+                    else None
+                )
                 if t.state == TrialState.RUNNING and mid is not None and mid.is_file():
                     os.kill(int(str(t.user_attrs["worker"]).split(":")[1]), signal.SIGKILL)
                     killed = t.number
@@ -371,8 +431,10 @@ def test_sigterm_records_the_trial_keeps_the_rest_and_a_rerun_resumes(tmp_path):
                 continue
             storage = search.open_storage(str(journal), tmp_path)
             study = optuna.load_study(study_name="digits-tiny", storage=storage)
-            if any(t.state == TrialState.RUNNING and t.number >= 2 and "arch" in t.user_attrs
-                   for t in study.get_trials()):  # fmt: skip
+            if any(
+                t.state == TrialState.RUNNING and t.number >= 2 and "arch" in t.user_attrs
+                for t in study.get_trials()
+            ):
                 proc.send_signal(signal.SIGTERM)
                 break
         code = proc.wait(timeout=120)

@@ -98,8 +98,12 @@ def load_dataset(
         )
     logger.info(
         "loaded %s: %d train / %d val / %d test, %d classes",
-        name, len(splits.train), len(splits.val), len(splits.test), splits.num_classes,
-    )  # fmt: skip
+        name,
+        len(splits.train),
+        len(splits.val),
+        len(splits.test),
+        splits.num_classes,
+    )
     return dataclasses.replace(splits, name=name)
 
 
@@ -261,15 +265,21 @@ class _ArraysOnly(pickle.Unpickler):
     someone hands over cannot run code while it is read (plain ``pickle.load`` would)."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-    }  # fmt: skip
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CIFAR batch "
-                                         "never holds (refused: it could run code)")  # fmt: skip
+            raise pickle.UnpicklingError(
+                f"it asks for {module}.{name}, which a CIFAR batch "
+                "never holds (refused: it could run code)"
+            )
         return super().find_class(module, name)
 
 
@@ -370,8 +380,10 @@ def _labelled_files(
     counts = np.bincount([label for _, label in files], minlength=len(classes))
     empty = [name for name, n in zip(classes, counts, strict=True) if n == 0]
     if empty and every_class:
-        raise UserError(f"class folder(s) {', '.join(empty)} in {folder} hold no images; add "
-                        "images or remove the folder")  # fmt: skip
+        raise UserError(
+            f"class folder(s) {', '.join(empty)} in {folder} hold no images; add "
+            "images or remove the folder"
+        )
     return files
 
 
@@ -384,8 +396,9 @@ def _opened(path: Path) -> Iterator[Image.Image]:
             with Image.open(path) as im:
                 yield im
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise UserError(f"image {path} is too large to decode safely ({e}); shrink or remove "
-                        "it") from None  # fmt: skip
+        raise UserError(
+            f"image {path} is too large to decode safely ({e}); shrink or remove it"
+        ) from None
     except OSError as e:  # PIL's UnidentifiedImageError and truncated files are OSErrors
         raise UserError(f"cannot read image {path} ({e}); fix or remove it") from e
 
@@ -423,8 +436,9 @@ def _read_images(
 def _stacked(images: list[np.ndarray], channels: int) -> np.ndarray:
     """``[N, channels, H, W]``; a grayscale file among colour ones gets its one channel thrice
     (what converting it to RGB gives)."""
-    return np.stack([np.repeat(a, channels, axis=0) if a.shape[0] != channels else a
-                     for a in images])  # fmt: skip
+    return np.stack(
+        [np.repeat(a, channels, axis=0) if a.shape[0] != channels else a for a in images]
+    )
 
 
 @register("imagefolder")
@@ -443,21 +457,26 @@ def _imagefolder(
     folders = {s: root / s for s in given} if "train" in given else {"train": root}
     classes = _class_dirs(folders["train"])
     if len(classes) < 2:
-        raise UserError(f"{folders['train']} has {len(classes)} class folder(s) "
-                        f"{classes or ''}; a classifier needs at least two: "
-                        f"{folders['train']}/<class>/*.png")  # fmt: skip
-    files = {split: _labelled_files(folder, classes, every_class=split == "train")
-             for split, folder in folders.items()}  # fmt: skip
+        raise UserError(
+            f"{folders['train']} has {len(classes)} class folder(s) "
+            f"{classes or ''}; a classifier needs at least two: "
+            f"{folders['train']}/<class>/*.png"
+        )
+    files = {
+        split: _labelled_files(folder, classes, every_class=split == "train")
+        for split, folder in folders.items()
+    }
     size = image_size or 32
-    read = {split: _read_images(items, size, progress, f"reading {split}/")
-            for split, items in files.items()}  # fmt: skip
+    read = {
+        split: _read_images(items, size, progress, f"reading {split}/")
+        for split, items in files.items()
+    }
     # Grayscale only when every file is: one colour file makes the data RGB.
     channels = max(a.shape[0] for images in read.values() for a in images)
     sets = {
-        split: _image_set(_stacked(read[split], channels),
-                          np.array([label for _, label in items]))
+        split: _image_set(_stacked(read[split], channels), np.array([label for _, label in items]))
         for split, items in files.items()
-    }  # fmt: skip
+    }
     if group_by and "val" not in sets:
         groups = file_groups([p for p, _ in files["train"]], group_by)
         splits = _carve_groups(sets["train"], groups, sets.get("test"), seed)

@@ -90,8 +90,9 @@ class DatasetSplits:
         count = max(self.num_classes, min(count, n))
         if count >= n:
             return torch.arange(n)
-        keep, _ = train_test_split(np.arange(n), train_size=count, stratify=labels,
-                                   random_state=seed)  # fmt: skip
+        keep, _ = train_test_split(
+            np.arange(n), train_size=count, stratify=labels, random_state=seed
+        )
         return torch.from_numpy(np.sort(keep))
 
     def with_train_subset(self, index: torch.Tensor) -> DatasetSplits:

@@ -38,9 +38,13 @@ def discriminator_loss(disc: nn.Module, student: Tensor, teacher: Tensor, t: flo
 
 
 def _update(
-    out: Outputs, modules: Mapping[str, nn.Module], *, weight: float, temperature: float,
+    out: Outputs,
+    modules: Mapping[str, nn.Module],
+    *,
+    weight: float,
+    temperature: float,
     alpha: float,
-) -> dict[str, Tensor]:  # fmt: skip
+) -> dict[str, Tensor]:
     return {
         "disc": discriminator_loss(
             modules["disc"], out.student["logits"], out.teacher["logits"], temperature

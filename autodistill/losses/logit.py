@@ -97,7 +97,7 @@ def kd_loss(
         "alpha": NON_NEGATIVE,
         "beta": NON_NEGATIVE,
         "warmup": FRACTION,
-    },  # fmt: skip
+    },
 )
 def dkd_loss(
     out: Outputs,

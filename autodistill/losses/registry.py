@@ -94,8 +94,17 @@ def register_loss(
         if set(domains or {}) != set(defaults or {}):
             raise ValueError(f"loss {name!r}: give a domain for each default, and only those")
         doc = (fn.__doc__ or "").strip().splitlines()[0]
-        entry = Loss(name, dict(defaults or {}), dict(domains or {}), frozenset(needs), fn,
-                     doc, modules, aux_modules, update)  # fmt: skip
+        entry = Loss(
+            name,
+            dict(defaults or {}),
+            dict(domains or {}),
+            frozenset(needs),
+            fn,
+            doc,
+            modules,
+            aux_modules,
+            update,
+        )
         LOSSES.register(name, entry)
         return fn
 
@@ -119,8 +128,10 @@ class Distiller(nn.Module):
         super().__init__()
         unknown = set(params or {}) - set(loss.defaults)
         if unknown:
-            raise UserError(f"loss {loss.name!r} has no parameter(s) {sorted(unknown)}; "
-                            f"known: {', '.join(loss.defaults) or 'none'}")  # fmt: skip
+            raise UserError(
+                f"loss {loss.name!r} has no parameter(s) {sorted(unknown)}; "
+                f"known: {', '.join(loss.defaults) or 'none'}"
+            )
         self.loss = loss
         self.params = {**loss.defaults, **(params or {})}
         self.learned = nn.ModuleDict(loss.modules(dims, self.params) if loss.modules else {})

@@ -66,9 +66,19 @@ def write_report(
             images[key] = run_dir / f"{key}.png"
             plot_compression(trials, compressed, student, images[key])
     files.update({k: v for k, v in images.items() if k != "pareto"})
-    files.update(write_page(run_dir, title=title, trials=trials, objectives=objectives,
-                            teacher=teacher, students=students, images=images,
-                            brief_epochs=brief_epochs, ranking=ranking))  # fmt: skip
+    files.update(
+        write_page(
+            run_dir,
+            title=title,
+            trials=trials,
+            objectives=objectives,
+            teacher=teacher,
+            students=students,
+            images=images,
+            brief_epochs=brief_epochs,
+            ranking=ranking,
+        )
+    )
     return files
 
 

@@ -90,16 +90,26 @@ def _compressed_rows(compressed: dict[str, Any] | None) -> list[list[str]]:
     best = next(v for v in compressed["variants"] if v["variant"] == compressed["best"])
     name = best["variant"]
     return [
-        [f"compressed: {name}, test accuracy", f"{100 * t['test_accuracy']:.2f}%",
-         f"{100 * best['test_accuracy']:.2f}%", f"{100 * best['retention']:.1f}% retained"],
-        [f"compressed: {name}, parameters / file", f"{t['params']:,}",
-         f"{best['params']:,} / {best['onnx_bytes'] / 1e3:.0f} kB",
-         f"{best['size_ratio']:.1f}x smaller"],
-        [f"compressed: {name}, latency (ONNX Runtime, compress timed both)",
-         f"{t['latency_ms']:.3f} ms", f"{best['latency_ms']:.3f} ms",
-         times(best["speedup_vs_teacher"])],
+        [
+            f"compressed: {name}, test accuracy",
+            f"{100 * t['test_accuracy']:.2f}%",
+            f"{100 * best['test_accuracy']:.2f}%",
+            f"{100 * best['retention']:.1f}% retained",
+        ],
+        [
+            f"compressed: {name}, parameters / file",
+            f"{t['params']:,}",
+            f"{best['params']:,} / {best['onnx_bytes'] / 1e3:.0f} kB",
+            f"{best['size_ratio']:.1f}x smaller",
+        ],
+        [
+            f"compressed: {name}, latency (ONNX Runtime, compress timed both)",
+            f"{t['latency_ms']:.3f} ms",
+            f"{best['latency_ms']:.3f} ms",
+            times(best["speedup_vs_teacher"]),
+        ],
         ["compressed: why this variant", "", "", compressed["why"]],
-    ]  # fmt: skip
+    ]
 
 
 def card_rows(
@@ -110,13 +120,25 @@ def card_rows(
     t = student["teacher"]
     acc_t = 100 * t["test_accuracy"]
     rows = [
-        ["test accuracy", f"{acc_t:.2f}%", f"{100 * student['test_accuracy']:.2f}%",
-         f"{100 * student['retention']:.1f}% retained"],
-        ["parameters", f"{t['params']:,}", f"{student['params']:,}",
-         f"{student['size_ratio']:.1f}x smaller"],
-        [f"latency ({_target(student)})", f"{t['latency_ms']:.3f} ms",
-         f"{student['latency_ms']:.3f} ms", times(student["speedup"])],
-    ]  # fmt: skip
+        [
+            "test accuracy",
+            f"{acc_t:.2f}%",
+            f"{100 * student['test_accuracy']:.2f}%",
+            f"{100 * student['retention']:.1f}% retained",
+        ],
+        [
+            "parameters",
+            f"{t['params']:,}",
+            f"{student['params']:,}",
+            f"{student['size_ratio']:.1f}x smaller",
+        ],
+        [
+            f"latency ({_target(student)})",
+            f"{t['latency_ms']:.3f} ms",
+            f"{student['latency_ms']:.3f} ms",
+            times(student["speedup"]),
+        ],
+    ]
     gap = student.get("validation_gap")
     if gap:  # does validation, which the search selected on, predict test?
         rows.append(
@@ -137,23 +159,44 @@ def card_rows(
         # exported student compares with it, else with itself in PyTorch.
         same = _target(student).startswith("onnxruntime fp32")
         if not same:  # else the row above is this one, measured by train
-            rows.append(["latency (ONNX Runtime fp32, export)", "", f"{onnx_ms:.3f} ms",
-                         times(torch_ms / onnx_ms) + " than PyTorch"])  # fmt: skip
+            rows.append(
+                [
+                    "latency (ONNX Runtime fp32, export)",
+                    "",
+                    f"{onnx_ms:.3f} ms",
+                    times(torch_ms / onnx_ms) + " than PyTorch",
+                ]
+            )
         if "int8_test_accuracy" in export:
-            rows.append(["test accuracy (int8)", f"{acc_t:.2f}%",
-                         f"{100 * export['int8_test_accuracy']:.2f}%",
-                         f"{100 * export['int8_test_accuracy'] / t['test_accuracy']:.1f}% "
-                         "retained"])  # fmt: skip
+            rows.append(
+                [
+                    "test accuracy (int8)",
+                    f"{acc_t:.2f}%",
+                    f"{100 * export['int8_test_accuracy']:.2f}%",
+                    f"{100 * export['int8_test_accuracy'] / t['test_accuracy']:.1f}% retained",
+                ]
+            )
             int8_ms = export["int8_latency_ms"]
             recipe = export.get("int8", {}).get("shipped", "static-qdq-u8s8")  # older: one recipe
             # int8 against fp32 as export timed both, in one process.
-            rows.append([f"latency (ONNX Runtime int8, {recipe})", "", f"{int8_ms:.3f} ms",
-                         times(onnx_ms / int8_ms) + " than fp32 (export timed both)"])  # fmt: skip
-            rows.append(["model file (int8 / fp32)", "", f"{export['int8_bytes'] / 1e3:.0f} kB / "
-                         f"{export['onnx_bytes'] / 1e3:.0f} kB", ""])  # fmt: skip
+            rows.append(
+                [
+                    f"latency (ONNX Runtime int8, {recipe})",
+                    "",
+                    f"{int8_ms:.3f} ms",
+                    times(onnx_ms / int8_ms) + " than fp32 (export timed both)",
+                ]
+            )
+            rows.append(
+                [
+                    "model file (int8 / fp32)",
+                    "",
+                    f"{export['int8_bytes'] / 1e3:.0f} kB / {export['onnx_bytes'] / 1e3:.0f} kB",
+                    "",
+                ]
+            )
         elif "int8" in export:  # tried, and fp32 was faster or int8 lost too much
-            rows.append(["latency (ONNX Runtime int8)", "", "not shipped",
-                         export["int8"]["why"]])  # fmt: skip
+            rows.append(["latency (ONNX Runtime int8)", "", "not shipped", export["int8"]["why"]])
     return rows + _compressed_rows(compressed)
 
 
@@ -174,11 +217,13 @@ def write_page(
     how well they ranked the fully trained students."""
     summary = f"{len(trials)} trials: {state_counts(trials)}."
     if teacher:
-        summary += (f" Teacher {teacher['name']}: {teacher['params']:,} params, val "
-                    f"{100 * teacher['val_accuracy']:.2f}%, "
-                    f"test {100 * teacher['test_accuracy']:.2f}%, "
-                    f"{teacher['latency_ms']:.3f} ms "
-                    f"({teacher_timing(teacher)}).")  # fmt: skip
+        summary += (
+            f" Teacher {teacher['name']}: {teacher['params']:,} params, val "
+            f"{100 * teacher['val_accuracy']:.2f}%, "
+            f"test {100 * teacher['test_accuracy']:.2f}%, "
+            f"{teacher['latency_ms']:.3f} ms "
+            f"({teacher_timing(teacher)})."
+        )
     paths = {"html": run_dir / "report.html", "md": run_dir / "report.md"}
     table = front_table(trials, objectives)
     heading = f"Pareto front ({', '.join(o.replace('_', ' ') for o in objectives)})"
@@ -196,10 +241,10 @@ def write_page(
             "epoch it stopped), not after full training. " + note
         ).strip()
     sections = [_ranking_section(ranking)] if ranking else []
-    write_text_atomic(paths["html"], _html(title, summary, heading, (cells, note), students,
-                                           images, sections))  # fmt: skip
-    markdown = _markdown(title, summary, heading, table, students, images, run_dir, note,
-                         sections)  # fmt: skip
+    write_text_atomic(
+        paths["html"], _html(title, summary, heading, (cells, note), students, images, sections)
+    )
+    markdown = _markdown(title, summary, heading, table, students, images, run_dir, note, sections)
     write_text_atomic(paths["md"], markdown)
     return paths
 
@@ -216,23 +261,39 @@ def _ranking_section(ranking: dict[str, Any]) -> Section:
         f"{len(students)} front points: "
         f"{'undefined (ties)' if tau is None else f'{tau:.2f}'} (1: the same order)."
     )
-    rows = [[str(s["trial"]), str(s["arch"]), f"{100 * s['brief_val_accuracy']:.2f}%",
-             str(s.get("search_epochs") or "brief"), f"{100 * s['val_accuracy']:.2f}%",
-             f"{100 * s['test_accuracy']:.2f}%"] for s in students]  # fmt: skip
+    rows = [
+        [
+            str(s["trial"]),
+            str(s["arch"]),
+            f"{100 * s['brief_val_accuracy']:.2f}%",
+            str(s.get("search_epochs") or "brief"),
+            f"{100 * s['val_accuracy']:.2f}%",
+            f"{100 * s['test_accuracy']:.2f}%",
+        ]
+        for s in students
+    ]
     header = ["trial", "arch", "search's val", "its epochs", "full val", "test"]
     return "Rank fidelity (train --top K)", sentence, header, rows
 
 
 def _html(title, summary, heading, front, students, images, sections=()) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
-             f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]  # fmt: skip
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>",
+    ]
     for student, export, compressed in students:
-        parts.append(f"<h2>Trial {student['trial']}: {html.escape(str(student['arch']))} "
-                     f"({html.escape(student['loss'])}), fully trained {student['epochs']} epochs"
-                     "</h2>")  # fmt: skip
-        parts.append(_html_table(["", "teacher", "student", "student vs teacher"],
-                                 card_rows(student, export, compressed)))  # fmt: skip
+        parts.append(
+            f"<h2>Trial {student['trial']}: {html.escape(str(student['arch']))} "
+            f"({html.escape(student['loss'])}), fully trained {student['epochs']} epochs"
+            "</h2>"
+        )
+        parts.append(
+            _html_table(
+                ["", "teacher", "student", "student vs teacher"],
+                card_rows(student, export, compressed),
+            )
+        )
         if compressed:
             parts.append(_compression_table(compressed))
             key = f"compress-trial-{student['trial']}"
@@ -247,37 +308,59 @@ def _html(title, summary, heading, front, students, images, sections=()) -> str:
         if note:
             parts.append(f"<p>{html.escape(note)}</p>")
     for head, sentence, header, rows in sections:
-        parts += [f"<h2>{html.escape(head)}</h2><p>{html.escape(sentence)}</p>",
-                  _html_table(header, rows)]  # fmt: skip
+        parts += [
+            f"<h2>{html.escape(head)}</h2><p>{html.escape(sentence)}</p>",
+            _html_table(header, rows),
+        ]
     if "pareto" in images:
         parts.append(_img(images["pareto"], "accuracy against the other objectives"))
     parts.append("<div class='grid'>")
-    for key, alt in (("pareto3d", "the three objectives"), ("hypervolume", "hypervolume by trial"),
-                     ("importances", "hyperparameter importances")):  # fmt: skip
+    for key, alt in (
+        ("pareto3d", "the three objectives"),
+        ("hypervolume", "hypervolume by trial"),
+        ("importances", "hyperparameter importances"),
+    ):
         if key in images:
             parts.append(f"<div>{_img(images[key], alt)}</div>")
     parts.append("</div></body></html>")
     return "\n".join(parts)
 
 
-_VARIANT_HEADER = ["variant", "params", "file", "val", "test", "latency", "vs student",
-                   "vs teacher"]  # fmt: skip
+_VARIANT_HEADER = [
+    "variant",
+    "params",
+    "file",
+    "val",
+    "test",
+    "latency",
+    "vs student",
+    "vs teacher",
+]
 
 
 def _compression_table(compressed: dict[str, Any]) -> str:
     """Every variant ``compress`` made (students/trial-N/compress.csv), the chosen one marked."""
-    rows = [[("* " if v["variant"] == compressed["best"] else "") + v["variant"],
-             f"{v['params']:,}", f"{v['onnx_bytes'] / 1e3:.0f} kB",
-             f"{100 * v['val_accuracy']:.2f}%", f"{100 * v['test_accuracy']:.2f}%",
-             f"{v['latency_ms']:.3f} ms", times(v["speedup_vs_student"]),
-             times(v["speedup_vs_teacher"])] for v in compressed["variants"]]  # fmt: skip
+    rows = [
+        [
+            ("* " if v["variant"] == compressed["best"] else "") + v["variant"],
+            f"{v['params']:,}",
+            f"{v['onnx_bytes'] / 1e3:.0f} kB",
+            f"{100 * v['val_accuracy']:.2f}%",
+            f"{100 * v['test_accuracy']:.2f}%",
+            f"{v['latency_ms']:.3f} ms",
+            times(v["speedup_vs_student"]),
+            times(v["speedup_vs_teacher"]),
+        ]
+        for v in compressed["variants"]
+    ]
     return _html_table(_VARIANT_HEADER, rows)
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)  # fmt: skip
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -291,10 +374,13 @@ def _markdown(
 ) -> str:
     lines = [f"# {title}", "", summary, ""]
     for student, export, compressed in students:
-        lines += [f"## Trial {student['trial']}: {student['arch']} ({student['loss']}), fully "
-                  f"trained {student['epochs']} epochs", "",
-                  "| | teacher | student | student vs teacher |",
-                  "|---|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            f"## Trial {student['trial']}: {student['arch']} ({student['loss']}), fully "
+            f"trained {student['epochs']} epochs",
+            "",
+            "| | teacher | student | student vs teacher |",
+            "|---|---:|---:|---:|",
+        ]
         lines += [f"| {' | '.join(r)} |" for r in card_rows(student, export, compressed)]
         lines.append("")
     lines += [f"## {heading}", "", "```", table, "```", ""]

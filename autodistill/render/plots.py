@@ -36,10 +36,18 @@ def _promotion_paths(ax, trials: pd.DataFrame, x: str) -> None:
     for _, r in trials[trials["promoted_from"].notna()].iterrows():
         parent = by_number.loc[int(r["promoted_from"])]
         before, after = _error(float(parent[ACCURACY])), _error(float(r[ACCURACY]))
-        ax.plot([parent[x], r[x]], [before, after], color="grey", linewidth=0.8, alpha=0.6,
-                zorder=1)  # fmt: skip
-        ax.scatter([parent[x]], [before], marker="x", s=18, color="grey",
-                   label=None if drawn else "earlier rung (promoted)", zorder=2)  # fmt: skip
+        ax.plot(
+            [parent[x], r[x]], [before, after], color="grey", linewidth=0.8, alpha=0.6, zorder=1
+        )
+        ax.scatter(
+            [parent[x]],
+            [before],
+            marker="x",
+            s=18,
+            color="grey",
+            label=None if drawn else "earlier rung (promoted)",
+            zorder=2,
+        )
         drawn = True
 
 
@@ -66,18 +74,38 @@ def plot_front(
             for family, rows in done.groupby("family"):
                 ax.scatter(rows[x], _error(rows[ACCURACY]), s=22, alpha=0.5, label=family)
             f = front.sort_values(x)
-            ax.scatter(f[x], _error(f[ACCURACY]), s=70, facecolors="none", edgecolors="black",
-                       linewidths=1.4, label="Pareto front", zorder=3)  # fmt: skip
+            ax.scatter(
+                f[x],
+                _error(f[ACCURACY]),
+                s=70,
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.4,
+                label="Pareto front",
+                zorder=3,
+            )
             multi = promoted(trials)
             if multi:
                 _promotion_paths(ax, trials, x)
             for _, r in f.iterrows():
                 epochs = f" {int(r['epochs_trained'])}ep" if multi else ""
-                ax.annotate(f"#{r['number']}{epochs}", (r[x], _error(r[ACCURACY])),
-                            textcoords="offset points", xytext=(4, 3), fontsize=7)  # fmt: skip
+                ax.annotate(
+                    f"#{r['number']}{epochs}",
+                    (r[x], _error(r[ACCURACY])),
+                    textcoords="offset points",
+                    xytext=(4, 3),
+                    fontsize=7,
+                )
         if teacher is not None and _teacher(teacher, x) is not None:
-            ax.scatter([teacher[x]], [_error(teacher[ACCURACY])], marker="*", s=220,
-                       color="crimson", label=f"teacher ({teacher['name']})", zorder=4)  # fmt: skip
+            ax.scatter(
+                [teacher[x]],
+                [_error(teacher[ACCURACY])],
+                marker="*",
+                s=220,
+                color="crimson",
+                label=f"teacher ({teacher['name']})",
+                zorder=4,
+            )
         if limits.get(x) is not None:
             ax.axvline(limits[x], color="grey", linestyle="--", linewidth=1, label="limit")
         _log_axes(ax, log_x=objective.log)
@@ -170,12 +198,22 @@ def plot_3d(
             (rest, {"alpha": 0.6, "s": 14, "color": "tab:blue", "label": "other trials"}),
             (front, {"s": 40, "color": "black", "label": "Pareto front"}),
         ):
-            ax.scatter(_axis(x_name, rows[x_name])[0], _axis(y_name, rows[y_name])[0],
-                       _axis(ACCURACY, rows[ACCURACY])[0], **style)  # fmt: skip
+            ax.scatter(
+                _axis(x_name, rows[x_name])[0],
+                _axis(y_name, rows[y_name])[0],
+                _axis(ACCURACY, rows[ACCURACY])[0],
+                **style,
+            )
     if teacher is not None and all(_teacher(teacher, n) is not None for n in objectives):
-        ax.scatter(_axis(x_name, [teacher[x_name]])[0], _axis(y_name, [teacher[y_name]])[0],
-                   _axis(ACCURACY, [teacher[ACCURACY]])[0], marker="*", s=160,
-                   color="crimson", label="teacher")  # fmt: skip
+        ax.scatter(
+            _axis(x_name, [teacher[x_name]])[0],
+            _axis(y_name, [teacher[y_name]])[0],
+            _axis(ACCURACY, [teacher[ACCURACY]])[0],
+            marker="*",
+            s=160,
+            color="crimson",
+            label="teacher",
+        )
     ax.set_xlabel(_axis(x_name, [1.0])[1])
     ax.set_ylabel(_axis(y_name, [1.0])[1])
     ax.set_zlabel(_axis(ACCURACY, [1.0])[1])
@@ -224,20 +262,49 @@ def plot_compression(
     front = done[done["pareto"].astype(bool)] if not done.empty else done
     for ax, x in zip(axes, ("latency_ms", "params"), strict=True):
         if x in front:
-            ax.scatter(front[x], _error(front[ACCURACY]), s=40, facecolors="none",
-                       edgecolors="grey", label="search front (brief scores)")  # fmt: skip
-        ax.scatter([student[x]], [_error(student[ACCURACY])], s=90, color="black", marker="P",
-                   label=f"trial {student['trial']} fully trained", zorder=4)  # fmt: skip
+            ax.scatter(
+                front[x],
+                _error(front[ACCURACY]),
+                s=40,
+                facecolors="none",
+                edgecolors="grey",
+                label="search front (brief scores)",
+            )
+        ax.scatter(
+            [student[x]],
+            [_error(student[ACCURACY])],
+            s=90,
+            color="black",
+            marker="P",
+            label=f"trial {student['trial']} fully trained",
+            zorder=4,
+        )
         for precision, rows in variants.groupby("precision", sort=False):
-            ax.scatter(rows[x], _error(rows[ACCURACY]), s=55, marker=_MARKERS.get(precision, "o"),
-                       label=f"compressed, {precision}", zorder=5)  # fmt: skip
+            ax.scatter(
+                rows[x],
+                _error(rows[ACCURACY]),
+                s=55,
+                marker=_MARKERS.get(precision, "o"),
+                label=f"compressed, {precision}",
+                zorder=5,
+            )
             for _, r in rows.iterrows():
-                ax.annotate(r["variant"].split("/")[0].removeprefix("prune-") + "%",
-                            (r[x], _error(r[ACCURACY])), textcoords="offset points",
-                            xytext=(4, 3), fontsize=7)  # fmt: skip
-        ax.scatter([teacher[x]], [_error(teacher.get("val_accuracy", teacher["test_accuracy"]))],
-                   marker="*", s=220, color="crimson", label=f"teacher ({teacher['name']})",
-                   zorder=4)  # fmt: skip
+                ax.annotate(
+                    r["variant"].split("/")[0].removeprefix("prune-") + "%",
+                    (r[x], _error(r[ACCURACY])),
+                    textcoords="offset points",
+                    xytext=(4, 3),
+                    fontsize=7,
+                )
+        ax.scatter(
+            [teacher[x]],
+            [_error(teacher.get("val_accuracy", teacher["test_accuracy"]))],
+            marker="*",
+            s=220,
+            color="crimson",
+            label=f"teacher ({teacher['name']})",
+            zorder=4,
+        )
         _log_axes(ax, log_x=True)
         ax.set_xlabel(get_objective(x).label)
         ax.grid(True, which="both", alpha=0.25)
@@ -245,11 +312,13 @@ def plot_compression(
     axes[0].set_ylabel("validation accuracy (log scale of the error; up is better)")
     axes[-1].legend(loc="best", fontsize=8)
     first = variants.iloc[0]
-    fig.suptitle(f"trial {student['trial']} compressed: variants timed together in ONNX Runtime "
-                 f"on the cpu, {first['latency_threads']} threads, batch "
-                 f"{first['latency_batch']}; labels are the % of channels pruned\n(the front and "
-                 "the fully trained student as search and train timed them, at other moments)",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"trial {student['trial']} compressed: variants timed together in ONNX Runtime "
+        f"on the cpu, {first['latency_threads']} threads, batch "
+        f"{first['latency_batch']}; labels are the % of channels pruned\n(the front and "
+        "the fully trained student as search and train timed them, at other moments)",
+        fontsize=10,
+    )
     _save(fig, path, dpi=120)
 
 
@@ -260,8 +329,10 @@ def plot_importances(importances: dict[str, float], path: Path) -> None:
     names = list(importances)[::-1]
     ax.barh(names, [importances[n] for n in names], color="tab:green")
     ax.set_xlabel("importance for validation accuracy")
-    ax.set_title("hyperparameters sampled in at least half the trials (those of any "
-                 "measurable importance)", fontsize=9)  # fmt: skip
+    ax.set_title(
+        "hyperparameters sampled in at least half the trials (those of any measurable importance)",
+        fontsize=9,
+    )
     if not importances:
         ax.text(0.5, 0.5, "too few completed trials", ha="center", transform=ax.transAxes)
     _save(fig, path)

@@ -55,27 +55,38 @@ def front_cells(trials: pd.DataFrame, objectives: tuple[str, ...]) -> tuple[pd.D
         shown[name] = shown[name].map(lambda v, t=text: "" if pd.isna(v) else t(v))
     notes = []
     if promoted(trials):  # multi-fidelity: the epochs behind each score differ
-        shown.insert(4, "epochs", front["epochs_trained"].map(lambda v: "" if pd.isna(v)
-                                                                else str(int(v))))  # fmt: skip
+        shown.insert(
+            4, "epochs", front["epochs_trained"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+        )
     typical = typical_spread(trials)
     if typical is not None:  # seeds measured: say how far apart, and what cannot be told apart
         at = list(shown.columns).index(ACCURACY) + 1 if ACCURACY in shown else len(shown.columns)
-        shown.insert(at, "seed_spread", front[SPREAD].map(
-            lambda v: "" if pd.isna(v) else f"{100 * v:.1f} pts"))  # fmt: skip
+        shown.insert(
+            at,
+            "seed_spread",
+            front[SPREAD].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f} pts"),
+        )
         tied = ties(trials)
-        shown.insert(at + 1, "within_noise_of", front["number"].map(
-            lambda n: f"#{tied[int(n)]}" if int(n) in tied else ""))  # fmt: skip
-        notes.append(f"seed spread: how far a second seed of the candidate landed; within noise "
-                     f"of #N: no more than the seed spread below trial N, so not worse than it "
-                     f"(a point trained once is given the mean spread, {100 * typical:.1f} pts, "
-                     f"measured at promoted rungs: briefly trained points vary more)")  # fmt: skip
+        shown.insert(
+            at + 1,
+            "within_noise_of",
+            front["number"].map(lambda n: f"#{tied[int(n)]}" if int(n) in tied else ""),
+        )
+        notes.append(
+            f"seed spread: how far a second seed of the candidate landed; within noise "
+            f"of #N: no more than the seed spread below trial N, so not worse than it "
+            f"(a point trained once is given the mean spread, {100 * typical:.1f} pts, "
+            f"measured at promoted rungs: briefly trained points vary more)"
+        )
     if "latency_ms" in shown and "latency_disturbed" in front:
         disturbed = front["latency_disturbed"].fillna(False).astype(bool)
         if disturbed.any():
             shown.loc[disturbed, "latency_ms"] = shown.loc[disturbed, "latency_ms"] + "*"
-            notes.append(f"* latency measured while other work disturbed the machine (its "
-                         f"rounds still differed by more than {100 * LATENCY_SPREAD:.0f}% when "
-                         "repeated)")  # fmt: skip
+            notes.append(
+                f"* latency measured while other work disturbed the machine (its "
+                f"rounds still differed by more than {100 * LATENCY_SPREAD:.0f}% when "
+                "repeated)"
+            )
     names = {n: n.replace("_", " ") for n in [*columns, "seed_spread", "within_noise_of"]}
     shown["number"] = shown["number"].astype(int).astype(str)
     return shown.rename(columns={"number": "trial", **names}), "\n".join(notes)

@@ -40,9 +40,15 @@ def what_it_learned(
             continue
         s_acc = float((s_pred[mine] == index).float().mean())
         t_acc = float((t_pred[mine] == index).float().mean())
-        per_class.append({"class": name, "images": int(mine.sum()), "student_accuracy": s_acc,
-                          "teacher_accuracy": t_acc,
-                          "retention": s_acc / t_acc if t_acc > 0 else None})  # fmt: skip
+        per_class.append(
+            {
+                "class": name,
+                "images": int(mine.sum()),
+                "student_accuracy": s_acc,
+                "teacher_accuracy": t_acc,
+                "retention": s_acc / t_acc if t_acc > 0 else None,
+            }
+        )
     kept = [c for c in per_class if c["retention"] is not None]
     worst = min(kept, key=lambda c: c["retention"]) if kept else None
     return {

@@ -56,12 +56,15 @@ def pick(trials: pd.DataFrame, rule: str, objectives: tuple[str, ...]) -> int:
         return knee(front, objectives)
     if rule == "best":  # within the seed spread of the most accurate, the smallest
         tied = front[front["number"].isin(tied_with(trials, _most_accurate(front)))]
-        return int(tied.sort_values(["params", ACCURACY], ascending=[True, False])
-                   .iloc[0]["number"])  # fmt: skip
+        return int(
+            tied.sort_values(["params", ACCURACY], ascending=[True, False]).iloc[0]["number"]
+        )
     name = RULE_OBJECTIVE[rule]
     if name not in front or front[name].isna().all():
-        raise UserError(f"--pick {rule} needs {name}, which this run did not measure "
-                        f"(its objectives: {','.join(objectives)})")  # fmt: skip
+        raise UserError(
+            f"--pick {rule} needs {name}, which this run did not measure "
+            f"(its objectives: {','.join(objectives)})"
+        )
     order = front.sort_values([name, ACCURACY], ascending=[True, False])
     return int(order.iloc[0]["number"])
 
@@ -76,8 +79,9 @@ def pick_within(trials: pd.DataFrame, limits: dict[str, float]) -> int:
             raise UserError(f"{objective.option}: this run did not measure {name}")
         ok = ok[ok[name] <= most]
     if ok.empty:
-        best = ", ".join(f"the lowest {n} is {get_objective(n).text(done[n].min())}"
-                         for n in limits)  # fmt: skip
+        best = ", ".join(
+            f"the lowest {n} is {get_objective(n).text(done[n].min())}" for n in limits
+        )
         raise UserError(f"no completed trial fits those limits ({best}); loosen them")
     return _most_accurate(ok)
 

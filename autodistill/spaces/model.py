@@ -115,16 +115,19 @@ class SearchSpace:
                 stages = p.per_stage
                 if isinstance(stages, str):
                     ref = params[stages]
-                    stages = int(max((ref.value,) if ref.kind == "fixed" else
-                                     ref.choices or (ref.high,)))  # fmt: skip
+                    stages = int(
+                        max((ref.value,) if ref.kind == "fixed" else ref.choices or (ref.high,))
+                    )
                 out.update({f"{name}.{i}": p for i in range(stages)})
         return out
 
     def fingerprint(self) -> str:
         """A hash of what the space samples, in order (not its description or where it lies): a
         study resumed with an edited space would mix trials from two spaces."""
-        canon = [[name, p.kind, p.value, list(p.choices), p.low, p.high, p.log, p.step]
-                 for name, p in self.parameters().items()]  # fmt: skip
+        canon = [
+            [name, p.kind, p.value, list(p.choices), p.low, p.high, p.log, p.step]
+            for name, p in self.parameters().items()
+        ]
         return hashlib.sha256(json.dumps(["space-v1", canon]).encode()).hexdigest()
 
     def teacher_outputs(self) -> tuple[str, ...]:

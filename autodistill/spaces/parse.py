@@ -249,8 +249,9 @@ def _parse_param(spec: Any, where: str, domain: Domain, earlier: Mapping[str, Pa
             _check(domain, choice, f"{where}: choice")
             if multiple and choice % multiple:
                 raise UserError(f"{where}: choice {choice} is not a multiple of {multiple}")
-        return Param("categorical", choices=tuple(choices), per_stage=per_stage,
-                     multiple_of=multiple)  # fmt: skip
+        return Param(
+            "categorical", choices=tuple(choices), per_stage=per_stage, multiple_of=multiple
+        )
     return _parse_range(spec, where, domain, per_stage, multiple)
 
 
@@ -313,8 +314,10 @@ def _parse_range(
             raise UserError(f"{where}: 'log' and 'multiple_of' cannot be combined")
         for key, v in (("low", low), ("high", high), ("step", step)):
             if v is not None and v % multiple:
-                raise UserError(f"{where}: {key} {v} is not a multiple of {multiple} "
-                                f"('multiple_of: {multiple}')")  # fmt: skip
+                raise UserError(
+                    f"{where}: {key} {v} is not a multiple of {multiple} "
+                    f"('multiple_of: {multiple}')"
+                )
         step = step or multiple
     # A real parameter written with whole-number ends (temperature 1..8) is still sampled as real.
     is_int = domain.kind is int

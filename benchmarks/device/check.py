@@ -134,9 +134,13 @@ def main() -> int:
         env_here = {**env, **extra_env}
         try:
             done = subprocess.run(
-                cmd.split(), cwd=REPO, env=env_here, stdout=log, stderr=subprocess.STDOUT,
+                cmd.split(),
+                cwd=REPO,
+                env=env_here,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 timeout=limit,
-            )  # fmt: skip
+            )
             step.exit = done.returncode
         except subprocess.TimeoutExpired:
             step.exit = "timeout"
