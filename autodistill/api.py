@@ -22,32 +22,21 @@ import torch
 from torch import nn
 
 from autodistill import render, ship, spaces, study
-from autodistill.config import (
-    CONFIG_FILE,
-    PROMOTION_TIME,
-    STUDENTS_DIR,
-    SearchConfig,
-    check_resumable,
-    load_config,
-    mask_url,
-    save_config,
-)
+from autodistill.config import SearchConfig, mask_url
 from autodistill.contain import run_contained
 from autodistill.errors import UserError
 from autodistill.gap import gap_warning, split_gap
-from autodistill.int8 import TOLERANCE as INT8_TOLERANCE
-from autodistill.objectives import DEFAULT, get_objective
-from autodistill.prepare import Prepared, prepare
+from autodistill.objectives import get_objective
+from autodistill.prepare import Prepared
 from autodistill.processes import warm_up
 from autodistill.progress import Progress, silent
-from autodistill.ship.variants import TOLERANCE as COMPRESS_TOLERANCE
+from autodistill.rundir import CONFIG_FILE, STUDENTS_DIR, check_resumable, save_config
+from autodistill.ship.options import CompressOptions, ExportOptions, TrainOptions
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import SearchSpace, load_space
 from autodistill.study.workers import (
     join_study,
     latency_gpu_shared,
-    open_run_storage,
-    recorded_teacher,
     retime_front,
     run_local_workers,
     start_reference,
@@ -87,106 +76,41 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _limits(extra: dict[str, float] | None, **given: float | None) -> dict[str, float]:
-    """``max_params=...`` style keyword arguments and an ``{objective: most}`` mapping (for
-    objectives registered beyond the shipped ones) as objective limits."""
-    out = {}
-    for key, value in {**given, **{f"max_{k}": v for k, v in (extra or {}).items()}}.items():
-        if value is not None:
-            name = key.removeprefix("max_")
-            if not get_objective(name).limitable:
-                raise UserError(f"{key}: {name} cannot be limited")
-            out[name] = value
-    return out
-
-
 def search(
-    *,
-    budget: int = 50,
-    data: str = "mnist5k",
-    data_dir: str = "data",
-    download: bool = False,
-    group_by: str | None = None,
-    search_subset: float | None = None,
-    space: str = "default",
-    teacher: str = "resnet18",
-    teacher_checkpoint: str | None = None,
-    teacher_epochs: int = 10,
-    views: int = 4,
-    epochs: int = 3,
-    fidelity: str = "brief",
-    promotions: int = 0,
-    promotion_time: float = PROMOTION_TIME,
-    no_early_stop: bool = False,
-    objectives: str | tuple[str, ...] = DEFAULT,
-    max_params: float | None = None,
-    max_latency_ms: float | None = None,
-    max_flops: float | None = None,
-    max_size_kb: float | None = None,
-    limits: dict[str, float] | None = None,
-    min_accuracy: str | float | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    latency_runtime: str = "onnxruntime",
-    latency_device: str = "cpu",
-    latency_precision: str = "fp32",
-    latency_threads: int = 0,
-    latency_batch: int = 1,
-    sampler: str = "tpe",
-    seed: int = 0,
-    threads: int = 0,
-    jobs: int = 1,
-    in_process: bool = False,
-    storage: str | None = None,
-    study_name: str | None = None,
-    heartbeat: int = 60,
-    out: str = "results",
-    cache_dir: str | None = None,
-    progress: Progress = silent,
+    *, in_process: bool = False, progress: Progress = silent, **options: Any
 ) -> SearchResult:
     """Search students (``autodistill search``): prepare the data, the teacher and its cache,
     run or resume the study until it holds ``budget`` trials, and write the result files.
+
+    ``options`` are ``SearchConfig``'s fields, the command line's options by the same names
+    (``budget=50``, ``limits={"params": 100_000}``, ``latency={"threads": 1}``).
 
     Trials run in supervised worker processes (``jobs`` of them), so a trial that crashes its
     process is recorded and the search goes on; ``in_process`` runs them in this process
     instead (one worker), where a debugger can follow them and a native crash ends the search.
     """
-    if in_process and jobs != 1:
+    config = SearchConfig(**options)
+    if in_process and config.jobs != 1:
         raise UserError(
-            f"--in-process runs one worker, in this process; it cannot run --jobs {jobs}"
+            f"--in-process runs one worker, in this process; it cannot run --jobs {config.jobs}"
         )
-    limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
-                     max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
-    config = SearchConfig(
-        data=data, data_dir=data_dir, download=download, group_by=group_by,
-        search_subset=search_subset, space=space,
-        teacher=teacher,
-        teacher_checkpoint=teacher_checkpoint, teacher_epochs=teacher_epochs, views=views,
-        budget=budget, epochs=epochs, fidelity=fidelity, promotions=promotions,
-        promotion_time=promotion_time,
-        early_stop=not no_early_stop,
-        objectives=tuple(objectives) if not isinstance(objectives, str) else objectives,
-        limits=limits, min_accuracy=min_accuracy, device=device, precision=precision,
-        latency_runtime=latency_runtime,
-        latency_device=latency_device, latency_precision=latency_precision,
-        latency_threads=latency_threads, latency_batch=latency_batch,
-        sampler=sampler, seed=seed, threads=threads, jobs=jobs,
-        storage=storage, heartbeat_s=heartbeat, study_name=study_name, out=out,
-        cache_dir=cache_dir,
-    )  # fmt: skip
     target = config.latency_target
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     # (was `jobs > 1 < gpus`: "and more than one GPU", so one GPU slipped through)
     if latency_gpu_shared(target.device, config.device, config.jobs, gpus):
-        raise UserError(f"--latency-device {target.device} with --jobs {config.jobs}: the "
-                        "workers train on every GPU, so candidates would be timed on a GPU that "
-                        "another worker trains on; use --jobs 1, or time on the cpu")  # fmt: skip
+        raise UserError(
+            f"--latency-device {target.device} with --jobs {config.jobs}: the "
+            "workers train on every GPU, so candidates would be timed on a GPU that "
+            "another worker trains on; use --jobs 1, or time on the cpu"
+        )
     cores = os.cpu_count() or 1
-    for option, n in (("--threads", config.threads), ("--latency-threads", config.latency_threads)):
+    for option, n in (("--threads", config.threads), ("--latency-threads", config.latency.threads)):
         if n * config.jobs > cores:
-            raise UserError(f"{option} {n} x --jobs {config.jobs} is more than this machine's "
-                            f"{cores} cores: latency timed so would measure contention; use "
-                            f"{option} 0 (the cores shared out) or fewer")  # fmt: skip
+            raise UserError(
+                f"{option} {n} x --jobs {config.jobs} is more than this machine's "
+                f"{cores} cores: latency timed so would measure contention; use "
+                f"{option} 0 (the cores shared out) or fewer"
+            )
     with _threads(config.resolved_threads):
         return _search(config, progress, in_process=in_process)
 
@@ -196,18 +120,17 @@ def _search(config: SearchConfig, progress: Progress, *, in_process: bool) -> Se
     run_dir = config.run_dir
     # Every check a user's input can fail comes before anything is written to the run dir.
     _check_run_dir(config)
-    config.resolved_device  # noqa: B018 - refuses a device that is not on this machine
-    config.latency_target.check_present()  # and a latency target that is not here
+    config.check_present()  # a training device or latency target not on this machine
     space = load_space(config.space)
     study.check_sampler(config.sampler)
     if not in_process:
         warm_up()  # the workers' fork server imports while the data and teacher are prepared
-    storage = open_run_storage(config) if config.storage is not None else None
-    # One worker builds the teacher and its cache (under a lock); the others load them.
-    expected = recorded_teacher(config, storage)  # a study being resumed names its teacher
-    prep = prepare(config, space.teacher_outputs(), progress=progress, teacher_sha256=expected)
+    run = study.Run.of(config)
+    # One worker builds the teacher and its cache (under a lock); the others load them. A
+    # study being resumed names its teacher.
+    prep = run.prepare(progress=progress)
     _make_run_dir(config)
-    the_study = join_study(config, prep, space, storage, samples=in_process)
+    the_study = join_study(run, prep, space, samples=in_process)
     start_reference(config, the_study, prep)  # a new study's latencies are relative to it
     save_config(config, run_dir)  # once the study is joined: a refused run changes nothing
     before = study.finished_count(the_study)
@@ -237,28 +160,40 @@ def _search(config: SearchConfig, progress: Progress, *, in_process: bool) -> Se
     finally:
         trials = study.trials_frame(the_study)
         teacher = {**prep.teacher.to_dict(), "validation_gap": _teacher_gap(prep)}
-        files: dict[str, Path | str] = dict(render.write_results(
-            trials, run_dir, objectives=config.objectives, teacher=teacher,
-            limits=config.limits))  # fmt: skip
+        files: dict[str, Path | str] = dict(
+            render.write_results(
+                trials, run_dir, objectives=config.objectives, teacher=teacher, limits=config.limits
+            )
+        )
     if not trials.empty and (trials["state"] == "INFEASIBLE").all():
         raise UserError(_nothing_feasible(trials, config))  # after the files: nothing is lost
     if not trials.empty and not trials["state"].isin(["COMPLETE", "STOPPED", "BELOW_FLOOR"]).any():
         raise UserError(_nothing_trained(trials, config))
     below = trials[trials["state"] == "BELOW_FLOOR"] if not trials.empty else trials
     if len(below) and not (trials["state"] == "COMPLETE").any():
-        raise UserError(f"no student reached --min-accuracy {config.min_accuracy}: "
-                        f"{len(below)} trained below it, the best to "
-                        f"{100 * below['val_accuracy'].max():.1f}% on validation; lower the "
-                        f"floor or train trials longer (--epochs); results kept in "
-                        f"{config.run_dir}")  # fmt: skip
+        raise UserError(
+            f"no student reached --min-accuracy {config.min_accuracy}: "
+            f"{len(below)} trained below it, the best to "
+            f"{100 * below['val_accuracy'].max():.1f}% on validation; lower the "
+            f"floor or train trials longer (--epochs); results kept in "
+            f"{config.run_dir}"
+        )
     files["config"] = run_dir / CONFIG_FILE
     # A database URL is shown as given; Path() would fold its "//".
     files["storage"] = mask_url(config.storage) or run_dir / study.DEFAULT_STORAGE_FILE
     return SearchResult(
-        run_dir, trials, render.pareto_frame(trials), config.objectives, teacher, files, ran,
-        time.perf_counter() - start, prep.cache_summary(),
-        _teacher_warnings(prep, trials, config.epochs), study.latency_reference(the_study),
-    )  # fmt: skip
+        run_dir,
+        trials,
+        render.pareto_frame(trials),
+        config.objectives,
+        teacher,
+        files,
+        ran,
+        time.perf_counter() - start,
+        prep.cache_summary(),
+        _teacher_warnings(prep, trials, config.epochs),
+        study.latency_reference(the_study),
+    )
 
 
 def _teacher_warnings(prep: Prepared, trials: pd.DataFrame, epochs: int) -> tuple[str, ...]:
@@ -273,10 +208,12 @@ def _teacher_warnings(prep: Prepared, trials: pd.DataFrame, epochs: int) -> tupl
         if pd.notna(best.get("epochs_trained")):  # a promotion trained longer
             epochs = int(best["epochs_trained"])
         brief = f"{epochs} epoch{'s' if epochs != 1 else ''}"
-        out.append(f"trial {int(best['number'])}, a student trained for {brief} (not fully), "
-                   f"beat the teacher on validation ({100 * best['val_accuracy']:.1f}% against "
-                   f"{100 * teacher.val_accuracy:.1f}%): the teacher teaches it little; "
-                   f"{better_teacher(teacher)}")  # fmt: skip
+        out.append(
+            f"trial {int(best['number'])}, a student trained for {brief} (not fully), "
+            f"beat the teacher on validation ({100 * best['val_accuracy']:.1f}% against "
+            f"{100 * teacher.val_accuracy:.1f}%): the teacher teaches it little; "
+            f"{better_teacher(teacher)}"
+        )
     for line in out:
         log.info(line)
     return tuple(out)
@@ -299,21 +236,28 @@ def _nothing_trained(trials: pd.DataFrame, config: SearchConfig) -> str:
 
 def _nothing_feasible(trials: pd.DataFrame, config: SearchConfig) -> str:
     """Why no candidate could be trained, and what to change."""
-    reasons = trials["failure_reason"].fillna("")
     parts = []
     for name, most in config.limits.items():
         objective = get_objective(name)
-        over = trials[reasons.str.contains(f"max_{name} ")]
+        over = trials[_broke(trials, study.limit_key(name))]
         if len(over):
-            parts.append(f"{len(over)} over {objective.option} {objective.text(most)} (the "
-                         f"lowest is {objective.text(over[name].min())})")  # fmt: skip
-    shapes = int((~reasons.str.contains(r"max_\w+ exceeded")).sum())
+            parts.append(
+                f"{len(over)} over {objective.option} {objective.text(most)} (the "
+                f"lowest is {objective.text(over[name].min())})"
+            )
+    shapes = int(_broke(trials, study.RUNS_ON_INPUT).sum())
     if shapes:
         parts.append(f"{shapes} cannot run on the input size")
     return (
         f"all {len(trials)} trials were infeasible, none was trained: {'; '.join(parts)}; "
         f"loosen the limits or choose another --space (results kept in {config.run_dir})"
     )
+
+
+def _broke(trials: pd.DataFrame, constraint: str) -> pd.Series:
+    """Which trials broke ``constraint`` (their trials.csv ``violation.*`` column)."""
+    column = f"violation.{constraint}"
+    return trials[column].notna() if column in trials else pd.Series(False, index=trials.index)
 
 
 def _check_run_dir(config: SearchConfig) -> None:
@@ -323,125 +267,71 @@ def _check_run_dir(config: SearchConfig) -> None:
         check_resumable(run_dir, config)
     existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to output directory {run_dir} ({existing} is not a "
-                        "writable folder); choose another with --out")  # fmt: skip
+        raise UserError(
+            f"cannot write to output directory {run_dir} ({existing} is not a "
+            "writable folder); choose another with --out"
+        )
 
 
 def _make_run_dir(config: SearchConfig) -> None:
     try:
         config.run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot write to output directory {config.run_dir}: {exc.strerror}; "
-                        "choose another with --out") from None  # fmt: skip
+        raise UserError(
+            f"cannot write to output directory {config.run_dir}: {exc.strerror}; "
+            "choose another with --out"
+        ) from None
 
 
 def train(
-    run_dir: str | Path,
-    *,
-    trial: int | None = None,
-    pick: str | None = None,
-    max_params: float | None = None,
-    max_latency_ms: float | None = None,
-    max_flops: float | None = None,
-    max_size_kb: float | None = None,
-    limits: dict[str, float] | None = None,
-    top: int | None = None,
-    epochs: int = 30,
-    device: str | None = None,
-    other_teacher: bool = False,
-    seed: int | None = None,
-    in_process: bool = False,
-    progress: Progress = silent,
+    run_dir: str | Path, *, in_process: bool = False, progress: Progress = silent, **options: Any
 ) -> ship.FullTrainOutcome:
     """Fully train students of a run (``autodistill train``): one by ``trial``, by ``pick`` rule
-    (default ``knee``), the most accurate within ``max_*`` limits, or the ``top`` K.
+    (default ``knee``), the most accurate within ``limits``, or the ``top`` K (``options``:
+    ``TrainOptions``'s fields, the command line's options by the same names).
 
     The work runs in a child process (``in_process``: in this one, for a debugger), so that a
     native crash is one line naming the student and epoch (``Crashed``), not the end of
     this process."""
-    limits = _limits(limits, max_params=max_params, max_latency_ms=max_latency_ms,
-                     max_flops=max_flops, max_size_kb=max_size_kb)  # fmt: skip
-    kwargs = dict(
-        run_dir=Path(run_dir),
-        trial=trial,
-        rule=pick,
-        limits=limits,
-        top=top,
-        epochs=epochs,
-        device=device,
-        other_teacher=other_teacher,
-        seed=seed,
-    )
-    return _run(ship.train_students, kwargs, "train", in_process, progress)
+    how = TrainOptions(**options)
+    return _run(ship.train_students, Path(run_dir), how, "train", in_process, progress)
 
 
-def export(
-    run_dir: str | Path,
-    *,
-    trial: int | None = None,
-    int8: bool = False,
-    threads: int = 0,
-    tolerance: float = INT8_TOLERANCE,
-    dynamic_batch: bool = False,
-) -> ship.ExportOutcome:
-    """Export a trained student to ONNX (and int8: the fastest measured recipe within
-    ``tolerance`` of fp32's validation accuracy), check it and time it (``autodistill export``);
-    ``threads`` 0 times with the run's latency threads."""
-    if threads < 0:
-        raise UserError(f"--threads must be 0 (the run's) or more, got {threads}")
-    n = threads or load_config(Path(run_dir)).target_threads
-    with _threads(n):
-        return ship.export_student(Path(run_dir), trial=trial, int8=int8, threads=n,
-                                   tolerance=tolerance, dynamic_batch=dynamic_batch)  # fmt: skip
+def export(run_dir: str | Path, **options: Any) -> ship.ExportOutcome:
+    """Export a trained student to ONNX (and with ``int8``, the fastest measured int8 recipe
+    within ``int8_tolerance`` of fp32's validation accuracy), check it and time it
+    (``autodistill export``; ``options``: ``ExportOptions``'s fields); ``threads`` 0 times with
+    the run's latency threads."""
+    how = ExportOptions(**options)
+    with _threads(how.threads or study.Run.open(run_dir).config.target_threads):
+        return ship.export_student(Path(run_dir), how)
 
 
 def compress(
-    run_dir: str | Path,
-    *,
-    trial: int | None = None,
-    pick: str | None = None,
-    prune: tuple[float, ...] = (0.25, 0.5),
-    qat: bool = False,
-    epochs: int = 5,
-    kd: bool = True,
-    tolerance: float = COMPRESS_TOLERANCE,
-    device: str | None = None,
-    seed: int | None = None,
-    other_teacher: bool = False,
-    in_process: bool = False,
-    progress: Progress = silent,
+    run_dir: str | Path, *, in_process: bool = False, progress: Progress = silent, **options: Any
 ) -> ship.CompressOutcome:
-    """Compress a fully trained student (``autodistill compress``): prune it by each ratio of
-    ``prune`` (fractions of channels) with distillation fine-tuning (``kd=False``: plain
-    cross-entropy), int8 after training and, with ``qat``, quantization-aware distillation;
-    every variant measured on the run's target, the fastest within ``tolerance`` of the
-    student's validation accuracy chosen. ``seed`` (by default the run's) draws the
-    fine-tuning's batches. Contained in a child process unless ``in_process``, as ``train``."""
-    kwargs = dict(
-        run_dir=Path(run_dir),
-        trial=trial,
-        rule=pick,
-        ratios=tuple(prune),
-        qat_kd=qat,
-        epochs=epochs,
-        kd=kd,
-        tolerance=tolerance,
-        device=device,
-        seed=seed,
-        other_teacher=other_teacher,
-    )
-    return _run(ship.compress_student, kwargs, "compress", in_process, progress)
+    """Compress a fully trained student (``autodistill compress``; ``options``:
+    ``CompressOptions``'s fields): prune it by each ratio of ``prune`` (fractions of channels)
+    with distillation fine-tuning (``kd=False``: plain cross-entropy), int8 after training and,
+    with ``qat``, quantization-aware distillation; every variant measured on the run's target,
+    the fastest within ``tolerance`` of the student's validation accuracy chosen. ``seed`` (by
+    default the run's) draws the fine-tuning's batches. Contained in a child process unless
+    ``in_process``, as ``train``."""
+    how = CompressOptions(**options)
+    return _run(ship.compress_student, Path(run_dir), how, "compress", in_process, progress)
 
 
 def _run(
     fn: Callable[..., Any],
-    kwargs: dict[str, Any],
+    run_dir: Path,
+    options: Any,
     command: str,
     in_process: bool,
     progress: Progress,
 ) -> Any:
     """``fn`` of a run's students, with the run's threads, contained unless ``in_process``."""
-    threads = load_config(kwargs["run_dir"]).resolved_threads
+    threads = study.Run.open(run_dir).config.resolved_threads
+    kwargs = {"run_dir": run_dir, "options": options}
     if not in_process:
         return run_contained(
             fn, kwargs, command=f"autodistill {command}", threads=threads, progress=progress
@@ -466,23 +356,36 @@ class ReportResult:
 
 def report(run_dir: str | Path) -> ReportResult:
     """Redraw a run's CSVs and plots from its storage and write report.html / report.md."""
-    run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    the_study = study.load_study(study.open_storage(config.storage, run_dir), config.name)
+    run = study.Run.open(run_dir)
+    run_dir, config, the_study = run.run_dir, run.config, run.study
     teacher_file = run_dir / "teacher.json"
     teacher = json.loads(teacher_file.read_text()) if teacher_file.is_file() else None
     trials = study.trials_frame(the_study)
     objectives = study.study_objectives(the_study)
     students = _students(run_dir)
     files = render.write_report(
-        trials, run_dir, title=f"autodistill: {config.name}", objectives=objectives,
-        teacher=teacher, limits=config.limits,
+        trials,
+        run_dir,
+        title=f"autodistill: {config.name}",
+        objectives=objectives,
+        teacher=teacher,
+        limits=config.limits,
         hypervolume=study.hypervolume_history(the_study),
-        importances=study.importances(the_study), students=students,
-        brief_epochs=config.epochs, ranking=_ranking(run_dir),
-    )  # fmt: skip
-    return ReportResult(run_dir, config.name, trials, render.pareto_frame(trials), objectives,
-                        teacher, [m for m, _, _ in students], files)  # fmt: skip
+        importances=study.importances(the_study),
+        students=students,
+        brief_epochs=config.epochs,
+        ranking=_ranking(run_dir),
+    )
+    return ReportResult(
+        run_dir,
+        config.name,
+        trials,
+        render.pareto_frame(trials),
+        objectives,
+        teacher,
+        [m for m, _, _ in students],
+        files,
+    )
 
 
 def _ranking(run_dir: Path) -> dict[str, Any] | None:
@@ -519,13 +422,15 @@ def dashboard(
 ) -> None:
     """Serve optuna-dashboard on a run's storage until interrupted (blocks); read-only unless
     ``allow_write``. A host other than loopback is served with a warning."""
-    run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    storage = study.open_storage(config.storage, run_dir)
-    study.load_study(storage, config.name)  # a clear error before the server starts
+    run = study.Run.open(run_dir)
+    storage = run.storage
+    _ = run.study  # no such study: one clear line before the server starts
     if not study.is_loopback(host):
-        log.warning("serving on %s: anyone who can reach this machine can read the study%s",
-                    host, " and change it (--allow-write)" if allow_write else "")  # fmt: skip
+        log.warning(
+            "serving on %s: anyone who can reach this machine can read the study%s",
+            host,
+            " and change it (--allow-write)" if allow_write else "",
+        )
     try:
         study.serve_dashboard(storage, host=host, port=port, allow_write=allow_write)
     except OSError as exc:  # the port is taken, or the host is not this machine's

@@ -36,13 +36,16 @@ class Recipe:
     per_channel: bool = True
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("static-qdq-u8s8"),
-    Recipe("static-qdq-s8s8", activations="int8"),
-    Recipe("static-qoperator-u8s8", qdq=False),
-    Recipe("static-qdq-u8s8-per-tensor", per_channel=False),
-    Recipe("dynamic-u8s8", dynamic=True),
-)}  # fmt: skip
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("static-qdq-u8s8"),
+        Recipe("static-qdq-s8s8", activations="int8"),
+        Recipe("static-qoperator-u8s8", qdq=False),
+        Recipe("static-qdq-u8s8-per-tensor", per_channel=False),
+        Recipe("dynamic-u8s8", dynamic=True),
+    )
+}
 # Not tried: S8S8 QOperator, which ONNX Runtime's own guide calls slow on x86-64.
 
 
@@ -70,8 +73,9 @@ def quantize(graph: bytes, recipe: Recipe, calibration: np.ndarray) -> bytes:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter([{"x": calibration[i : i + 32]}
-                                 for i in range(0, len(calibration), 32)])  # fmt: skip
+            self.batches = iter(
+                [{"x": calibration[i : i + 32]} for i in range(0, len(calibration), 32)]
+            )
 
         def get_next(self):
             return next(self.batches, None)
@@ -85,15 +89,21 @@ def quantize(graph: bytes, recipe: Recipe, calibration: np.ndarray) -> bytes:
             src.write_bytes(graph)
             quant_pre_process(str(src), str(prep))
             if recipe.dynamic:
-                quantize_dynamic(str(prep), str(dst), weight_type=QuantType.QInt8,
-                                 per_channel=recipe.per_channel)  # fmt: skip
+                quantize_dynamic(
+                    str(prep), str(dst), weight_type=QuantType.QInt8, per_channel=recipe.per_channel
+                )
             else:
-                activation = (QuantType.QUInt8 if recipe.activations == "uint8"
-                              else QuantType.QInt8)  # fmt: skip
+                activation = QuantType.QUInt8 if recipe.activations == "uint8" else QuantType.QInt8
                 fmt = QuantFormat.QDQ if recipe.qdq else QuantFormat.QOperator
-                quantize_static(str(prep), str(dst), Reader(), quant_format=fmt,
-                                per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
-                                activation_type=activation)  # fmt: skip
+                quantize_static(
+                    str(prep),
+                    str(dst),
+                    Reader(),
+                    quant_format=fmt,
+                    per_channel=recipe.per_channel,
+                    weight_type=QuantType.QInt8,
+                    activation_type=activation,
+                )
             return dst.read_bytes()
     finally:
         root.setLevel(level)
@@ -111,8 +121,12 @@ class Tried:
     error: str | None = None
 
     def summary(self) -> dict[str, object]:
-        return {"recipe": self.recipe, "latency_ms": self.latency_ms,
-                "val_accuracy": self.val_accuracy, "error": self.error}  # fmt: skip
+        return {
+            "recipe": self.recipe,
+            "latency_ms": self.latency_ms,
+            "val_accuracy": self.val_accuracy,
+            "error": self.error,
+        }
 
 
 def try_recipes(
@@ -135,7 +149,7 @@ def try_recipes(
     return out
 
 
-def choose(
+def fastest_recipe(
     fp32_ms: float,
     tried: list[Tried],
     *,
@@ -150,17 +164,22 @@ def choose(
         return None, "no int8 recipe could be made; fp32 ships"
     kept = made
     if fp32_val is not None:
-        kept = [t for t in made if t.val_accuracy is not None
-                and t.val_accuracy >= fp32_val - tolerance]  # fmt: skip
+        kept = [
+            t for t in made if t.val_accuracy is not None and t.val_accuracy >= fp32_val - tolerance
+        ]
         if not kept:
             worst = max(fp32_val - (t.val_accuracy or 0.0) for t in made)
-            return None, (f"every int8 recipe lost more than {100 * tolerance:.1f} points of "
-                          f"validation accuracy (up to {100 * worst:.1f}); fp32 ships")  # fmt: skip
+            return None, (
+                f"every int8 recipe lost more than {100 * tolerance:.1f} points of "
+                f"validation accuracy (up to {100 * worst:.1f}); fp32 ships"
+            )
     best = min(kept, key=lambda t: t.latency_ms)
     if best.latency_ms >= fp32_ms * (1 - FASTER):
-        return None, (f"no int8 recipe was more than {100 * FASTER:.0f}% faster than fp32 "
-                      f"(fastest: {best.recipe}, {best.latency_ms:.3f} ms against "
-                      f"{fp32_ms:.3f} ms); fp32 ships")  # fmt: skip
+        return None, (
+            f"no int8 recipe was more than {100 * FASTER:.0f}% faster than fp32 "
+            f"(fastest: {best.recipe}, {best.latency_ms:.3f} ms against "
+            f"{fp32_ms:.3f} ms); fp32 ships"
+        )
     why = f"{best.recipe}: {fp32_ms / best.latency_ms:.2f}x faster than fp32"
     if fp32_val is not None and best.val_accuracy is not None:
         why += (
@@ -170,5 +189,14 @@ def choose(
     return best, why
 
 
-__all__ = ["FASTER", "RECIPES", "TOLERANCE", "Recipe", "Tried", "choose", "quantize",
-           "recipes_for", "try_recipes"]  # fmt: skip
+__all__ = [
+    "FASTER",
+    "RECIPES",
+    "TOLERANCE",
+    "Recipe",
+    "Tried",
+    "fastest_recipe",
+    "quantize",
+    "recipes_for",
+    "try_recipes",
+]

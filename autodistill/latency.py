@@ -16,6 +16,7 @@ from autodistill import int8, runtime
 from autodistill.device import resolve_device
 from autodistill.errors import UserError
 from autodistill.measure import Latency, device_name, measure_latency, time_call
+from autodistill.options import option
 
 RUNTIMES = ("onnxruntime", "torch")
 PRECISIONS = ("fp32", "int8")
@@ -26,32 +27,54 @@ DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 class LatencyTarget:
     """Where and how a shipped student runs; every latency of a study is measured on one."""
 
-    runtime: str = "onnxruntime"  # what ``export`` ships; torch times the eager model
-    device: str = "cpu"  # independent of the device the search trains on
-    precision: str = "fp32"  # int8: the fastest measured int8 recipe, when it beats fp32
-    threads: int = 1
-    batch: int = 1
+    runtime: str = option(
+        "onnxruntime",
+        "onnxruntime times the exported ONNX file, as export ships it (the "
+        "default); torch the eager PyTorch model",
+        choices=RUNTIMES,
+    )
+    device: str = option(
+        "cpu", "cpu (the default), cuda, cuda:N or mps (torch only); independent of --device"
+    )
+    precision: str = option(
+        "fp32",
+        "int8: the fastest measured int8 recipe (onnxruntime, cpu), or fp32 where none is faster",
+        choices=PRECISIONS,
+    )
+    # 0 in a search's options: its workers' threads (SearchConfig.latency_target resolves it).
+    threads: int = option(1, "threads latency is timed with (0: --threads)")
+    batch: int = option(1, "batch size latency is timed at")
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
             raise UserError(f"--latency-runtime {self.runtime!r}: choose {' or '.join(RUNTIMES)}")
         if self.precision not in PRECISIONS:
-            raise UserError(f"--latency-precision {self.precision!r}: choose "
-                            f"{' or '.join(PRECISIONS)}")  # fmt: skip
+            raise UserError(
+                f"--latency-precision {self.precision!r}: choose {' or '.join(PRECISIONS)}"
+            )
         if not DEVICE.fullmatch(str(self.device)):
             raise UserError(f"--latency-device {self.device!r}: choose cpu, cuda, cuda:N or mps")
         if self.precision == "int8" and self.runtime != "onnxruntime":
-            raise UserError("--latency-precision int8 is timed in ONNX Runtime: add "
-                            "--latency-runtime onnxruntime")  # fmt: skip
+            raise UserError(
+                "--latency-precision int8 is timed in ONNX Runtime: add "
+                "--latency-runtime onnxruntime"
+            )
         if self.precision == "int8" and self.device != "cpu":
-            raise UserError("--latency-precision int8 is measured on the cpu only (ONNX "
-                            "Runtime's int8 kernels for GPUs need TensorRT)")  # fmt: skip
+            raise UserError(
+                "--latency-precision int8 is measured on the cpu only (ONNX "
+                "Runtime's int8 kernels for GPUs need TensorRT)"
+            )
         if self.runtime == "onnxruntime" and self.device == "mps":
-            raise UserError("--latency-device mps: ONNX Runtime has no MPS provider; use "
-                            "--latency-runtime torch")  # fmt: skip
-        for name, value in (("threads", self.threads), ("batch", self.batch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"--latency-{name} must be a positive integer, got {value!r}")
+            raise UserError(
+                "--latency-device mps: ONNX Runtime has no MPS provider; use "
+                "--latency-runtime torch"
+            )
+        for name, value, least, text in (
+            ("threads", self.threads, 0, "0 (the worker's threads) or more"),
+            ("batch", self.batch, 1, "a positive integer"),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UserError(f"--latency-{name} must be {text}, got {value!r}")
 
     def check_present(self) -> None:
         """Raise a UserError unless this machine has the target's device and runtime."""
@@ -76,9 +99,14 @@ class LatencyTarget:
 
     def record(self) -> dict[str, Any]:
         """Recorded with every latency (trials.csv's latency_* columns)."""
-        return {"latency_runtime": self.runtime, "latency_device": self.device,
-                "latency_precision": self.precision, "latency_threads": self.threads,
-                "latency_batch": self.batch, "latency_hardware": self.hardware()}  # fmt: skip
+        return {
+            "latency_runtime": self.runtime,
+            "latency_device": self.device,
+            "latency_precision": self.precision,
+            "latency_threads": self.threads,
+            "latency_batch": self.batch,
+            "latency_hardware": self.hardware(),
+        }
 
 
 @dataclass(frozen=True)
@@ -97,8 +125,12 @@ class TargetLatency:
     def details(self) -> dict[str, Any]:
         """What is recorded beside the value."""
         lat = self.latency
-        out = {**self.target.record(), "latency_iqr_ms": round(lat.iqr_ms, 4),
-               "latency_spread": lat.spread, "latency_disturbed": lat.disturbed}  # fmt: skip
+        out = {
+            **self.target.record(),
+            "latency_iqr_ms": round(lat.iqr_ms, 4),
+            "latency_spread": lat.spread,
+            "latency_disturbed": lat.disturbed,
+        }
         if self.target.precision == "int8":
             out["latency_recipe"] = self.recipe
         return out
@@ -119,17 +151,28 @@ def measure_on_target(
         here = next(iter(model.parameters()), torch.zeros(0)).device
         there = torch.device(target.device)
         timed = model if here == there else copy.deepcopy(model)
-        lat = measure_latency(timed, input_shape, threads=target.threads, device=there,
-                              batch=target.batch, min_run_time=min_run_time)  # fmt: skip
+        lat = measure_latency(
+            timed,
+            input_shape,
+            threads=target.threads,
+            device=there,
+            batch=target.batch,
+            min_run_time=min_run_time,
+        )
         return TargetLatency(lat, target)
     graph = runtime.to_onnx(model, input_shape)
     x = np.zeros((target.batch, *input_shape), dtype=np.float32)
 
     def time_graph(g: bytes) -> Latency:  # as it ships: for the target's batch (fix_batch)
-        sess = runtime.session(runtime.fix_batch(g, target.batch), threads=target.threads,
-                               device=target.device)  # fmt: skip
-        return time_call(lambda: sess.run(None, {"x": x}), threads=target.threads,
-                         device=target.hardware(), min_run_time=min_run_time)  # fmt: skip
+        sess = runtime.session(
+            runtime.fix_batch(g, target.batch), threads=target.threads, device=target.device
+        )
+        return time_call(
+            lambda: sess.run(None, {"x": x}),
+            threads=target.threads,
+            device=target.hardware(),
+            min_run_time=min_run_time,
+        )
 
     fp32 = time_graph(graph)
     if target.precision == "fp32":
@@ -143,7 +186,7 @@ def measure_on_target(
         return timings[g].median_ms
 
     tried = int8.try_recipes(graph, calibration, timed)
-    best, _ = int8.choose(fp32.median_ms, tried)
+    best, _ = int8.fastest_recipe(fp32.median_ms, tried)
     if best is None or best.graph is None:
         return TargetLatency(fp32, target, "fp32", tuple(tried))
     return TargetLatency(timings[best.graph], target, best.recipe, tuple(tried))

@@ -128,13 +128,37 @@ def parse_objectives(names: str | Iterable[str]) -> tuple[str, ...]:
     if len(set(items)) != len(items):
         raise UserError(f"--objectives names one twice: {','.join(items)}")
     if len(items) < 2:
-        raise UserError(f"--objectives needs two or more, got {','.join(items) or 'none'}; "
-                        f"e.g. {','.join(DEFAULT)}")  # fmt: skip
+        raise UserError(
+            f"--objectives needs two or more, got {','.join(items) or 'none'}; "
+            f"e.g. {','.join(DEFAULT)}"
+        )
     trained = [n for n, o in OBJECTIVES.items() if o.after_training]
     if not any(OBJECTIVES[n].after_training for n in items):
-        raise UserError(f"--objectives must include one measured after training "
-                        f"({', '.join(trained)}); got {','.join(items)}")  # fmt: skip
+        raise UserError(
+            f"--objectives must include one measured after training "
+            f"({', '.join(trained)}); got {','.join(items)}"
+        )
     return tuple(items)
+
+
+def minimised(values: Any, names: Iterable[str]) -> np.ndarray:
+    """Rows of objective values (columns in the order of ``names``) signed so that smaller is
+    better for every objective."""
+    signs = np.array([-1.0 if get_objective(n).maximize else 1.0 for n in names])
+    return np.asarray(values, dtype=float).reshape(-1, len(signs)) * signs
+
+
+def nondominated_layers(points: np.ndarray) -> list[list[int]]:
+    """The rows of ``points`` (values to minimise) by non-dominated layer, the front first: a
+    row is dominated by one no worse on every column and better on one (equal rows are not)."""
+    left, out = list(range(len(points))), []
+    while left:
+        rest = points[left]
+        layer = [i for i, row in zip(left, rest, strict=True)
+                 if not ((rest <= row).all(axis=1) & (rest < row).any(axis=1)).any()]  # fmt: skip
+        out.append(layer)
+        left = [i for i in left if i not in layer]
+    return out
 
 
 def limitable() -> list[Objective]:
@@ -163,23 +187,59 @@ def _latency(p: Probe) -> Measured:
     return measure() if p.relative is None else p.relative(measure)
 
 
-register(Objective(
-    "val_accuracy", "maximize", "validation accuracy", _accuracy, bounds=(0.0, 1.0), log=False,
-    after_training=True, decimals=4, text=lambda v: f"{100 * v:.2f}%",
-))  # fmt: skip
-register(Objective(
-    "params", "minimize", "parameters", lambda p: count_params(p.model), bounds=(1e3, 1e8),
-    text=lambda v: f"{int(v):,}",
-))  # fmt: skip
-register(Objective(
-    "latency_ms", "minimize", "latency (ms)", _latency, bounds=(1e-2, 1e3),
-    always=False, decimals=3, text=lambda v: f"{v:.3f}",
-))  # fmt: skip
-register(Objective(
-    "flops", "minimize", "FLOPs (batch 1)", lambda p: count_flops(p.model, p.input_shape),
-    bounds=(1e4, 1e11), text=_human,
-))  # fmt: skip
-register(Objective(
-    "size_kb", "minimize", "size (kB, serialized)", lambda p: serialized_bytes(p.model) / 1e3,
-    bounds=(1.0, 1e6), decimals=1, text=lambda v: f"{v:,.1f}",
-))  # fmt: skip
+register(
+    Objective(
+        "val_accuracy",
+        "maximize",
+        "validation accuracy",
+        _accuracy,
+        bounds=(0.0, 1.0),
+        log=False,
+        after_training=True,
+        decimals=4,
+        text=lambda v: f"{100 * v:.2f}%",
+    )
+)
+register(
+    Objective(
+        "params",
+        "minimize",
+        "parameters",
+        lambda p: count_params(p.model),
+        bounds=(1e3, 1e8),
+        text=lambda v: f"{int(v):,}",
+    )
+)
+register(
+    Objective(
+        "latency_ms",
+        "minimize",
+        "latency (ms)",
+        _latency,
+        bounds=(1e-2, 1e3),
+        always=False,
+        decimals=3,
+        text=lambda v: f"{v:.3f}",
+    )
+)
+register(
+    Objective(
+        "flops",
+        "minimize",
+        "FLOPs (batch 1)",
+        lambda p: count_flops(p.model, p.input_shape),
+        bounds=(1e4, 1e11),
+        text=_human,
+    )
+)
+register(
+    Objective(
+        "size_kb",
+        "minimize",
+        "size (kB, serialized)",
+        lambda p: serialized_bytes(p.model) / 1e3,
+        bounds=(1.0, 1e6),
+        decimals=1,
+        text=lambda v: f"{v:,.1f}",
+    )
+)

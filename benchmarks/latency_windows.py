@@ -36,13 +36,12 @@ import pandas as pd
 import torch
 
 from autodistill import runtime
-from autodistill.config import load_config
 from autodistill.families import InputSpec
 from autodistill.latency import LatencyTarget
 from autodistill.measure import device_name, time_call
 from autodistill.recipe import build
 from autodistill.reference import Reference
-from autodistill.study import load_study, open_storage, trial_candidate
+from autodistill.study import Run, trial_candidate
 
 SPREAD_TARGET = 0.15
 OURS_TARGET = 0.20
@@ -66,11 +65,35 @@ def main() -> None:
         if wait > 0:
             print(f"waiting {wait:.0f} s before run {i + 1}", flush=True)
             time.sleep(wait)
-        cmd = [sys.executable, "-m", "autodistill.cli", "search", "--data", "digits",
-               "--budget", str(args.budget), "--epochs", "1", "--sampler", "random",
-               "--seed", str(args.seed), "--teacher", "test_resnet", "--teacher-epochs", "2",
-               "--views", "2", "--threads", "2", "--quiet", "--out", str(scratch / f"run{i}"),
-               "--cache-dir", str(cache)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "autodistill.cli",
+            "search",
+            "--data",
+            "digits",
+            "--budget",
+            str(args.budget),
+            "--epochs",
+            "1",
+            "--sampler",
+            "random",
+            "--seed",
+            str(args.seed),
+            "--teacher",
+            "test_resnet",
+            "--teacher-epochs",
+            "2",
+            "--views",
+            "2",
+            "--threads",
+            "2",
+            "--quiet",
+            "--out",
+            str(scratch / f"run{i}"),
+            "--cache-dir",
+            str(cache),
+        ]
         start = time.time()
         subprocess.run(cmd, check=True, capture_output=True)
         print(f"run {i + 1}: {time.time() - start:.0f} s", flush=True)
@@ -112,20 +135,23 @@ def _spreads(all_runs: pd.DataFrame) -> list[dict]:
         if mine["run"].nunique() < n_runs:
             continue
         raw, rec = list(mine["latency_raw_ms"]), list(mine["latency_ms"])
-        rows.append({
-            "arch": arch, "before_ms": raw, "after_ms": rec,
-            "windows": list(mine["latency_window"]),
-            "before_spread": round(max(raw) / min(raw) - 1, 3),
-            "after_spread": round(max(rec) / min(rec) - 1, 3),
-            "side_by_side": [bool(v) for v in mine.get("latency_side_by_side", [])],
-        })  # fmt: skip
+        rows.append(
+            {
+                "arch": arch,
+                "before_ms": raw,
+                "after_ms": rec,
+                "windows": list(mine["latency_window"]),
+                "before_spread": round(max(raw) / min(raw) - 1, 3),
+                "after_spread": round(max(rec) / min(rec) - 1, 3),
+                "side_by_side": [bool(v) for v in mine.get("latency_side_by_side", [])],
+            }
+        )
     return rows
 
 
 def _ours(trials: pd.DataFrame, run_dir: Path, run: int) -> dict:
     """The run's front timed afresh here, right after it, beside the reference."""
-    config = load_config(run_dir)
-    study = load_study(open_storage(config.storage, run_dir), config.name)
+    study = Run.open(run_dir).study
     target = LatencyTarget(threads=2)
     ref = Reference(target, SPEC)
     front = trials[trials["pareto"].astype(bool)]
@@ -140,14 +166,25 @@ def _ours(trials: pd.DataFrame, run_dir: Path, run: int) -> dict:
             for _ in range(5)
         )
         window = ref.time() / float(t["latency_reference_ms"])
-        rows.append({"arch": t["arch"], "recorded_ms": float(t["latency_ms"]),
-                     "ours_ms": round(ours, 4), "ours_scaled_ms": round(ours / window, 4),
-                     "reference_window": round(window, 3)})  # fmt: skip
+        rows.append(
+            {
+                "arch": t["arch"],
+                "recorded_ms": float(t["latency_ms"]),
+                "ours_ms": round(ours, 4),
+                "ours_scaled_ms": round(ours / window, 4),
+                "reference_window": round(window, 3),
+            }
+        )
     worst = max((abs(r["recorded_ms"] / r["ours_ms"] - 1) for r in rows), default=None)
-    worst_scaled = max((abs(r["recorded_ms"] / r["ours_scaled_ms"] - 1) for r in rows),
-                       default=None)  # fmt: skip
-    return {"run": run, "points": rows, "worst_vs_ours": worst, "worst_vs_ours_scaled":
-            worst_scaled}  # fmt: skip
+    worst_scaled = max(
+        (abs(r["recorded_ms"] / r["ours_scaled_ms"] - 1) for r in rows), default=None
+    )
+    return {
+        "run": run,
+        "points": rows,
+        "worst_vs_ours": worst,
+        "worst_vs_ours_scaled": worst_scaled,
+    }
 
 
 def _cost(all_runs: pd.DataFrame) -> dict:
@@ -163,9 +200,13 @@ def _cost(all_runs: pd.DataFrame) -> dict:
     retimed = float(timed["latency_retimed"].astype(bool).mean()) if len(timed) else 0.0
     per_candidate = one * 2 * (1 + retimed)
     trial = float(all_runs["duration_s"].median())
-    return {"reference_timing_s": round(one, 3), "retimed_share": round(retimed, 3),
-            "per_candidate_s": round(per_candidate, 3), "median_trial_s": round(trial, 2),
-            "share_of_trial": round(per_candidate / trial, 3)}  # fmt: skip
+    return {
+        "reference_timing_s": round(one, 3),
+        "retimed_share": round(retimed, 3),
+        "per_candidate_s": round(per_candidate, 3),
+        "median_trial_s": round(trial, 2),
+        "share_of_trial": round(per_candidate / trial, 3),
+    }
 
 
 def _markdown(doc: dict) -> str:
@@ -191,21 +232,35 @@ def _markdown(doc: dict) -> str:
     worst_after = max((r["after_spread"] for r in doc["front"]), default=None)
     if worst_after is not None:
         verdict = "met" if worst_after <= SPREAD_TARGET else "missed"
-        lines += ["", f"Worst spread over the front: before **{100 * worst_before:.0f}%**, "
-                  f"after **{100 * worst_after:.0f}%**; target <= {100 * SPREAD_TARGET:.0f}%: "
-                  f"**{verdict}**."]  # fmt: skip
-    lines += ["", "Each run's front timed afresh right after it (5 timings, median), beside "
-              "the reference: recorded / ours - 1, worst point.", "",
-              "| run | worst vs ours | worst vs ours scaled by the reference's window |",
-              "|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"Worst spread over the front: before **{100 * worst_before:.0f}%**, "
+            f"after **{100 * worst_after:.0f}%**; target <= {100 * SPREAD_TARGET:.0f}%: "
+            f"**{verdict}**.",
+        ]
+    lines += [
+        "",
+        "Each run's front timed afresh right after it (5 timings, median), beside "
+        "the reference: recorded / ours - 1, worst point.",
+        "",
+        "| run | worst vs ours | worst vs ours scaled by the reference's window |",
+        "|---|---|---|",
+    ]
     for o in doc["ours"]:
         w, s = o["worst_vs_ours"], o["worst_vs_ours_scaled"]
-        lines.append(f"| {o['run']} | {100 * w:.0f}% | {100 * s:.0f}% |" if w is not None
-                     else f"| {o['run']} | - | - |")  # fmt: skip
-    lines += ["", f"Cost: one timing of the reference {c['reference_timing_s']} s; two per "
-              f"candidate (four for the {100 * c['retimed_share']:.0f}% timed again): "
-              f"{c['per_candidate_s']} s, {100 * c['share_of_trial']:.1f}% of the median trial "
-              f"({c['median_trial_s']} s).", ""]  # fmt: skip
+        lines.append(
+            f"| {o['run']} | {100 * w:.0f}% | {100 * s:.0f}% |"
+            if w is not None
+            else f"| {o['run']} | - | - |"
+        )
+    lines += [
+        "",
+        f"Cost: one timing of the reference {c['reference_timing_s']} s; two per "
+        f"candidate (four for the {100 * c['retimed_share']:.0f}% timed again): "
+        f"{c['per_candidate_s']} s, {100 * c['share_of_trial']:.1f}% of the median trial "
+        f"({c['median_trial_s']} s).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -43,12 +43,11 @@ from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
 import autodistill
-from autodistill.config import load_config
 from autodistill.families import InputSpec
 from autodistill.measure import device_name
 from autodistill.recipe import build
-from autodistill.ship.student import prepare_run
-from autodistill.study import load_study, open_storage, trial_candidate
+from autodistill.rundir import load_config
+from autodistill.study import Run, trial_candidate
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.Hardswish, nn.SiLU, nn.LeakyReLU)
 OUT = Path("results/benchmarks/rank_fidelity")
@@ -62,12 +61,10 @@ def main() -> None:
     p.add_argument("--off-front", type=int, default=6, help="off-front trials trained, 1 seed")
     p.add_argument("--seeds", type=int, default=2, help="seeds of each front point")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--threads", type=int, default=0,
-                   help="training threads (0: the run's)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=0, help="training threads (0: the run's)")
     p.add_argument("--work", type=Path, default=Path("/tmp/autodistill-rank-fidelity"))
     p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--markdown-only", action="store_true",
-                   help="rewrite the .md from the .json")  # fmt: skip
+    p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = p.parse_args()
     path = args.out.with_suffix(".json")
     report = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
@@ -97,27 +94,38 @@ def measure(args: argparse.Namespace) -> dict:
     for i, (number, seed) in enumerate(plan, 1):
         work = _copy(run, args.work / args.label / f"seed-{seed}", args.threads)
         t0 = time.perf_counter()
-        out = autodistill.train(work, trial=number, epochs=args.epochs, seed=seed,
-                                other_teacher=True)  # fmt: skip
+        out = autodistill.train(
+            work, trial=number, epochs=args.epochs, seed=seed, other_teacher=True
+        )
         full[(number, seed)] = out.students[0]
-        print(f"[{i}/{len(plan)}] trial {number} seed {seed}: full val "
-              f"{out.students[0]['val_accuracy']:.4f} ({time.perf_counter() - t0:.0f} s)",
-              flush=True)  # fmt: skip
+        print(
+            f"[{i}/{len(plan)}] trial {number} seed {seed}: full val "
+            f"{out.students[0]['val_accuracy']:.4f} ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
     proxy = _naswot_scores(run, front_numbers + off)
     rows = []
     for number in front_numbers + off:
         t = done[done.number == number].iloc[0]
         runs = [full[(number, s)] for s in seeds if (number, s) in full]
-        rows.append({
-            "trial": number, "on_front": number in front_numbers, "arch": t.arch,
-            "family": t.family, "loss": t.loss, "params": int(t.params), "flops": int(t.flops),
-            "latency_ms": float(t.latency_ms), "reported_val_accuracy": float(t.val_accuracy),
-            "reported_epochs": _epochs(t, config.epochs),
-            "full_val_accuracy_by_seed": [r["val_accuracy"] for r in runs],
-            "full_val_accuracy": statistics.mean(r["val_accuracy"] for r in runs),
-            "test_accuracy_by_seed": [r["test_accuracy"] for r in runs],
-            "naswot": proxy[number],
-        })  # fmt: skip
+        rows.append(
+            {
+                "trial": number,
+                "on_front": number in front_numbers,
+                "arch": t.arch,
+                "family": t.family,
+                "loss": t.loss,
+                "params": int(t.params),
+                "flops": int(t.flops),
+                "latency_ms": float(t.latency_ms),
+                "reported_val_accuracy": float(t.val_accuracy),
+                "reported_epochs": _epochs(t, config.epochs),
+                "full_val_accuracy_by_seed": [r["val_accuracy"] for r in runs],
+                "full_val_accuracy": statistics.mean(r["val_accuracy"] for r in runs),
+                "test_accuracy_by_seed": [r["test_accuracy"] for r in runs],
+                "naswot": proxy[number],
+            }
+        )
     teacher = next(iter(full.values()))["teacher"]
     study_teacher = json.loads((run / "teacher.json").read_text())
     return {
@@ -134,7 +142,7 @@ def measure(args: argparse.Namespace) -> dict:
             "used_sha256": teacher["weights_sha256"],
             "study_sha256": study_teacher["weights_sha256"],
             "test_accuracy": teacher["test_accuracy"],
-        },  # fmt: skip
+        },
         "students": rows,
         "summary": summary(rows),
     }
@@ -150,7 +158,8 @@ def _copy(run: Path, work: Path, threads: int) -> Path:
             path = work / "config.yaml"
             doc = yaml.safe_load(path.read_text())
             # Latency stays timed as the study timed it; only training is spread thinner.
-            doc["config"]["latency_threads"] = load_config(run).target_threads
+            doc["config"] = load_config(run).to_dict()
+            doc["config"]["latency"]["threads"] = load_config(run).target_threads
             doc["config"]["threads"] = threads
             path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return work
@@ -164,10 +173,10 @@ def _epochs(trial: pd.Series, brief: int) -> int:
 
 
 def _search_command(config) -> str:
-    fidelity = getattr(config, "fidelity", "brief")
+    fidelity = config.fidelity.kind
     extra = f" --fidelity {fidelity}" if fidelity != "brief" else ""
     if fidelity == "multi":
-        extra += f" --promotion-time {config.promotion_time:g}"
+        extra += f" --promotion-time {config.fidelity.promotion_time:g}"
     return f"autodistill search --budget {config.budget} --space {config.space}{extra}"
 
 
@@ -177,14 +186,16 @@ def _search_seconds(trials: pd.DataFrame) -> float:
 
 def _naswot_scores(run: Path, numbers: list[int]) -> dict[int, float]:
     """NASWOT of each trial's student at its initial weights, on the first 64 training images."""
-    config = load_config(run)
-    prep = prepare_run(config, run, other_teacher=True)
+    opened = Run.open(run)
+    config, study = opened.config, opened.study
+    prep = opened.prepare(other_teacher=True)
     data = prep.data
     images = torch.from_numpy(data.calibration(64))
-    study = load_study(open_storage(config.storage, run), config.name)
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
-    return {n: naswot(build(trial_candidate(study, n)[0], spec, seed=config.seed), images)
-            for n in numbers}  # fmt: skip
+    return {
+        n: naswot(build(trial_candidate(study, n)[0], spec, seed=config.seed), images)
+        for n in numbers
+    }
 
 
 @torch.no_grad()
@@ -196,8 +207,9 @@ def naswot(model: nn.Module, images: torch.Tensor) -> float:
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         codes.append((inputs[0] > 0).flatten(1).double())
 
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules()
-               if isinstance(m, ACTIVATIONS)]  # fmt: skip
+    handles = [
+        m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, ACTIVATIONS)
+    ]
     try:
         model.eval()(images)
     finally:
@@ -212,8 +224,10 @@ def _rank(x: list[float], y: list[float]) -> dict[str, float | None]:
     def clean(v: float) -> float | None:
         return None if v != v else round(float(v), 3)
 
-    return {"kendall_tau": clean(kendalltau(x, y).statistic),
-            "spearman_rho": clean(spearmanr(x, y).statistic)}  # fmt: skip
+    return {
+        "kendall_tau": clean(kendalltau(x, y).statistic),
+        "spearman_rho": clean(spearmanr(x, y).statistic),
+    }
 
 
 def summary(rows: list[dict]) -> dict:
@@ -241,10 +255,16 @@ def regret(rows: list[dict]) -> list[dict]:
         under = [r for r in rows if r["params"] <= budget]
         pick = max(under, key=lambda r: r["reported_val_accuracy"])
         best = max(under, key=lambda r: r["full_val_accuracy"])
-        out.append({"max_params": budget, "picked": pick["trial"],
-                    "picked_full": pick["full_val_accuracy"], "best": best["trial"],
-                    "best_full": best["full_val_accuracy"],
-                    "regret": best["full_val_accuracy"] - pick["full_val_accuracy"]})  # fmt: skip
+        out.append(
+            {
+                "max_params": budget,
+                "picked": pick["trial"],
+                "picked_full": pick["full_val_accuracy"],
+                "best": best["trial"],
+                "best_full": best["full_val_accuracy"],
+                "regret": best["full_val_accuracy"] - pick["full_val_accuracy"],
+            }
+        )
     return out
 
 

@@ -36,13 +36,12 @@ import torch
 from scipy.stats import kendalltau
 
 from autodistill import runtime
-from autodistill.config import load_config
 from autodistill.families import InputSpec
 from autodistill.latency import LatencyTarget, measure_on_target
 from autodistill.measure import device_name, time_call
 from autodistill.recipe import build
 from autodistill.spaces import Candidate
-from autodistill.study import load_study, open_storage
+from autodistill.study import Run
 
 
 def main() -> None:
@@ -54,9 +53,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    config = load_config(args.run)
+    run = Run.open(args.run)
+    config, study = run.config, run.study
     trials = pd.read_csv(args.run / "trials.csv")
-    study = load_study(open_storage(config.storage, args.run), config.name)
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     trained = trials[trials["state"].isin(["COMPLETE", "STOPPED"]) & trials["latency_ms"].notna()]
     spec = InputSpec(1, 28, 10) if config.data == "mnist5k" else None
@@ -77,19 +76,30 @@ def main() -> None:
                 got = measure_on_target(model, shape, target)
                 cost[name].append(time.perf_counter() - start)
                 timings[name].append(got.median_ms)
-        rows.append({
-            "number": int(row["number"]), "arch": row["arch"], "state": row["state"],
-            "val_accuracy": float(row["val_accuracy"]), "params": int(row["params"]),
-            "flops": int(row["flops"]), "search_latency_ms": float(row["latency_ms"]),
-            "search_runtime": row.get("latency_runtime") if isinstance(
-                row.get("latency_runtime"), str) else "torch",
-            "torch_ms": min(timings["torch"]), "onnxruntime_ms": min(timings["onnxruntime"]),
-            "torch_cost_s": statistics.median(cost["torch"]),
-            "onnxruntime_cost_s": statistics.median(cost["onnxruntime"]),
-            "trial_s": float(row["duration_s"]),
-        })  # fmt: skip
-        print(f"trial {rows[-1]['number']:3d} torch {rows[-1]['torch_ms']:.3f} ms  onnxruntime "
-              f"{rows[-1]['onnxruntime_ms']:.3f} ms  ({rows[-1]['arch']})", flush=True)  # fmt: skip
+        rows.append(
+            {
+                "number": int(row["number"]),
+                "arch": row["arch"],
+                "state": row["state"],
+                "val_accuracy": float(row["val_accuracy"]),
+                "params": int(row["params"]),
+                "flops": int(row["flops"]),
+                "search_latency_ms": float(row["latency_ms"]),
+                "search_runtime": row.get("latency_runtime")
+                if isinstance(row.get("latency_runtime"), str)
+                else "torch",
+                "torch_ms": min(timings["torch"]),
+                "onnxruntime_ms": min(timings["onnxruntime"]),
+                "torch_cost_s": statistics.median(cost["torch"]),
+                "onnxruntime_cost_s": statistics.median(cost["onnxruntime"]),
+                "trial_s": float(row["duration_s"]),
+            }
+        )
+        print(
+            f"trial {rows[-1]['number']:3d} torch {rows[-1]['torch_ms']:.3f} ms  onnxruntime "
+            f"{rows[-1]['onnxruntime_ms']:.3f} ms  ({rows[-1]['arch']})",
+            flush=True,
+        )
     frame = pd.DataFrame(rows)
     doc = {
         "meta": {
@@ -146,7 +156,7 @@ def _summary(frame: pd.DataFrame) -> dict:
         "torch_over_onnxruntime_range": [
             round(float(ratio.min()), 2),
             round(float(ratio.max()), 2),
-        ],  # fmt: skip
+        ],
         "front_with_search_latency": sorted(search_front),
         "front_with_onnxruntime_latency": sorted(ort_front),
         "front_points_leaving": sorted(search_front - ort_front),
@@ -189,26 +199,39 @@ def _exporters(frame, by_number, seed, spec, shape, args) -> dict:
             for name in order:
                 graph = legacy if name == "torchscript" else dynamo
                 sess = runtime.session(graph, threads=args.threads)
-                lat = time_call(lambda s=sess, x=x: s.run(None, {"x": x}), threads=args.threads,
-                                device="cpu")  # fmt: skip
+                lat = time_call(
+                    lambda s=sess, x=x: s.run(None, {"x": x}), threads=args.threads, device="cpu"
+                )
                 ms[name].append(lat.median_ms)
-        out.append({"number": int(number), "torchscript_export_s": round(legacy_s, 3),
-                    "dynamo_export_s": round(dynamo_s, 3),
-                    "torchscript_ms": round(min(ms["torchscript"]), 4),
-                    "dynamo_ms": round(min(ms["dynamo"]), 4)})  # fmt: skip
+        out.append(
+            {
+                "number": int(number),
+                "torchscript_export_s": round(legacy_s, 3),
+                "dynamo_export_s": round(dynamo_s, 3),
+                "torchscript_ms": round(min(ms["torchscript"]), 4),
+                "dynamo_ms": round(min(ms["dynamo"]), 4),
+            }
+        )
     f = pd.DataFrame(out)
     return {
         "candidates": out,
-        "export_s_median": {"torchscript": round(float(f["torchscript_export_s"].median()), 3),
-                            "dynamo": round(float(f["dynamo_export_s"].median()), 3)},
+        "export_s_median": {
+            "torchscript": round(float(f["torchscript_export_s"].median()), 3),
+            "dynamo": round(float(f["dynamo_export_s"].median()), 3),
+        },
         "latency_ratio_dynamo_over_torchscript_median": round(
-            float((f["dynamo_ms"] / f["torchscript_ms"]).median()), 3),
-    }  # fmt: skip
+            float((f["dynamo_ms"] / f["torchscript_ms"]).median()), 3
+        ),
+    }
 
 
 def _markdown(doc: dict) -> str:
-    m, tau, cost, ex = (doc["meta"], doc["kendall_tau_vs_onnxruntime"],
-                        doc["cost_per_candidate_s"], doc["exporters"])  # fmt: skip
+    m, tau, cost, ex = (
+        doc["meta"],
+        doc["kendall_tau_vs_onnxruntime"],
+        doc["cost_per_candidate_s"],
+        doc["exporters"],
+    )
     lines = [
         f"# Target latency: eager PyTorch vs the exported ONNX file ({m['run']})",
         "",
@@ -249,7 +272,7 @@ def _markdown(doc: dict) -> str:
         f"over the TorchScript graph: {ex['latency_ratio_dynamo_over_torchscript_median']}x "
         "(median).",
         "",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 

@@ -30,10 +30,18 @@ def test_search_returns_the_run_dir_and_its_tables(tmp_path, shared_cache):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     run = autodistill.search(
-        budget=2, data="digits", epochs=1, teacher="test_resnet", teacher_epochs=1, views=2,
-        threads=2, out=str(tmp_path), cache_dir=str(shared_cache), objectives="val_accuracy,params",
+        budget=2,
+        data="digits",
+        epochs=1,
+        teacher="test_resnet",
+        teacher_epochs=1,
+        views=2,
+        threads=2,
+        out=str(tmp_path),
+        cache_dir=str(shared_cache),
+        objectives="val_accuracy,params",
         progress=lambda task, done, total, **_: seen.append((task, done, total)),
-    )  # fmt: skip
+    )
     assert run.run_dir == tmp_path / "digits-default" and run.objectives == (
         "val_accuracy",
         "params",
@@ -60,16 +68,20 @@ def test_load_student_gives_the_trained_weights_or_a_fresh_build(shipped_run):
     assert sum(p.numel() for p in model.parameters()) == trained["params"]
     from safetensors.torch import load_file
 
-    weights = load_file(str(shipped_run / "students" / f"trial-{trained['trial']}" /
-                            "student.safetensors"))  # fmt: skip
+    weights = load_file(
+        str(shipped_run / "students" / f"trial-{trained['trial']}" / "student.safetensors")
+    )
     for key, value in model.state_dict().items():
         assert torch.equal(value, weights[key]), key
     x = torch.zeros(1, 1, 8, 8)
     assert model(x).shape == (1, 10)
 
     study = load_study(open_storage(None, shipped_run), "digits-default")
-    untrained = [t.number for t in study.trials
-                 if t.state.name == "COMPLETE" and t.number != trained["trial"]]  # fmt: skip
+    untrained = [
+        t.number
+        for t in study.trials
+        if t.state.name == "COMPLETE" and t.number != trained["trial"]
+    ]
     if untrained:
         fresh = autodistill.load_student(shipped_run, trial=untrained[0])
         assert fresh(x).shape == (1, 10)
@@ -88,16 +100,26 @@ def test_a_student_stopped_early_is_built_fresh_and_never_called_pruned(tmp_path
 
     from autodistill.study import trial_candidate
 
-    out = autodistill.search(data="digits", budget=3, epochs=1, teacher="test_resnet",
-                             teacher_epochs=1, views=2, threads=2, out=str(tmp_path),
-                             cache_dir=str(shared_cache), in_process=True)  # fmt: skip
+    out = autodistill.search(
+        data="digits",
+        budget=3,
+        epochs=1,
+        teacher="test_resnet",
+        teacher_epochs=1,
+        views=2,
+        threads=2,
+        out=str(tmp_path),
+        cache_dir=str(shared_cache),
+        in_process=True,
+    )
     study = load_study(open_storage(None, out.run_dir), "digits-default")
     done = next(t for t in study.trials if t.state.name == "COMPLETE")
     stopped = optuna.trial.create_trial(
-        state=optuna.trial.TrialState.PRUNED, params=done.params,
+        state=optuna.trial.TrialState.PRUNED,
+        params=done.params,
         distributions=done.distributions,
         user_attrs={**done.user_attrs, "stopped": "dominated at epoch 1"},
-    )  # fmt: skip
+    )
     study.add_trial(stopped)
     number = study.trials[-1].number
     model = autodistill.load_student(out.run_dir, trial=number)
@@ -132,8 +154,7 @@ def test_no_submodule_shadows_a_function_of_the_api():
 
     for name in ("api", "spaces", "study", "ship", "render", "objectives", "progress"):
         importlib.import_module(f"autodistill.{name}")
-    for name in ("search", "train", "export", "report", "load_student", "list_spaces",
-                 "dashboard"):  # fmt: skip
+    for name in ("search", "train", "export", "report", "load_student", "list_spaces", "dashboard"):
         assert callable(getattr(autodistill, name)), name
     assert [s.name for s in autodistill.list_spaces()][:1] == ["convnext"]
 
@@ -150,10 +171,19 @@ def test_a_run_of_an_older_autodistill_is_reported_but_not_resumed(tmp_path, cap
 
 
 def test_a_limit_given_from_python_or_the_cli_is_the_same_setting(tmp_path, shared_cache):
-    common = dict(budget=1, data="digits", epochs=1, teacher="test_resnet", teacher_epochs=1,
-                  views=2, threads=2, out=str(tmp_path), cache_dir=str(shared_cache))  # fmt: skip
-    autodistill.search(max_params=1e6, **common)
-    again = autodistill.search(max_params=1_000_000, **{**common, "budget": 2})
+    common = dict(
+        budget=1,
+        data="digits",
+        epochs=1,
+        teacher="test_resnet",
+        teacher_epochs=1,
+        views=2,
+        threads=2,
+        out=str(tmp_path),
+        cache_dir=str(shared_cache),
+    )
+    autodistill.search(limits={"params": 1e6}, **common)
+    again = autodistill.search(limits={"params": 1_000_000}, **{**common, "budget": 2})
     assert len(again.trials) == 2
 
 

@@ -37,12 +37,18 @@ SHAPE = (1, 16, 16)
 # One student of each shipped family, wide enough that halving its channels is possible.
 ARCHS = {
     "resnet": {"stem_stride": 1, "depths": [1, 1, 1, 1], "width": [32, 32, 64, 64]},
-    "mobilenetv3": {"stem_stride": 1, "width": 1.0, "stages": 2, "depths": [1, 2],
-                    "kernels": [3, 3], "expansions": [4, 4], "head": 128},
-    "convnext": {"patch_size": 1, "depths": [1, 1, 1, 1], "width": [32, 32, 64, 64],
-                 "kernel": 3},
+    "mobilenetv3": {
+        "stem_stride": 1,
+        "width": 1.0,
+        "stages": 2,
+        "depths": [1, 2],
+        "kernels": [3, 3],
+        "expansions": [4, 4],
+        "head": 128,
+    },
+    "convnext": {"patch_size": 1, "depths": [1, 1, 1, 1], "width": [32, 32, 64, 64], "kernel": 3},
     "vit": {"patch_size": 4, "depth": 2, "heads": 4, "head_dim": 16, "mlp_ratio": 2},
-}  # fmt: skip
+}
 
 
 def _built(family: str) -> nn.Module:
@@ -80,8 +86,11 @@ def test_pruning_half_the_channels_really_shrinks_every_family(family):
     np.testing.assert_allclose(runtime.run(session, x.numpy()), out.numpy(), atol=1e-4)
     # Rebuilt from its shapes (JSON) and tensors alone, on a fresh build: the same function.
     shapes = json.loads(json.dumps(prune.structure(model)))
-    fresh = prune.rebuild(build_student(family, ARCHS[family], SPEC), shapes,
-                          {k: v.clone() for k, v in model.state_dict().items()})  # fmt: skip
+    fresh = prune.rebuild(
+        build_student(family, ARCHS[family], SPEC),
+        shapes,
+        {k: v.clone() for k, v in model.state_dict().items()},
+    )
     with torch.no_grad():
         assert torch.equal(fresh.eval()(x), out)
 
@@ -188,9 +197,13 @@ def test_compress_makes_the_compression_front_and_resumes_without_training_again
     home = trained_run / "students" / f"trial-{_trained(trained_run)}"
     rows = list(csv.DictReader((home / "compress.csv").open()))
     assert [r["variant"] for r in rows] == [
-        "prune-0/fp32", "prune-0/int8-ptq", "prune-0/int8-qat-kd",
-        "prune-50/fp32", "prune-50/int8-ptq", "prune-50/int8-qat-kd",
-    ]  # fmt: skip
+        "prune-0/fp32",
+        "prune-0/int8-ptq",
+        "prune-0/int8-qat-kd",
+        "prune-50/fp32",
+        "prune-50/int8-ptq",
+        "prune-50/int8-qat-kd",
+    ]
     by = {r["variant"]: r for r in rows}
     assert int(by["prune-50/fp32"]["params"]) < int(by["prune-0/fp32"]["params"])
     assert int(by["prune-0/int8-ptq"]["onnx_bytes"]) < int(by["prune-0/fp32"]["onnx_bytes"])
@@ -208,8 +221,12 @@ def test_compress_makes_the_compression_front_and_resumes_without_training_again
     assert (trained_run / f"compress-trial-{_trained(trained_run)}.png").is_file()
 
     again = api.compress(trained_run, in_process=True, prune=(0.5,), qat=True, epochs=1)
-    assert set(again.resumed) == {"prune-50 round 1", "prune-50 round 2", "prune-0 qat",
-                                  "prune-50 qat"}  # fmt: skip
+    assert set(again.resumed) == {
+        "prune-50 round 1",
+        "prune-50 round 2",
+        "prune-0 qat",
+        "prune-50 qat",
+    }
     assert [v["params"] for v in again.variants] == [int(r["params"]) for r in rows]
     # Stages made with other settings (here fewer epochs) are made again, not reused.
     longer = api.compress(trained_run, in_process=True, prune=(0.5,), epochs=2)
@@ -266,13 +283,19 @@ def _variant(name: str, ratio: float, precision: str, val: float, passes: list[f
     from autodistill.ship.variants import Variant
 
     v = Variant(name, ratio, precision, b"", 1000, 1000)
-    v.figures.update({"val_accuracy": val, "test_accuracy": val, "latency_passes_ms": passes,
-                      "latency_ms": float(np.median(passes))})  # fmt: skip
+    v.figures.update(
+        {
+            "val_accuracy": val,
+            "test_accuracy": val,
+            "latency_passes_ms": passes,
+            "latency_ms": float(np.median(passes)),
+        }
+    )
     return v
 
 
 def test_the_variant_chosen_is_the_fastest_within_tolerance_by_paired_ratios():
-    from autodistill.ship.variants import choose, compare
+    from autodistill.ship.variants import best_variant, compare
 
     # The machine slows down in passes 2 and 3: absolute figures drift, side-by-side ratios hold.
     base = _variant("prune-0/fp32", 0.0, "fp32", 0.970, [0.10, 0.20, 0.20])
@@ -285,20 +308,20 @@ def test_the_variant_chosen_is_the_fastest_within_tolerance_by_paired_ratios():
     assert pruned.figures["speedup_vs_student"] == pytest.approx(1.25)
     assert base.figures["speedup_vs_teacher"] == pytest.approx(10.0)
     assert not slower_int8.figures["faster_than_own_fp32"]  # int8 slower than fp32 never ships
-    best, why = choose(variants, tolerance=0.005)
+    best, why = best_variant(variants, tolerance=0.005)
     assert best is pruned and "1.25x faster than the student" in why
-    best, why = choose(variants, tolerance=0.001)
+    best, why = best_variant(variants, tolerance=0.001)
     assert best is base and "the student ships as it is" in why
 
 
 def test_a_teacher_that_is_not_the_studys_is_refused_unless_asked_for(
     trained_run, shared_cache, monkeypatch, capsys
 ):
-    import autodistill.ship.student as student
+    from autodistill.study import Run
 
     monkeypatch.setenv("AUTODISTILL_CACHE", str(shared_cache))
     # As if the study had been made on another machine, whose teacher trained to other weights.
-    monkeypatch.setattr(student, "recorded_teacher", lambda config, storage=None: "ab" * 32)
+    monkeypatch.setattr(Run, "recorded_teacher", property(lambda run: "ab" * 32))
     args = [
         "compress",
         "--in-process",
@@ -355,8 +378,13 @@ def test_the_input_ranges_follow_torch_aos_moving_average_observer():
         warnings.simplefilter("ignore")  # torch.ao's deprecation: only the reference here
         from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
 
-        old = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
-                           dtype=torch.quint8, qscheme=torch.per_tensor_affine)  # fmt: skip
+        old = FakeQuantize(
+            observer=MovingAverageMinMaxObserver,
+            quant_min=0,
+            quant_max=255,
+            dtype=torch.quint8,
+            qscheme=torch.per_tensor_affine,
+        )
     new = qat._InputFakeQuant()
     torch.manual_seed(0)
     for i in range(30):

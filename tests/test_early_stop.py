@@ -9,7 +9,8 @@ import optuna
 import pytest
 
 from autodistill import study as search
-from autodistill.study.early_stop import MIN_SEEN, RUNGS_ATTR, Point, should_stop
+from autodistill.study.early_stop import MIN_SEEN, Point, should_stop
+from autodistill.study.record import RUNGS as RUNGS_ATTR
 
 
 def P(accuracy: float, params: float, latency_ms: float) -> Point:  # noqa: N802
@@ -48,11 +49,17 @@ def test_only_the_studys_objectives_count():
 def _seed_rung_trials(study: optuna.Study) -> None:
     """MIN_SEEN finished trials that were perfect at epoch 1 and tiny and fast."""
     for _ in range(MIN_SEEN):
-        study.add_trial(optuna.create_trial(
-            values=[1.0, 10.0, 0.001],
-            user_attrs={RUNGS_ATTR: {"1": 1.0}, "val_accuracy": 1.0, "params": 10,
-                        "latency_ms": 0.001},
-        ))  # fmt: skip
+        study.add_trial(
+            optuna.create_trial(
+                values=[1.0, 10.0, 0.001],
+                user_attrs={
+                    RUNGS_ATTR: {"1": 1.0},
+                    "val_accuracy": 1.0,
+                    "params": 10,
+                    "latency_ms": 0.001,
+                },
+            )
+        )
 
 
 @pytest.mark.parametrize("early_stop", [True, False])
@@ -79,8 +86,10 @@ def test_a_dominated_trial_stops_after_its_first_epoch_only_when_asked(
 def search_space():
     from autodistill.spaces import parse_space
 
-    return parse_space({
-        "families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 8}},
-        "distill": {"kd": {"temperature": 4.0, "alpha": 0.5}},
-        "train": {"lr": {"low": 2e-3, "high": 1e-2, "log": True}},
-    })  # fmt: skip
+    return parse_space(
+        {
+            "families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 8}},
+            "distill": {"kd": {"temperature": 4.0, "alpha": 0.5}},
+            "train": {"lr": {"low": 2e-3, "high": 1e-2, "log": True}},
+        }
+    )

@@ -11,18 +11,21 @@ import pytest
 from autodistill import study as search
 from autodistill.config import SearchConfig, parse_floor
 from autodistill.errors import UserError
-from autodistill.study.early_stop import MIN_SEEN, RUNGS_ATTR
+from autodistill.study.early_stop import MIN_SEEN
 from autodistill.study.evaluate import Limits
+from autodistill.study.record import RUNGS as RUNGS_ATTR
 
 
 def search_space():
     from autodistill.spaces import parse_space
 
-    return parse_space({
-        "families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 16}},
-        "distill": {"kd": {"temperature": 4.0, "alpha": 0.5}},
-        "train": {"lr": {"low": 5e-3, "high": 1e-2, "log": True}},
-    })  # fmt: skip
+    return parse_space(
+        {
+            "families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 16}},
+            "distill": {"kd": {"temperature": 4.0, "alpha": 0.5}},
+            "train": {"lr": {"low": 5e-3, "high": 1e-2, "log": True}},
+        }
+    )
 
 
 def _study(tmp_path, budget: int) -> optuna.Study:
@@ -72,11 +75,17 @@ def test_a_student_below_the_floor_is_infeasible_by_how_much_and_off_the_front(
 def _seed_finished(study: optuna.Study, *, at_rung: float, final: float) -> None:
     """MIN_SEEN finished trials that gained ``final - at_rung`` after epoch 1."""
     for _ in range(MIN_SEEN):
-        study.add_trial(optuna.create_trial(
-            values=[final, 10.0, 0.001],
-            user_attrs={RUNGS_ATTR: {"1": at_rung}, "val_accuracy": final, "params": 10,
-                        "latency_ms": 0.001},
-        ))  # fmt: skip
+        study.add_trial(
+            optuna.create_trial(
+                values=[final, 10.0, 0.001],
+                user_attrs={
+                    RUNGS_ATTR: {"1": at_rung},
+                    "val_accuracy": final,
+                    "params": 10,
+                    "latency_ms": 0.001,
+                },
+            )
+        )
 
 
 @pytest.mark.parametrize("reachable", [True, False])
@@ -85,8 +94,9 @@ def test_a_trial_that_cannot_reach_the_floor_stops_at_a_rung(tmp_path, make_ctx,
     a digits student's first epoch after the first, and in reach after the second."""
     study = _study(tmp_path, MIN_SEEN + 1)
     _seed_finished(study, at_rung=0.0, final=0.99 if reachable else 0.01)
-    ctx = dataclasses.replace(make_ctx(), epochs=2, early_stop=False,
-                              limits=Limits({}, {"val_accuracy": 0.99}))  # fmt: skip
+    ctx = dataclasses.replace(
+        make_ctx(), epochs=2, early_stop=False, limits=Limits({}, {"val_accuracy": 0.99})
+    )
     search.run(study, search_space(), ctx, budget=MIN_SEEN + 1)
     trial, row = study.trials[-1], search.trials_frame(study).iloc[-1]
     assert row["state"] == "BELOW_FLOOR"  # 2 epochs on digits never reach 99%

@@ -24,8 +24,14 @@ from autodistill.spaces import parse_space
 
 def _net() -> nn.Module:
     torch.manual_seed(0)
-    layers = [nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)]  # fmt: skip
+    layers = [
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    ]
     return nn.Sequential(*layers).eval()
 
 
@@ -79,7 +85,7 @@ def test_onnxruntime_times_the_exported_graph(monkeypatch):
         "latency_spread",
         "latency_disturbed",
     ):
-        assert key in details, key  # fmt: skip
+        assert key in details, key
 
 
 def test_torch_target_times_a_copy_when_the_model_trains_elsewhere():
@@ -91,8 +97,13 @@ def test_torch_target_times_a_copy_when_the_model_trains_elsewhere():
 
 def test_int8_target_reports_the_recipe_that_would_ship():
     calibration = np.random.default_rng(0).normal(size=(32, 1, 8, 8)).astype(np.float32)
-    got = measure_on_target(_net(), (1, 8, 8), LatencyTarget(precision="int8"),
-                            calibration=calibration, min_run_time=0.03)  # fmt: skip
+    got = measure_on_target(
+        _net(),
+        (1, 8, 8),
+        LatencyTarget(precision="int8"),
+        calibration=calibration,
+        min_run_time=0.03,
+    )
     names = [t.recipe for t in got.tried]
     assert "static-qdq-u8s8" in names and "static-qdq-s8s8" in names
     assert "dynamic-u8s8" not in names  # a CNN: dynamic int8 is not tried
@@ -112,22 +123,25 @@ def test_int8_choice_is_the_fastest_recipe_faster_than_fp32_within_tolerance():
         int8.Tried("c", latency_ms=0.8, val_accuracy=0.95),
         int8.Tried("d", error="RuntimeError: no kernel"),
     ]
-    best, why = int8.choose(1.0, tried, fp32_val=0.95, tolerance=0.01)
+    best, why = int8.fastest_recipe(1.0, tried, fp32_val=0.95, tolerance=0.01)
     assert best.recipe == "b" and "1.43x faster" in why
-    best, why = int8.choose(1.0, tried)  # without accuracies: by speed alone
+    best, why = int8.fastest_recipe(1.0, tried)  # without accuracies: by speed alone
     assert best.recipe == "a"
-    best, why = int8.choose(0.72, tried, fp32_val=0.95)  # b is not 5% faster than 0.72 ms
+    best, why = int8.fastest_recipe(0.72, tried, fp32_val=0.95)  # b is not 5% faster than 0.72 ms
     assert best is None and "fp32 ships" in why and "b, 0.700 ms" in why
-    best, why = int8.choose(1.0, tried[:1], fp32_val=0.95)
+    best, why = int8.fastest_recipe(1.0, tried[:1], fp32_val=0.95)
     assert best is None and "lost more than 1.0 points" in why
-    assert int8.choose(1.0, tried[3:])[0] is None
+    assert int8.fastest_recipe(1.0, tried[3:])[0] is None
 
 
 def test_dynamic_int8_is_tried_only_where_attention_products_dominate():
     from autodistill.families import InputSpec, build_student
 
-    vit = build_student("vit", {"patch_size": 4, "depth": 1, "heads": 2, "head_dim": 8,
-                                "mlp_ratio": 2}, InputSpec(1, 8, 10))  # fmt: skip
+    vit = build_student(
+        "vit",
+        {"patch_size": 4, "depth": 1, "heads": 2, "head_dim": 8, "mlp_ratio": 2},
+        InputSpec(1, 8, 10),
+    )
     assert "dynamic-u8s8" in [r.name for r in int8.recipes_for(runtime.to_onnx(vit, (1, 8, 8)))]
     assert "dynamic-u8s8" not in [
         r.name for r in int8.recipes_for(runtime.to_onnx(_net(), (1, 8, 8)))
@@ -169,12 +183,14 @@ def test_a_steady_call_is_timed_in_blocks():
 
 
 def test_one_architecture_is_timed_once_in_a_study(tmp_path, make_ctx, monkeypatch):
-    space = parse_space({
-        "families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 16}},
-        "distill": {"kd": {"temperature": 2.0, "alpha": 0.5}},
-        # Rates that learn in one epoch: a trial at chance fails and is not timed for this.
-        "train": {"lr": {"low": 5e-3, "high": 1e-2, "log": True}},
-    })  # fmt: skip
+    space = parse_space(
+        {
+            "families": {"resnet": {"stem_stride": 1, "depths": 1, "width": 16}},
+            "distill": {"kd": {"temperature": 2.0, "alpha": 0.5}},
+            # Rates that learn in one epoch: a trial at chance fails and is not timed for this.
+            "train": {"lr": {"low": 5e-3, "high": 1e-2, "log": True}},
+        }
+    )
     calls = []
     real = latency.measure_on_target
 
@@ -189,8 +205,9 @@ def test_one_architecture_is_timed_once_in_a_study(tmp_path, make_ctx, monkeypat
     storage = search.open_storage(None, tmp_path)
     study = search.open_study(storage, "t", sampler_name="random", seed=0, budget=3)
     assert search.run(study, space, make_ctx(), budget=3) == 3
-    trials = sorted(study.get_trials(states=[optuna.trial.TrialState.COMPLETE]),
-                    key=lambda t: t.number)  # fmt: skip
+    trials = sorted(
+        study.get_trials(states=[optuna.trial.TrialState.COMPLETE]), key=lambda t: t.number
+    )
     assert len(calls) == 1
     assert len({t.user_attrs["latency_ms"] for t in trials}) == 1
     assert [t.user_attrs.get("latency_of") for t in trials] == [None, 0, 0]
@@ -205,19 +222,25 @@ def test_a_run_made_before_latency_had_a_target_is_read_as_timed_then_and_not_re
 
     import yaml
 
-    from autodistill.config import check_resumable, load_config
+    from autodistill.rundir import check_resumable, load_config
 
     example = Path(__file__).resolve().parent.parent / "results/examples/mnist5k-default"
     run_dir = tmp_path / "mnist5k-default"
     shutil.copytree(example, run_dir)
     doc = yaml.safe_load((run_dir / "config.yaml").read_text())
-    for key in ("latency_runtime", "latency_device", "latency_precision", "latency_threads",
-                "latency_batch", "precision"):  # fmt: skip
+    for key in (
+        "latency_runtime",
+        "latency_device",
+        "latency_precision",
+        "latency_threads",
+        "latency_batch",
+        "precision",
+    ):
         doc["config"].pop(key)
     doc["resolved"]["device"] = "mps"
     (run_dir / "config.yaml").write_text(yaml.safe_dump(doc))
     old = load_config(run_dir)
-    assert (old.latency_runtime, old.latency_device, old.precision) == ("torch", "mps", "fp32")
+    assert (old.latency.runtime, old.latency.device, old.precision) == ("torch", "mps", "fp32")
     with pytest.raises(UserError, match="timed latency in eager PyTorch only") as err:
         check_resumable(run_dir, old)
     assert "\n" not in str(err.value)
@@ -234,8 +257,10 @@ def test_a_disturbed_latency_is_not_passed_on_to_the_same_architecture():
     def trial(number, **attrs):
         return SimpleNamespace(number=number, user_attrs={"candidate": cand.to_dict(), **attrs})
 
-    earlier = [trial(0, latency_ms=9.0, latency_disturbed=True),
-               trial(1, latency_ms=1.0, latency_runtime="ort")]  # fmt: skip
+    earlier = [
+        trial(0, latency_ms=9.0, latency_disturbed=True),
+        trial(1, latency_ms=1.0, latency_runtime="ort"),
+    ]
     now = SimpleNamespace(number=2, study=SimpleNamespace(get_trials=lambda deepcopy: earlier))
     value, details = _known(now, cand)["latency_ms"]
     assert value == 1.0 and details["latency_of"] == 1 and details["latency_runtime"] == "ort"

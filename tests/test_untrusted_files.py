@@ -35,14 +35,14 @@ def test_a_planted_training_checkpoint_does_not_run_its_code(shipped_run, tmp_pa
     from autodistill.study import load_study, open_storage
 
     study = load_study(open_storage(None, shipped_run), "digits-default")
-    target = next(t.number for t in study.trials
-                  if t.state.name == "COMPLETE" and str(t.number) != number)  # fmt: skip
+    target = next(
+        t.number for t in study.trials if t.state.name == "COMPLETE" and str(t.number) != number
+    )
     folder = shipped_run / "students" / f"trial-{target}"
     folder.mkdir(parents=True)
     torch.save({"config": _Payload(marker)}, folder / "checkpoint.pt")
     try:
-        code = main(["train", str(shipped_run), "--trial", str(target), "--epochs", "1",
-                     "--quiet"])  # fmt: skip
+        code = main(["train", str(shipped_run), "--trial", str(target), "--epochs", "1", "--quiet"])
         err = capsys.readouterr().err
     finally:
         import shutil
@@ -112,7 +112,8 @@ def test_a_config_holding_a_password_is_owner_only_and_results_are_group_readabl
 ):
     import stat
 
-    from autodistill.config import SearchConfig, save_config
+    from autodistill.config import SearchConfig
+    from autodistill.rundir import save_config
 
     def mode(path):
         return stat.S_IMODE(path.stat().st_mode)
@@ -125,7 +126,11 @@ def test_a_config_holding_a_password_is_owner_only_and_results_are_group_readabl
     umask = os.umask(0o022)
     os.umask(umask)
     expected = 0o666 & ~umask
-    written = [p for folder in (shipped_run, shared_cache) for p in folder.rglob("*")
-               if p.is_file() and not p.name.endswith(".lock")]  # fmt: skip
+    written = [
+        p
+        for folder in (shipped_run, shared_cache)
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.endswith(".lock")
+    ]
     assert any(p.suffix == ".safetensors" for p in written)
     assert {str(p): oct(mode(p)) for p in written if mode(p) != expected} == {}

@@ -21,8 +21,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from autodistill import int8, prune, qat, runtime
-from autodistill.config import load_config
-from autodistill.device import resolve_device
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
@@ -31,18 +29,19 @@ from autodistill.measure import count_flops
 from autodistill.prepare import Prepared
 from autodistill.progress import Progress, silent
 from autodistill.recipe import build, distil, recipe_for
+from autodistill.ship.options import CompressOptions
 from autodistill.ship.pick import pick
-from autodistill.ship.student import WEIGHTS, prepare_run, student_dir, trained_student
+from autodistill.ship.student import WEIGHTS, student_dir, trained_student
 from autodistill.ship.variants import (
     TOLERANCE,
     Scorer,
     Variant,
-    choose,
+    best_variant,
     compare,
     time_interleaved,
 )
 from autodistill.spaces import Candidate
-from autodistill.study import load_study, open_storage, study_objectives
+from autodistill.study import Run, study_objectives
 from autodistill.study import trials_frame as study_trials
 from autodistill.trainer import TrainConfig
 
@@ -71,58 +70,37 @@ class CompressOutcome:
 
 
 def compress_student(
-    run_dir: Path,
-    *,
-    trial: int | None = None,
-    rule: str | None = None,
-    ratios: tuple[float, ...] = (0.25, 0.5),
-    qat_kd: bool = False,
-    epochs: int = 5,
-    kd: bool = True,
-    tolerance: float = TOLERANCE,
-    device: str | None = None,
-    seed: int | None = None,
-    other_teacher: bool = False,
-    progress: Progress = silent,
+    run_dir: Path, options: CompressOptions | None = None, *, progress: Progress = silent
 ) -> CompressOutcome:
-    """Prune a fully trained student by each of ``ratios`` (fractions of channels removed),
-    fine-tune each round for ``epochs`` with the trial's distillation loss (plain cross-entropy
-    with ``kd=False``; ``kd`` with a trial that learned without the teacher fine-tunes with
-    ``kd``), quantize every variant to int8 after training and, with ``qat_kd``, train it
-    quantization-aware with distillation; measure all on the run's target and write
-    ``students/trial-N/compress.csv``. ``seed`` (by default the run's) draws the fine-tuning's
-    batches; another seed keeps its stages apart. The teacher must be the study's (another
-    one only with ``other_teacher``)."""
-    if epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {epochs}")
-    if not 0 <= tolerance < 1:
-        raise UserError(f"--tolerance must be a fraction of accuracy in [0, 1), got {tolerance}")
-    if trial is not None and rule is not None:
-        raise UserError("give one of --trial or --pick")
-    ratios = tuple(sorted(set(ratios)))
-    for r in ratios:
-        prune.rounds(r)  # a ratio outside (0, 1) is refused before anything trains
-    run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    if device is not None:
-        resolve_device(device)
-        config = config.with_device(device)
-    if rule is not None:
-        study = load_study(open_storage(config.storage, run_dir), config.name)
-        trial = pick(study_trials(study), rule, study_objectives(study))
+    """Prune a fully trained student by each of ``options.prune`` (fractions of channels
+    removed), fine-tune each round for ``options.epochs`` with the trial's distillation loss
+    (plain cross-entropy without ``options.kd``; a trial that learned without the teacher
+    fine-tunes with the default KD loss), quantize every variant to int8 after training and,
+    with ``options.qat``, train it quantization-aware with distillation; measure all on the
+    run's target and write ``students/trial-N/compress.csv``. ``options.seed`` (by default the
+    run's) draws the fine-tuning's batches; another seed keeps its stages apart. The teacher
+    must be the study's (another one only with ``options.other_teacher``)."""
+    options = options or CompressOptions()
+    trial, ratios, qat_kd, kd = options.trial, options.prune, options.qat, options.kd
+    epochs, tolerance = options.epochs, options.tolerance
+    run = Run.open(run_dir).on(options.device)
+    run_dir, config = run.run_dir, run.config
+    if options.pick is not None:
+        trial = pick(study_trials(run.study), options.pick, study_objectives(run.study))
     number, metrics = trained_student(run_dir, trial)
     trained = Candidate.from_dict(metrics["candidate"])
     cand = _finetune_candidate(trained, kd)
-    seed = config.seed if seed is None else seed
+    seed = config.seed if options.seed is None else options.seed
     tag = ("" if kd else "-plain") + ("" if seed == config.seed else f"-s{seed}")
-    prep = prepare_run(config, run_dir, other_teacher=other_teacher, progress=progress)
+    prep = run.prepare(other_teacher=options.other_teacher, progress=progress)
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
     shape = (spec.in_chans, spec.image_size, spec.image_size)
     home = student_dir(run_dir, number)
     base = build(trained, spec, seed=config.seed)
     base.load_state_dict(load_file(str(home / WEIGHTS)))
-    cfg = recipe_for(trained, epochs=epochs, seed=seed, device=prep.device,
-                     precision=prep.precision)  # fmt: skip
+    cfg = recipe_for(
+        trained, epochs=epochs, seed=seed, device=prep.device, precision=prep.precision
+    )
     cfg = replace(cfg, lr=cfg.lr * LR_FACTOR)
     stages = _Stages(prep, cand, spec, cfg, home / COMPRESS_DIR, progress, f"trial {number}")
     calibration = prep.data.calibration()
@@ -130,13 +108,25 @@ def compress_student(
     made: list[tuple[float, str, nn.Module, dict[str, Any]]] = [(0.0, "fp32", base, {})]
     for r in ratios:
         pruned, steps = stages.pruned(base, r, tag)
-        made.append((r, "fp32", pruned, {"finetune_loss": cand.loss, "finetune_epochs": epochs,
-                                         "rounds": len(steps)}))  # fmt: skip
+        made.append(
+            (
+                r,
+                "fp32",
+                pruned,
+                {"finetune_loss": cand.loss, "finetune_epochs": epochs, "rounds": len(steps)},
+            )
+        )
     if qat_kd:
         for r, _, model, _ in list(made):
             aware = stages.quantization_aware(model, r, tag)
-            made.append((r, "int8-qat-kd" if kd else "int8-qat", aware,
-                         {"finetune_loss": cand.loss, "finetune_epochs": epochs}))  # fmt: skip
+            made.append(
+                (
+                    r,
+                    "int8-qat-kd" if kd else "int8-qat",
+                    aware,
+                    {"finetune_loss": cand.loss, "finetune_epochs": epochs},
+                )
+            )
 
     variants: list[Variant] = []
     for r, precision, model, finetune in made:
@@ -144,35 +134,58 @@ def compress_student(
         if precision != "fp32":
             graph = int8.quantize(graph, RECIPE, calibration)
         params, flops = prune.count(model), count_flops(model, shape)
-        variants.append(Variant(_name(r, precision, tag), r, precision, graph, params, flops,
-                                finetune))  # fmt: skip
+        variants.append(
+            Variant(_name(r, precision, tag), r, precision, graph, params, flops, finetune)
+        )
         if precision == "fp32":  # and its int8 after training, by the same recipe
             q = int8.quantize(graph, RECIPE, calibration)
-            variants.append(Variant(_name(r, "int8-ptq", tag), r, "int8-ptq", q, params, flops,
-                                    finetune))  # fmt: skip
-    variants.sort(key=lambda v: (v.ratio, ("fp32", "int8-ptq").index(v.precision)
-                                 if v.precision in ("fp32", "int8-ptq") else 2))  # fmt: skip
+            variants.append(
+                Variant(_name(r, "int8-ptq", tag), r, "int8-ptq", q, params, flops, finetune)
+            )
+    variants.sort(
+        key=lambda v: (
+            v.ratio,
+            ("fp32", "int8-ptq").index(v.precision) if v.precision in ("fp32", "int8-ptq") else 2,
+        )
+    )
     score = Scorer(prep.data, config.target_threads)
     for v in variants:
         v.figures.update(score(v.graph))
     teacher = _teacher(prep, shape)
     graphs = {v.name: v.graph for v in variants} | {"teacher": teacher.pop("graph")}
-    timed = time_interleaved(graphs, shape, threads=config.target_threads,
-                             batch=config.latency_batch)  # fmt: skip
+    timed = time_interleaved(
+        graphs, shape, threads=config.target_threads, batch=config.latency.batch
+    )
     teacher_timed = timed.pop("teacher")
     teacher["latency_ms"] = teacher_timed["latency_ms"]
     teacher["latency_passes_ms"] = teacher_timed["latency_passes_ms"]
     for v in variants:
         v.figures.update(timed[v.name])
     compare(variants, teacher)
-    best, why = choose(variants, tolerance)
-    files = _write(home, variants, best, why, teacher, config.latency_batch, {
-        "ratios": list(ratios), "qat_kd": qat_kd, "epochs": epochs, "kd": kd, "seed": seed,
-        "finetune_loss": cand.loss,
-        "tolerance": tolerance, "lr": cfg.lr, "lr_factor": LR_FACTOR, "recipe": RECIPE.name,
-    })  # fmt: skip
-    return CompressOutcome(number, [v.row() for v in variants], best.name, why, files,
-                           tuple(stages.resumed))  # fmt: skip
+    best, why = best_variant(variants, tolerance)
+    files = _write(
+        home,
+        variants,
+        best,
+        why,
+        teacher,
+        config.latency.batch,
+        {
+            "ratios": list(ratios),
+            "qat_kd": qat_kd,
+            "epochs": epochs,
+            "kd": kd,
+            "seed": seed,
+            "finetune_loss": cand.loss,
+            "tolerance": tolerance,
+            "lr": cfg.lr,
+            "lr_factor": LR_FACTOR,
+            "recipe": RECIPE.name,
+        },
+    )
+    return CompressOutcome(
+        number, [v.row() for v in variants], best.name, why, files, tuple(stages.resumed)
+    )
 
 
 def _finetune_candidate(trained: Candidate, kd: bool) -> Candidate:
@@ -196,9 +209,14 @@ def _dir(ratio: float, tag: str) -> str:
 def _teacher(prep: Prepared, shape: tuple[int, ...]) -> dict[str, Any]:
     info = prep.teacher
     graph = runtime.to_onnx(prep.load_teacher(), shape)
-    return {"name": info.name, "params": info.params, "weights_sha256": info.weights_sha256,
-            "val_accuracy": info.val_accuracy,
-            "test_accuracy": info.test_accuracy, "graph": graph}  # fmt: skip
+    return {
+        "name": info.name,
+        "params": info.params,
+        "weights_sha256": info.weights_sha256,
+        "val_accuracy": info.val_accuracy,
+        "test_accuracy": info.test_accuracy,
+        "graph": graph,
+    }
 
 
 class _Stages:
@@ -206,9 +224,15 @@ class _Stages:
     pruning and fine-tuning, and quantization-aware runs."""
 
     def __init__(
-        self, prep: Prepared, cand: Candidate, spec: InputSpec, cfg: TrainConfig, root: Path,
-        progress: Progress, label: str,
-    ) -> None:  # fmt: skip
+        self,
+        prep: Prepared,
+        cand: Candidate,
+        spec: InputSpec,
+        cfg: TrainConfig,
+        root: Path,
+        progress: Progress,
+        label: str,
+    ) -> None:
         self.prep, self.cand, self.spec, self.cfg = prep, cand, spec, cfg
         self.root, self.progress, self.label = root, progress, label
         self.shape = (spec.in_chans, spec.image_size, spec.image_size)
@@ -241,8 +265,7 @@ class _Stages:
             return self._load(done, folded=True)
         q = qat.prepare(copy.deepcopy(model))
         # fp32: the fake quantizers compute scales in fp32, and bf16 would round before them.
-        self._train(q, folder / "qat.pt", f"{self.label} QAT {100 * ratio:.0f}%",
-                    precision="fp32")  # fmt: skip
+        self._train(q, folder / "qat.pt", f"{self.label} QAT {100 * ratio:.0f}%", precision="fp32")
         qat.strip(q)
         self._save(q, done, folded=True, precision="fp32")
         return q
@@ -252,10 +275,15 @@ class _Stages:
         self.progress(task, 0, cfg.epochs, unit="epoch")
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         distil(
-            model, self.cand, cfg, data=self.prep.data, aug=self.prep.aug,
-            views=self.prep.views, checkpoint=checkpoint,
+            model,
+            self.cand,
+            cfg,
+            data=self.prep.data,
+            aug=self.prep.aug,
+            views=self.prep.views,
+            checkpoint=checkpoint,
             on_epoch=lambda e, _: self.progress(task, e + 1, cfg.epochs, unit="epoch"),
-        )  # fmt: skip
+        )
         model.cpu().eval()
 
     def _made_with(self, **override: Any) -> str:
@@ -263,8 +291,9 @@ class _Stages:
         otherwise (an earlier ``compress --epochs 3``) is made again, not reused."""
         recipe = replace(self.cfg, **override).settings()
         teacher = self.prep.teacher.weights_sha256
-        return json.dumps({"candidate": self.cand.to_dict(), "recipe": recipe,
-                           "teacher": teacher}, sort_keys=True)  # fmt: skip
+        return json.dumps(
+            {"candidate": self.cand.to_dict(), "recipe": recipe, "teacher": teacher}, sort_keys=True
+        )
 
     def _finished(self, path: Path, **override: Any) -> bool:
         from safetensors import safe_open
@@ -284,8 +313,11 @@ class _Stages:
     def _save(self, model: nn.Module, path: Path, *, folded: bool, **override: Any) -> None:
         """The stage's weights as tensors, its shapes as JSON metadata: loading it runs no code."""
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        meta = {"structure": json.dumps(prune.structure(model)), "folded": json.dumps(folded),
-                "made_with": self._made_with(**override)}  # fmt: skip
+        meta = {
+            "structure": json.dumps(prune.structure(model)),
+            "folded": json.dumps(folded),
+            "made_with": self._made_with(**override),
+        }
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)
         path.with_suffix(".pt").unlink(missing_ok=True)  # the stage is done: its checkpoint goes
@@ -302,14 +334,21 @@ class _Stages:
             shapes = json.loads(meta["structure"])
             return prune.rebuild(model, shapes, load_file(str(path))).eval()
         except (KeyError, ValueError, RuntimeError) as exc:
-            raise UserError(f"{path} is not a compressed stage of this student ({exc}); delete "
-                            "it to make it again") from None  # fmt: skip
+            raise UserError(
+                f"{path} is not a compressed stage of this student ({exc}); delete "
+                "it to make it again"
+            ) from None
 
 
 def _write(
-    home: Path, variants: list[Variant], best: Variant, why: str, teacher: dict[str, Any],
-    batch: int, settings: dict[str, Any],
-) -> dict[str, Path]:  # fmt: skip
+    home: Path,
+    variants: list[Variant],
+    best: Variant,
+    why: str,
+    teacher: dict[str, Any],
+    batch: int,
+    settings: dict[str, Any],
+) -> dict[str, Path]:
     """compress.csv (one row per variant), compress.json (with the settings, the teacher and the
     choice) and every variant's ONNX file, for the latency target's ``batch`` as it was timed."""
     files: dict[str, Path] = {}
@@ -320,8 +359,9 @@ def _write(
         runtime.write_onnx(path, runtime.fix_batch(v.graph, batch))
         v.figures["onnx"] = str(path.relative_to(home))
     rows = [v.row() for v in variants]
-    flat = [{k: " ".join(map(str, x)) if isinstance(x, list) else x for k, x in r.items()}
-            for r in rows]  # fmt: skip
+    flat = [
+        {k: " ".join(map(str, x)) if isinstance(x, list) else x for k, x in r.items()} for r in rows
+    ]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -329,12 +369,29 @@ def _write(
     files["csv"] = home / CSV
     write_text_atomic(files["csv"], buf.getvalue())
     files["json"] = home / "compress.json"
-    write_text_atomic(files["json"], json.dumps({
-        "settings": settings, "teacher": teacher, "best": best.name, "why": why,
-        "variants": rows}, indent=2))  # fmt: skip
+    write_text_atomic(
+        files["json"],
+        json.dumps(
+            {
+                "settings": settings,
+                "teacher": teacher,
+                "best": best.name,
+                "why": why,
+                "variants": rows,
+            },
+            indent=2,
+        ),
+    )
     files["best"] = home / best.figures["onnx"]
     return files
 
 
-__all__ = ["COMPRESS_DIR", "CSV", "LR_FACTOR", "RECIPE", "TOLERANCE", "CompressOutcome",
-           "compress_student"]  # fmt: skip
+__all__ = [
+    "COMPRESS_DIR",
+    "CSV",
+    "LR_FACTOR",
+    "RECIPE",
+    "TOLERANCE",
+    "CompressOutcome",
+    "compress_student",
+]

@@ -17,16 +17,16 @@ from safetensors.torch import load_file
 
 from autodistill import int8 as quant
 from autodistill import runtime
-from autodistill.config import load_config
 from autodistill.data.augment import normalize
 from autodistill.data.sources import load_dataset
 from autodistill.data.splits import DatasetSplits
-from autodistill.errors import UserError
 from autodistill.families import InputSpec, build_student
 from autodistill.files import write_text_atomic
 from autodistill.measure import device_name, measure_latency, time_call
+from autodistill.ship.options import ExportOptions
 from autodistill.ship.student import WEIGHTS, student_dir, trained_student
 from autodistill.spaces import Candidate
+from autodistill.study import Run
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +40,20 @@ class ExportOutcome:
     figures: dict[str, Any]
 
 
-def export_student(
-    run_dir: Path,
-    *,
-    trial: int | None = None,
-    int8: bool = False,
-    threads: int = 0,
-    tolerance: float = quant.TOLERANCE,
-    dynamic_batch: bool = False,
-) -> ExportOutcome:
+def export_student(run_dir: Path, options: ExportOptions | None = None) -> ExportOutcome:
     """Export, check and time the student on the run's latency target (its threads and batch,
-    ONNX Runtime on the cpu); with ``int8`` also try every int8 recipe, ship the fastest that
-    is faster than fp32 and within ``tolerance`` of its validation accuracy, and test it.
-    The files have the target's batch fixed, as the search timed them, unless
-    ``dynamic_batch``."""
-    if not 0 <= tolerance < 1:
-        raise UserError(f"--int8-tolerance must be a fraction of accuracy in [0, 1), got "
-                        f"{tolerance}")  # fmt: skip
+    ONNX Runtime on the cpu); with ``options.int8`` also try every int8 recipe, ship the
+    fastest that is faster than fp32 and within ``options.int8_tolerance`` of its validation
+    accuracy, and test it. The files have the target's batch fixed, as the search timed them,
+    unless ``options.dynamic_batch``."""
+    options = options or ExportOptions()
+    trial, int8, tolerance = options.trial, options.int8, options.int8_tolerance
+    dynamic_batch = options.dynamic_batch
     run_dir = Path(run_dir)
-    config = load_config(run_dir)
+    config = Run.open(run_dir).config
     number, metrics = trained_student(run_dir, trial)
-    threads = threads or config.target_threads
-    batch = config.latency_batch
+    threads = options.threads or config.target_threads
+    batch = config.latency.batch
     data = load_dataset(
         config.data, data_dir=config.data_dir, seed=config.seed, group_by=config.group_by
     )
@@ -88,14 +80,16 @@ def export_student(
     hardware = device_name(torch.device("cpu"))
 
     def latency(sess) -> float:
-        return time_call(lambda: sess.run(None, {"x": x}), threads=threads,
-                         device=hardware).median_ms  # fmt: skip
+        return time_call(
+            lambda: sess.run(None, {"x": x}), threads=threads, device=hardware
+        ).median_ms
 
     fp32_val = _accuracy(runtime.run(session, val), data.val.labels)
     figures: dict[str, Any] = {
         "trial": number,
-        "max_abs_diff": max(float(np.abs(got - reference).max()),
-                            float(np.abs(one - reference[:1]).max())),
+        "max_abs_diff": max(
+            float(np.abs(got - reference).max()), float(np.abs(one - reference[:1]).max())
+        ),
         "batch_sizes_checked": [1, len(test)],  # fed in chunks of the fixed batch, if fixed
         "onnx_batch": "dynamic" if fixed is None else fixed,
         "torch_test_accuracy": _accuracy(reference, data.test.labels),
@@ -104,16 +98,16 @@ def export_student(
         "threads": threads,
         "batch": batch,
         "hardware": hardware,
-        "torch_latency_ms": measure_latency(model, shape, threads=threads,
-                                            batch=batch).median_ms,
+        "torch_latency_ms": measure_latency(model, shape, threads=threads, batch=batch).median_ms,
         "onnx_latency_ms": latency(session),
-    }  # fmt: skip
+    }
     files = {"onnx": fp32}
     if not int8:  # an int8 file from an earlier export would look shipped beside this one
         (out_dir / "student.int8.onnx").unlink(missing_ok=True)
     if int8:
-        files.update(_int8(graph, data, val, test, figures, out_dir, latency, tolerance,
-                           threads, fixed))  # fmt: skip
+        files.update(
+            _int8(graph, data, val, test, figures, out_dir, latency, tolerance, threads, fixed)
+        )
     figures["onnx_bytes"] = fp32.stat().st_size
     path = out_dir / "export.json"
     write_text_atomic(path, json.dumps(figures, indent=2))
@@ -122,10 +116,17 @@ def export_student(
 
 
 def _int8(
-    graph: bytes, data: DatasetSplits, val: np.ndarray, test: np.ndarray, figures: dict[str, Any],
-    out_dir: Path, latency: Callable[[Any], float], tolerance: float, threads: int,
+    graph: bytes,
+    data: DatasetSplits,
+    val: np.ndarray,
+    test: np.ndarray,
+    figures: dict[str, Any],
+    out_dir: Path,
+    latency: Callable[[Any], float],
+    tolerance: float,
+    threads: int,
     fixed: int | None,
-) -> dict[str, Path]:  # fmt: skip
+) -> dict[str, Path]:
     """Try the int8 recipes on the dynamic graph, each timed and scored as it would ship (its
     batch ``fixed``); write the one that ships (none when fp32 stays faster)."""
     calibration = data.calibration()
@@ -141,10 +142,13 @@ def _int8(
 
     tried = quant.try_recipes(graph, calibration, time_graph, score)
     fp32_ms, fp32_val = figures["onnx_latency_ms"], figures["onnx_val_accuracy"]
-    best, why = quant.choose(fp32_ms, tried, fp32_val=fp32_val, tolerance=tolerance)
-    figures["int8"] = {"shipped": best.recipe if best else "fp32", "why": why,
-                       "tolerance": tolerance,
-                       "recipes": [t.summary() for t in tried]}  # fmt: skip
+    best, why = quant.fastest_recipe(fp32_ms, tried, fp32_val=fp32_val, tolerance=tolerance)
+    figures["int8"] = {
+        "shipped": best.recipe if best else "fp32",
+        "why": why,
+        "tolerance": tolerance,
+        "recipes": [t.summary() for t in tried],
+    }
     q = out_dir / "student.int8.onnx"
     if best is None or best.graph is None:
         q.unlink(missing_ok=True)  # an int8 file from before would look shipped

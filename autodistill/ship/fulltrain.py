@@ -12,9 +12,6 @@ from safetensors.torch import save_file
 from scipy.stats import kendalltau
 from torch import Tensor, nn
 
-from autodistill.config import STUDENTS_DIR, load_config
-from autodistill.device import resolve_device
-from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
 from autodistill.gap import split_gap
@@ -24,14 +21,15 @@ from autodistill.prepare import Prepared
 from autodistill.progress import Progress, silent
 from autodistill.recipe import build, distil, recipe_for, recipe_record
 from autodistill.reference import Reference
+from autodistill.rundir import STUDENTS_DIR
 from autodistill.ship.learned import what_it_learned
+from autodistill.ship.options import TrainOptions
 from autodistill.ship.pick import pick, pick_within, top_front
-from autodistill.ship.student import METRICS, WEIGHTS, prepare_run, student_dir
+from autodistill.ship.student import METRICS, WEIGHTS, student_dir
 from autodistill.spaces import Candidate
 from autodistill.study import (
+    Run,
     latency_reference,
-    load_study,
-    open_storage,
     study_objectives,
     trial_candidate,
 )
@@ -53,55 +51,35 @@ class FullTrainOutcome:
     reused: tuple[int, ...] = ()  # trials already fully trained with this recipe: not again
 
 
-def choose(
-    trials, objectives: tuple[str, ...], *, trial: int | None, rule: str | None,
-    limits: dict[str, float], top: int | None,
-) -> list[int]:  # fmt: skip
-    """The trial numbers the user asked for, by exactly one way of asking."""
-    ways = [trial is not None, rule is not None, bool(limits), top is not None]
-    if sum(ways) > 1:
-        raise UserError("give one of --trial, --pick, --max-<objective> limits or --top")
-    if trial is not None:
-        return [trial]
-    if top is not None:
-        return top_front(trials, top)
-    if limits:
-        return [pick_within(trials, limits)]
-    return [pick(trials, rule or "knee", objectives)]
+def chosen_trials(trials, objectives: tuple[str, ...], options: TrainOptions) -> list[int]:
+    """The trial numbers the user asked for (options allow one way of asking)."""
+    if options.trial is not None:
+        return [options.trial]
+    if options.top is not None:
+        return top_front(trials, options.top)
+    if options.limits:
+        return [pick_within(trials, options.limits)]
+    return [pick(trials, options.pick or "knee", objectives)]
 
 
 def train_students(
-    run_dir: Path,
-    *,
-    trial: int | None = None,
-    rule: str | None = None,
-    limits: dict[str, float] | None = None,
-    top: int | None = None,
-    epochs: int = 30,
-    device: str | None = None,
-    other_teacher: bool = False,
-    seed: int | None = None,
-    progress: Progress = silent,
+    run_dir: Path, options: TrainOptions | None = None, *, progress: Progress = silent
 ) -> FullTrainOutcome:
     """Fully train the chosen student(s) of a run and test each once on the held-out test split.
 
     Each is trained with the trial's own recipe (its hyperparameters and the run's seed, or
-    ``seed``: another seed's student replaces it) for ``epochs``, on ``device`` (by default the
-    run's), against the study's teacher (another one only with ``other_teacher``).
+    ``options.seed``: another seed's student replaces it) for ``options.epochs``, on
+    ``options.device`` (by default the run's), against the study's teacher (another one only
+    with ``options.other_teacher``).
     """
-    if epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {epochs}")
-    run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    if device is not None:
-        resolve_device(device)  # a device that is not here is refused before anything runs
-        config = config.with_device(device)
-    study = load_study(open_storage(config.storage, run_dir), config.name)
+    options = options or TrainOptions()
+    run = Run.open(run_dir).on(options.device)
+    run_dir, config, study = run.run_dir, run.config, run.study
+    epochs, seed, top = options.epochs, options.seed, options.top
     objectives = study_objectives(study)
-    numbers = choose(study_trials(study), objectives, trial=trial, rule=rule,
-                     limits=dict(limits or {}), top=top)  # fmt: skip
+    numbers = chosen_trials(study_trials(study), objectives, options)
     chosen = [(n, *trial_candidate(study, n)) for n in numbers]
-    prep = prepare_run(config, run_dir, other_teacher=other_teacher, progress=progress)
+    prep = run.prepare(other_teacher=options.other_teacher, progress=progress)
     target = config.latency_target
     teacher_figures = _TeacherFigures(
         prep, target, (latency_reference(study) or {}).get("quiet_ms")
@@ -119,19 +97,39 @@ def train_students(
             progress,
             target,
             teacher_figures,
-        )  # fmt: skip
+        )
         for n, cand, attrs in chosen
     ]
     files = {f"trial {s['trial']}": student_dir(run_dir, s["trial"]) / WEIGHTS for s in students}
     tau = None
     if top is not None:
-        tau = _kendall([s["brief_val_accuracy"] for s in students],
-                       [s["val_accuracy"] for s in students])  # fmt: skip
+        tau = _kendall(
+            [s["brief_val_accuracy"] for s in students], [s["val_accuracy"] for s in students]
+        )
         path = run_dir / STUDENTS_DIR / "ranking.json"
-        write_text_atomic(path, json.dumps({"kendall_tau": tau, "students": [
-            {k: s.get(k) for k in ("trial", "arch", "brief_val_accuracy", "search_epochs",
-                                   "val_accuracy", "test_accuracy")} for s in students]},
-            indent=2))  # fmt: skip
+        write_text_atomic(
+            path,
+            json.dumps(
+                {
+                    "kendall_tau": tau,
+                    "students": [
+                        {
+                            k: s.get(k)
+                            for k in (
+                                "trial",
+                                "arch",
+                                "brief_val_accuracy",
+                                "search_epochs",
+                                "val_accuracy",
+                                "test_accuracy",
+                            )
+                        }
+                        for s in students
+                    ],
+                },
+                indent=2,
+            ),
+        )
         files["ranking"] = path
     reused = tuple(s["trial"] for s in students if s.pop("reused", False))
     return FullTrainOutcome(students, tau, files, reused)
@@ -170,15 +168,24 @@ class _TeacherFigures:
     def test_logits(self) -> Tensor:
         if self._logits is None:
             data = self.prep.data
-            self._logits = predict(self.prep.load_teacher().to(self.prep.device),
-                                   data.test.images, data.stats)  # fmt: skip
+            self._logits = predict(
+                self.prep.load_teacher().to(self.prep.device), data.test.images, data.stats
+            )
         return self._logits
 
 
 def _train_one(
-    prep: Prepared, number: int, cand: Candidate, attrs: dict[str, Any], epochs: int, seed: int,
-    out: Path, progress: Progress, target: LatencyTarget, teacher_figures: _TeacherFigures,
-) -> dict[str, Any]:  # fmt: skip
+    prep: Prepared,
+    number: int,
+    cand: Candidate,
+    attrs: dict[str, Any],
+    epochs: int,
+    seed: int,
+    out: Path,
+    progress: Progress,
+    target: LatencyTarget,
+    teacher_figures: _TeacherFigures,
+) -> dict[str, Any]:
     cfg = recipe_for(cand, epochs=epochs, seed=seed, device=prep.device, precision=prep.precision)
     recipe = recipe_record(cfg)
     done = out / METRICS
@@ -186,7 +193,8 @@ def _train_one(
         previous = json.loads(done.read_text())
         where = ("device", "precision")  # a student may be trained again elsewhere
         same = {k: v for k, v in previous.get("recipe", {}).items() if k not in where} == {
-            k: v for k, v in recipe.items() if k not in where}  # fmt: skip
+            k: v for k, v in recipe.items() if k not in where
+        }
         if same and previous["candidate"] == cand.to_dict():
             log.info("trial %d already fully trained (%s)", number, done)
             return {**previous, "reused": True}
@@ -197,9 +205,16 @@ def _train_one(
     progress(task, 0, epochs, unit="epoch")
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.pt"
-    history = distil(model, cand, cfg, data=data, aug=prep.aug, views=prep.views,
-                     checkpoint=checkpoint,
-                     on_epoch=lambda e, _: progress(task, e + 1, epochs, unit="epoch"))  # fmt: skip
+    history = distil(
+        model,
+        cand,
+        cfg,
+        data=data,
+        aug=prep.aug,
+        views=prep.views,
+        checkpoint=checkpoint,
+        on_epoch=lambda e, _: progress(task, e + 1, epochs, unit="epoch"),
+    )
     shape = (spec.in_chans, spec.image_size, spec.image_size)
     test_logits = predict(model, data.test.images, data.stats)  # the one look at the test split
     probe = Probe(model, shape, prep.device, target, calibration=prep.data.calibration())
@@ -216,20 +231,30 @@ def _train_one(
         teacher_ms = teacher_figures.latency_ms()
     teacher = prep.teacher
     metrics = {
-        "trial": number, "family": cand.family, "arch": attrs.get("arch"), "loss": cand.loss,
-        "candidate": cand.to_dict(), "recipe": recipe, "epochs": epochs,
-        "final_loss": history[-1], "brief_val_accuracy": attrs.get("val_accuracy"),
+        "trial": number,
+        "family": cand.family,
+        "arch": attrs.get("arch"),
+        "loss": cand.loss,
+        "candidate": cand.to_dict(),
+        "recipe": recipe,
+        "epochs": epochs,
+        "final_loss": history[-1],
+        "brief_val_accuracy": attrs.get("val_accuracy"),
         "search_epochs": attrs.get("epochs_trained"),  # with --fidelity multi: 3, 9 or 27
         "val_accuracy": evaluate(model, data.val, data.stats),
         "test_accuracy": float((test_logits.argmax(1) == data.test.labels).float().mean()),
         **measured,
-        "teacher": {"name": teacher.name, "params": teacher.params,
-                    "weights_sha256": teacher.weights_sha256,
-                    "test_accuracy": teacher.test_accuracy,
-                    "latency_ms": teacher_ms},
-        "learned": what_it_learned(test_logits, teacher_figures.test_logits(), data.test.labels,
-                                   data.classes),
-    }  # fmt: skip
+        "teacher": {
+            "name": teacher.name,
+            "params": teacher.params,
+            "weights_sha256": teacher.weights_sha256,
+            "test_accuracy": teacher.test_accuracy,
+            "latency_ms": teacher_ms,
+        },
+        "learned": what_it_learned(
+            test_logits, teacher_figures.test_logits(), data.test.labels, data.classes
+        ),
+    }
     metrics["validation_gap"] = split_gap(
         metrics["val_accuracy"], len(data.val), metrics["test_accuracy"], len(data.test)
     )

@@ -10,16 +10,14 @@ from typing import Any
 from safetensors.torch import load_file
 from torch import nn
 
-from autodistill.config import STUDENTS_DIR, SearchConfig, load_config
+from autodistill.config import SearchConfig
 from autodistill.data.sources import load_dataset
 from autodistill.errors import UserError, first_line
 from autodistill.families import InputSpec
-from autodistill.prepare import Prepared, prepare
-from autodistill.progress import Progress, silent
+from autodistill.identity import INPUT_ATTR
 from autodistill.recipe import build
-from autodistill.spaces import load_space
-from autodistill.study import load_study, open_storage, trial_candidate
-from autodistill.study.workers import INPUT_ATTR, recorded_teacher
+from autodistill.rundir import STUDENTS_DIR
+from autodistill.study import Run, trial_candidate
 
 log = logging.getLogger(__name__)
 
@@ -34,51 +32,29 @@ def student_dir(run_dir: Path, number: int) -> Path:
 def trained_numbers(run_dir: Path) -> list[int]:
     """The trials of the run that have been fully trained."""
     found = (Path(run_dir) / STUDENTS_DIR).glob(f"trial-*/{METRICS}")
-    return sorted(int(p.parent.name.split("-", 1)[1]) for p in found
-                  if p.parent.name.split("-", 1)[1].isdigit())  # fmt: skip
+    return sorted(
+        int(p.parent.name.split("-", 1)[1])
+        for p in found
+        if p.parent.name.split("-", 1)[1].isdigit()
+    )
 
 
 def trained_student(run_dir: Path, trial: int | None) -> tuple[int, dict[str, Any]]:
     """The metrics of a fully trained student of the run (the only one, or trial ``trial``)."""
     found = trained_numbers(run_dir)
     if not found:
-        raise UserError(f"{run_dir} has no fully trained student; run 'autodistill train "
-                        f"{run_dir}' first")  # fmt: skip
+        raise UserError(
+            f"{run_dir} has no fully trained student; run 'autodistill train {run_dir}' first"
+        )
     if trial is None:
         if len(found) > 1:
-            raise UserError(f"{run_dir} has several trained students ({found}); "
-                            "choose one with --trial")  # fmt: skip
+            raise UserError(
+                f"{run_dir} has several trained students ({found}); choose one with --trial"
+            )
         trial = found[0]
     if trial not in found:
         raise UserError(f"trial {trial} has not been fully trained; trained: {found}")
     return trial, json.loads((student_dir(run_dir, trial) / METRICS).read_text())
-
-
-def prepare_run(
-    config: SearchConfig, run_dir: Path, *, other_teacher: bool = False, progress: Progress = silent
-) -> Prepared:
-    """The run's data, teacher and cached views, for training its students after the search:
-    the teacher must be the one the study distilled from (a teacher trained again on another
-    machine has other weights, and students would learn from another teacher than their
-    trials did). With ``other_teacher`` a different one is used, with a warning; what it is
-    stays recorded with every student (``teacher.weights_sha256``)."""
-    storage = open_storage(config.storage, Path(run_dir))
-    study_teacher = recorded_teacher(config, storage)
-    prep = prepare(config, load_space(config.space).teacher_outputs(), progress=progress,
-                   teacher_sha256=None if other_teacher else study_teacher)  # fmt: skip
-    got = prep.teacher.weights_sha256
-    if study_teacher is None or got == study_teacher:
-        return prep
-    if not other_teacher:
-        raise UserError(
-            f"the teacher in {config.resolved_cache_dir} ({got[:12]}) is not the one the study "
-            f"distilled from ({study_teacher[:12]}): it was trained again elsewhere; point "
-            "--cache-dir (or $AUTODISTILL_CACHE) at the study's cache, or add --other-teacher "
-            "to distil from this one (recorded with the student)"
-        )
-    log.warning("distilling from teacher %s, not the study's %s (--other-teacher)", got[:12],
-                study_teacher[:12])  # fmt: skip
-    return prep
 
 
 def input_spec(config: SearchConfig, study_attrs: dict[str, Any]) -> InputSpec:
@@ -96,9 +72,8 @@ def load_student(run_dir: Path, trial: int) -> nn.Module:
     """Trial ``trial``'s student: with its fully trained weights when ``train`` has run for it,
     else freshly built with the weights the trial started from (also for a trial stopped early
     or infeasible: its architecture is recorded), in eval mode on the CPU."""
-    run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    study = load_study(open_storage(config.storage, run_dir), config.name)
+    run = Run.open(run_dir)
+    run_dir, config, study = run.run_dir, run.config, run.study
     candidate, _ = trial_candidate(study, trial, trained=False)  # stopped early: built fresh
     model = build(candidate, input_spec(config, study.user_attrs), seed=config.seed)
     weights = student_dir(run_dir, trial) / WEIGHTS
@@ -107,7 +82,9 @@ def load_student(run_dir: Path, trial: int) -> nn.Module:
             model.load_state_dict(load_file(str(weights)))
         except (RuntimeError, OSError, ValueError) as exc:  # another build, or a damaged file
             first = first_line(exc)
-            raise UserError(f"the trained weights {weights} do not fit trial {trial}'s student "
-                            f"as this autodistill builds it ({first[:160]}); train it again "
-                            "with 'autodistill train'") from None  # fmt: skip
+            raise UserError(
+                f"the trained weights {weights} do not fit trial {trial}'s student "
+                f"as this autodistill builds it ({first[:160]}); train it again "
+                "with 'autodistill train'"
+            ) from None
     return model.eval()

@@ -42,11 +42,16 @@ class Variant:
     figures: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
-        return {"variant": self.name, "pruning_ratio": self.ratio, "precision": self.precision,
-                **{k: self.finetune.get(k) for k in ("finetune_loss", "finetune_epochs",
-                                                       "rounds")},
-                "params": self.params, "flops": self.flops, "onnx_bytes": len(self.graph),
-                **self.figures}  # fmt: skip
+        return {
+            "variant": self.name,
+            "pruning_ratio": self.ratio,
+            "precision": self.precision,
+            **{k: self.finetune.get(k) for k in ("finetune_loss", "finetune_epochs", "rounds")},
+            "params": self.params,
+            "flops": self.flops,
+            "onnx_bytes": len(self.graph),
+            **self.figures,
+        }
 
 
 class Scorer:
@@ -74,27 +79,32 @@ def time_interleaved(
     x = np.zeros((batch, *input_shape), dtype=np.float32)
     hardware = device_name(torch.device("cpu"))
     # Each graph as it ships: for the target's batch (runtime.fix_batch).
-    sessions = {k: runtime.session(runtime.fix_batch(g, batch), threads=threads)
-                for k, g in graphs.items()}  # fmt: skip
+    sessions = {
+        k: runtime.session(runtime.fix_batch(g, batch), threads=threads) for k, g in graphs.items()
+    }
     seen: dict[str, list[float]] = {k: [] for k in graphs}
     disturbed: dict[str, bool] = dict.fromkeys(graphs, False)
     names = list(sessions)
     for i in range(PASSES):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             sess = sessions[name]
-            lat = time_call(lambda s=sess: s.run(None, {"x": x}), threads=threads,
-                            device=hardware)  # fmt: skip
+            lat = time_call(lambda s=sess: s.run(None, {"x": x}), threads=threads, device=hardware)
             seen[name].append(lat.median_ms)
             disturbed[name] |= lat.disturbed
     return {
-        name: {"latency_ms": statistics.median(ms),
-               "latency_spread": round((max(ms) - min(ms)) / min(ms), 4),
-               "latency_passes_ms": [round(m, 5) for m in ms],
-               "latency_disturbed": disturbed[name], "latency_threads": threads,
-               "latency_batch": batch, "latency_hardware": hardware,
-               "latency_runtime": "onnxruntime", "latency_device": "cpu"}
+        name: {
+            "latency_ms": statistics.median(ms),
+            "latency_spread": round((max(ms) - min(ms)) / min(ms), 4),
+            "latency_passes_ms": [round(m, 5) for m in ms],
+            "latency_disturbed": disturbed[name],
+            "latency_threads": threads,
+            "latency_batch": batch,
+            "latency_hardware": hardware,
+            "latency_runtime": "onnxruntime",
+            "latency_device": "cpu",
+        }
         for name, ms in seen.items()
-    }  # fmt: skip
+    }
 
 
 def paired(slower: list[float], faster: list[float]) -> float:
@@ -123,7 +133,7 @@ def compare(variants: Sequence[Variant], teacher: dict[str, Any]) -> None:
         f["faster_than_own_fp32"] = v.precision == "fp32" or own > 1 / (1 - FASTER)
 
 
-def choose(variants: Sequence[Variant], tolerance: float) -> tuple[Variant, str]:
+def best_variant(variants: Sequence[Variant], tolerance: float) -> tuple[Variant, str]:
     """The fastest variant whose validation accuracy is within ``tolerance`` of the
     uncompressed student's (an int8 one only if faster than its own fp32), and why."""
     base = next(v for v in variants if v.ratio == 0 and v.precision == "fp32")
@@ -135,8 +145,10 @@ def choose(variants: Sequence[Variant], tolerance: float) -> tuple[Variant, str]
     ]
     best = max(kept, key=lambda v: v.figures["speedup_vs_student"])
     if best is base:
-        return base, (f"no compressed variant was faster within {100 * tolerance:.1f} points of "
-                      "the student's validation accuracy; the student ships as it is")  # fmt: skip
+        return base, (
+            f"no compressed variant was faster within {100 * tolerance:.1f} points of "
+            "the student's validation accuracy; the student ships as it is"
+        )
     f = best.figures
     return best, (
         f"{best.name}: {f['speedup_vs_student']:.2f}x faster than the student, "
@@ -145,5 +157,13 @@ def choose(variants: Sequence[Variant], tolerance: float) -> tuple[Variant, str]
     )
 
 
-__all__ = ["FASTER", "PASSES", "TOLERANCE", "Scorer", "Variant", "choose", "compare",
-           "time_interleaved"]  # fmt: skip
+__all__ = [
+    "FASTER",
+    "PASSES",
+    "TOLERANCE",
+    "Scorer",
+    "Variant",
+    "best_variant",
+    "compare",
+    "time_interleaved",
+]

@@ -8,6 +8,7 @@ from optuna import Study
 
 from autodistill.study.controller import budget_used, finished_count, promotions_done, run
 from autodistill.study.dashboard import dashboard_app, is_loopback, serve_dashboard
+from autodistill.study.handle import Run
 from autodistill.study.objective import make_objective, sample_candidates
 from autodistill.study.opening import (
     SAMPLERS,
@@ -21,6 +22,7 @@ from autodistill.study.opening import (
     record_latency_reference,
     study_objectives,
 )
+from autodistill.study.record import RUNS_ON_INPUT, TrialRecord, limit_key
 from autodistill.study.results import (
     front_summary,
     hypervolume,
@@ -41,7 +43,10 @@ from autodistill.study.storage import (
 __all__ = [
     "DEFAULT_STORAGE_FILE",
     "HEARTBEAT_S",
+    "RUNS_ON_INPUT",
+    "Run",
     "SAMPLERS",
+    "TrialRecord",
     "Study",
     "budget_used",
     "dashboard_app",
@@ -55,6 +60,7 @@ __all__ = [
     "importances",
     "is_loopback",
     "load_study",
+    "limit_key",
     "make_objective",
     "make_sampler",
     "normalized_objectives",

@@ -19,9 +19,10 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from autodistill.signals import deferred
 from autodistill.spaces import SearchSpace
-from autodistill.study import promotion
+from autodistill.study import private, promotion
 from autodistill.study.evaluate import TrialContext
 from autodistill.study.objective import make_objective
+from autodistill.study.record import WORKER
 from autodistill.study.storage import (
     beat_once,
     claim,
@@ -44,8 +45,10 @@ def budget_used(trials: list[FrozenTrial], *, running: bool = True) -> int:
     that was queued again (its retry counts instead), nor a promotion (it has its own)."""
     retried = retries(trials)
     states = FINISHED + ((TrialState.RUNNING,) if running else ())
-    return sum(t.state in states and t.number not in retried and promotion.extra_of(t) is None
-               for t in trials)  # fmt: skip
+    return sum(
+        t.state in states and t.number not in retried and promotion.extra_of(t) is None
+        for t in trials
+    )
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -59,8 +62,10 @@ def promotions_done(study: optuna.Study) -> int:
     attempts."""
     trials = study.get_trials(deepcopy=False)
     retried = retries(trials)
-    return sum(t.state in FINISHED and t.number not in retried and promotion.extra_of(t) is not None
-               for t in trials)  # fmt: skip
+    return sum(
+        t.state in FINISHED and t.number not in retried and promotion.extra_of(t) is not None
+        for t in trials
+    )
 
 
 def run(
@@ -81,7 +86,7 @@ def run(
     so a trial that one of them loses is run again rather than missing from the budget (and a
     promotion that one of them makes due is taken).
     """
-    storage = study._storage
+    storage = private.storage_of(study)
     objective = make_objective(space, ctx)
     multi = ctx is not None and ctx.rungs  # (a worker with nothing to run may pass no ctx)
     plan = promotion.Plan(ctx.rungs, promotions, ctx.objectives, promotion_time) if multi else None
@@ -90,8 +95,9 @@ def run(
     while True:
         trial, trials = _claim(study, budget, plan)
         if trial is None:
-            others = [t for t in trials
-                      if t.state == TrialState.RUNNING and liveness_known(storage, t)]  # fmt: skip
+            others = [
+                t for t in trials if t.state == TrialState.RUNNING and liveness_known(storage, t)
+            ]
             if not others:
                 return ran
             now = time.monotonic()
@@ -105,16 +111,18 @@ def run(
         _run_trial(study, trial, objective)
         ran += 1
         if on_trial is not None:
-            on_trial(study, storage.get_trial(trial._trial_id))
+            on_trial(study, storage.get_trial(private.trial_id(trial)))
 
 
 def _say_waiting(others: list[FrozenTrial], waited_s: float) -> None:
-    workers = sorted({str(t.user_attrs.get("worker") or "?") for t in others})
+    workers = sorted({str(t.user_attrs.get(WORKER) or "?") for t in others})
     log.warning(
         "budget taken: waiting (%.0f s so far) for %d trial(s) still running in %s; "
         "a trial whose worker dies is run again here",
-        waited_s, len(others), ", ".join(workers),
-    )  # fmt: skip
+        waited_s,
+        len(others),
+        ", ".join(workers),
+    )
 
 
 def _claim(
@@ -123,7 +131,7 @@ def _claim(
     """Under the claim lock: recover dead workers' trials, then take a queued one, or a
     promotion that is due, or create a trial if the budget allows. A signal meanwhile is held
     back until the bookkeeping is done."""
-    storage = study._storage
+    storage = private.storage_of(study)
     trial = None
     try:
         with deferred(), claim(storage, study.study_name):
@@ -136,20 +144,22 @@ def _claim(
                 found = promotion.due(trials, plan, budget=budget, finished=done)
                 if found is not None:
                     promotion.enqueue(study, *found)
-                elif (again := promotion.due_replicate(trials, plan, budget=budget,
-                                                       finished=done)) is not None:  # fmt: skip
+                elif (
+                    again := promotion.due_replicate(trials, plan, budget=budget, finished=done)
+                ) is not None:
                     promotion.enqueue_replicate(study, again, plan.rungs[0])
                     found = again
             promoting = found is not None or any(promotion.extra_of(t) for t in queued)
             if promoting or budget_used(trials) < budget:
                 trial = study.ask()
-                trial.set_user_attr("worker", worker_id())
-                beat_once(storage, trial._trial_id)
+                trial.set_user_attr(WORKER, worker_id())
+                beat_once(storage, private.trial_id(trial))
     except KeyboardInterrupt as exc:  # held back until the claim was done: undo the claim
         if trial is not None:
             with deferred(), claim(storage, study.study_name):
-                retry(study, trial.number,
-                      f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}")  # fmt: skip
+                retry(
+                    study, trial.number, f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}"
+                )
         raise
     return trial, trials
 
@@ -159,17 +169,20 @@ def _run_trial(
 ) -> None:
     """Run one trial and record how it ended; an interruption queues it again, then re-raises."""
     try:
-        with heartbeat(study._storage, trial._trial_id):
+        with heartbeat(private.storage_of(study), private.trial_id(trial)):
             values = objective(trial)
     except optuna.TrialPruned:
         study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     except KeyboardInterrupt as exc:
-        with deferred(), claim(study._storage, study.study_name):
+        with deferred(), claim(private.storage_of(study), study.study_name):
             retry(study, trial.number, f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}")
         raise
     except UpdateFinishedTrialError:
-        log.warning("trial %d was failed by another worker (its heartbeat looked stale) and "
-                    "queued again there; this attempt is dropped", trial.number)  # fmt: skip
+        log.warning(
+            "trial %d was failed by another worker (its heartbeat looked stale) and "
+            "queued again there; this attempt is dropped",
+            trial.number,
+        )
     except Exception:  # noqa: BLE001 - recorded with its reason by the objective; search goes on
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     else:

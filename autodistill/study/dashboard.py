@@ -26,14 +26,17 @@ def dashboard_app(storage: BaseStorage, *, allow_write: bool = False) -> WSGIApp
 
 
 def _read_only(app: WSGIApp) -> WSGIApp:
-    body = json.dumps({"reason": "this dashboard is read-only; start it with --allow-write "
-                                 "to change studies"}).encode()  # fmt: skip
+    body = json.dumps(
+        {"reason": "this dashboard is read-only; start it with --allow-write to change studies"}
+    ).encode()
 
     def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD", "GET").upper() in READ_METHODS:
             return app(environ, start_response)
-        start_response("403 Forbidden", [("Content-Type", "application/json"),
-                                         ("Content-Length", str(len(body)))])  # fmt: skip
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
         return [body]
 
     return guarded
@@ -58,6 +61,7 @@ def serve_dashboard(
     storage: BaseStorage, *, host: str, port: int, allow_write: bool = False
 ) -> None:
     """Serve the dashboard until interrupted (blocks)."""
-    with make_server(host, port, dashboard_app(storage, allow_write=allow_write),
-                     handler_class=_Quiet) as server:  # fmt: skip
+    with make_server(
+        host, port, dashboard_app(storage, allow_write=allow_write), handler_class=_Quiet
+    ) as server:
         server.serve_forever()

@@ -19,15 +19,32 @@ log = logging.getLogger(__name__)
 RECONNECT_S = 120  # how long a worker retries a database that went away (a server restart)
 # The storage calls a worker makes (through Optuna's cache, too): retried while reconnecting.
 _DB_CALLS = (
-    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
-    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
-    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
-    "_create_new_trial", "set_trial_param", "_set_trial_param",
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "_create_new_trial",
+    "set_trial_param",
+    "_set_trial_param",
     "get_trial_id_from_study_id_trial_number",
-    "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
-    "set_trial_system_attr", "get_trial", "get_all_trials", "_get_trials", "_get_best_trial_id",
-    "record_heartbeat", "_get_stale_trial_ids",
-)  # fmt: skip
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "get_all_trials",
+    "_get_trials",
+    "_get_best_trial_id",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
 
 
 def lost_a_race(exc: BaseException) -> bool:
@@ -53,8 +70,11 @@ def retrying(call: Callable[..., object], patience_s: float) -> Callable[..., ob
                 if not connection_lost(exc) or time.monotonic() > deadline:
                     raise
                 if not said:
-                    log.warning("lost the database connection (%s); retrying for up to %.0f s",
-                                first_line(exc), patience_s)  # fmt: skip
+                    log.warning(
+                        "lost the database connection (%s); retrying for up to %.0f s",
+                        first_line(exc),
+                        patience_s,
+                    )
                     said = True
                 time.sleep(1.0)
 
@@ -78,10 +98,19 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
-_GONE = ("connection refused", "could not connect", "server closed the connection",
-         "terminating connection", "connection is closed", "the database system is",
-         "connection timed out", "consuming input failed", "lost connection",
-         "ssl syscall error", "no connection to the server")  # fmt: skip
+_GONE = (
+    "connection refused",
+    "could not connect",
+    "server closed the connection",
+    "terminating connection",
+    "connection is closed",
+    "the database system is",
+    "connection timed out",
+    "consuming input failed",
+    "lost connection",
+    "ssl syscall error",
+    "no connection to the server",
+)
 
 
 def first_line(exc: BaseException) -> str:
@@ -96,9 +125,13 @@ def advisory_lock(conn: Any, key: int, patience_s: float, study_name: str) -> bo
     deadline = time.monotonic() + patience_s
     while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
         if time.monotonic() > deadline:
-            log.warning("the claim lock of study %r has been held for %.0f s by a worker that "
-                        "does not let go (paused?); going on without it: the budget may be "
-                        "overshot by a trial", study_name, patience_s)  # fmt: skip
+            log.warning(
+                "the claim lock of study %r has been held for %.0f s by a worker that "
+                "does not let go (paused?); going on without it: the budget may be "
+                "overshot by a trial",
+                study_name,
+                patience_s,
+            )
             return False
         time.sleep(0.2)
     return True

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from autodistill.objectives import get_objective
+from autodistill.study.record import RUNGS
 
 MIN_SEEN = 5  # trials seen at a rung before it stops anything: the first ones set the bar
 MIN_DOMINATORS = 1
 SLACK = 0.05  # a dominator may be up to 5% worse on the others: the same size, for the front
-RUNGS_ATTR = "rung_accuracy"  # user attribute: {epoch: validation accuracy (0..1) at its end}
 RUNG_OBJECTIVE = "val_accuracy"
 
 
@@ -62,7 +62,7 @@ def seen_at(
     for t in trials:
         if t.number in exclude or t.state == TrialState.WAITING:
             continue
-        acc = (t.user_attrs.get(RUNGS_ATTR) or {}).get(str(rung))
+        acc = (t.user_attrs.get(RUNGS) or {}).get(str(rung))
         if acc is not None and all(t.user_attrs.get(n) is not None for n in names):
             out.append(Point(acc, {n: t.user_attrs[n] for n in names}))
     return out
@@ -73,7 +73,7 @@ def most_gained(trials: Iterable[FrozenTrial], rung: int, *, exclude: set[int]) 
     until ``MIN_SEEN`` of them are known (too few to say what cannot be reached)."""
     gains = []
     for t in trials:
-        acc = (t.user_attrs.get(RUNGS_ATTR) or {}).get(str(rung))
+        acc = (t.user_attrs.get(RUNGS) or {}).get(str(rung))
         final = t.user_attrs.get(RUNG_OBJECTIVE)
         if t.number not in exclude and t.state == TrialState.COMPLETE and None not in (acc, final):
             gains.append(final - acc)

@@ -24,6 +24,7 @@ from autodistill.latency import LatencyTarget
 from autodistill.objectives import DEFAULT, OBJECTIVES, Objective, Probe
 from autodistill.recipe import build, distil, recipe_for, recipe_record, rung_recipe
 from autodistill.spaces import Candidate
+from autodistill.study.record import floor_key, limit_key
 
 RungCallback = Callable[[int, float], None]
 
@@ -44,10 +45,16 @@ class Limits:
     def violations(self, values: dict[str, float]) -> dict[str, float]:
         """Positive amounts by which each set limit is broken, among the ``values`` measured
         so far (empty when feasible): ``max_<name>`` over, ``min_<name>`` under."""
-        over = {f"max_{name}": float(values[name] - most) for name, most in self.max.items()
-                if name in values and values[name] > most}  # fmt: skip
-        under = {f"min_{name}": float(least - values[name]) for name, least in self.min.items()
-                 if name in values and values[name] < least}  # fmt: skip
+        over = {
+            limit_key(name): float(values[name] - most)
+            for name, most in self.max.items()
+            if name in values and values[name] > most
+        }
+        under = {
+            floor_key(name): float(least - values[name])
+            for name, least in self.min.items()
+            if name in values and values[name] < least
+        }
         return {**over, **under}
 
 
@@ -85,8 +92,11 @@ class TrialContext:
         """What is measured before training, cheapest first: the free ones always, a timed one
         only when it is an objective or limited."""
         wanted = set(self.objectives) | set(self.limits.max)
-        chosen = [o for o in OBJECTIVES.values()
-                  if not o.after_training and (o.always or o.name in wanted)]  # fmt: skip
+        chosen = [
+            o
+            for o in OBJECTIVES.values()
+            if not o.after_training and (o.always or o.name in wanted)
+        ]
         return sorted(chosen, key=lambda o: not o.always)
 
 
@@ -118,8 +128,14 @@ def measure_candidate(
     calibration = None
     if ctx.target.precision == "int8":  # int8 ranges calibrated on training images
         calibration = ctx.data.calibration(64)
-    probe = Probe(model, ctx.input_shape, ctx.device, ctx.target, calibration=calibration,
-                  relative=ctx.relative)  # fmt: skip
+    probe = Probe(
+        model,
+        ctx.input_shape,
+        ctx.device,
+        ctx.target,
+        calibration=calibration,
+        relative=ctx.relative,
+    )
     values, details = _measure(ctx.before_training(), probe, ctx.limits, known or {})
     arch = get_family(candidate.family).describe(candidate.arch)
     return model, Cost(arch, values, details)
@@ -196,13 +212,20 @@ def train_candidate(
     epochs = rung.epochs if rung is not None else ctx.epochs
     checkpoint = branch = start_from = None
     if ctx.rungs:
-        cfg = rung_recipe(candidate, epochs=epochs, first_rung=ctx.rungs[0], seed=ctx.seed,
-                          device=ctx.device, precision=ctx.precision)  # fmt: skip
+        cfg = rung_recipe(
+            candidate,
+            epochs=epochs,
+            first_rung=ctx.rungs[0],
+            seed=ctx.seed,
+            device=ctx.device,
+            precision=ctx.precision,
+        )
         if rung is not None:
             checkpoint, branch, start_from = rung.files(ctx.checkpoints, ctx.rungs[-1])
     else:
-        cfg = recipe_for(candidate, epochs=epochs, seed=ctx.seed, device=ctx.device,
-                         precision=ctx.precision)  # fmt: skip
+        cfg = recipe_for(
+            candidate, epochs=epochs, seed=ctx.seed, device=ctx.device, precision=ctx.precision
+        )
     began = "start"
     if checkpoint is not None and checkpoint.is_file():
         began = "checkpoint"
@@ -216,13 +239,25 @@ def train_candidate(
         if on_rung is not None and epoch + 1 < epochs:
             on_rung(epoch + 1, accuracy.rounded(accuracy.measure(probe)))
 
-    history = distil(model, candidate, cfg, data=data, aug=ctx.aug, views=ctx.views,
-                     on_epoch=on_epoch, checkpoint=checkpoint, branch=branch,
-                     start_from=start_from)  # fmt: skip
+    history = distil(
+        model,
+        candidate,
+        cfg,
+        data=data,
+        aug=ctx.aug,
+        views=ctx.views,
+        on_epoch=on_epoch,
+        checkpoint=checkpoint,
+        branch=branch,
+        start_from=start_from,
+    )
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)  # finished: its score is recorded
-    after = [o for o in OBJECTIVES.values()
-             if o.after_training and (o.always or o.name in ctx.objectives)]  # fmt: skip
+    after = [
+        o
+        for o in OBJECTIVES.values()
+        if o.after_training and (o.always or o.name in ctx.objectives)
+    ]
     values, _ = _measure(after, probe, Limits(), {})
     if "val_accuracy" in values:
         per_epoch = math.ceil(len(data.train) / cfg.batch_size)

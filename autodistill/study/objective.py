@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, Trial
 
 from autodistill.objectives import get_objective
 from autodistill.spaces import Candidate, Param, SearchSpace
-from autodistill.study import early_stop, promotion
+from autodistill.study import early_stop, private, promotion, record
 from autodistill.study.evaluate import (
     Cost,
     InfeasibleArchitecture,
@@ -60,53 +60,53 @@ def make_objective(space: SearchSpace, ctx: TrialContext) -> Callable[[Trial], l
             reason = type(exc).__name__ + (f": {lines[0]}" if lines else "")
             log.warning("trial %d failed: %s", trial.number, reason)
             with suppress(UpdateFinishedTrialError):
-                trial.set_user_attr("failure_reason", reason)
+                trial.set_user_attr(record.FAILURE, reason)
             raise
         finally:
             with suppress(UpdateFinishedTrialError):
-                trial.set_user_attr("duration_s", round(time.perf_counter() - start, 2))
+                trial.set_user_attr(record.DURATION, round(time.perf_counter() - start, 2))
 
     return objective
 
 
 def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float]:
-    system = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+    system = private.storage_of(trial.study).get_trial_system_attrs(private.trial_id(trial))
     promo, rep = system.get(promotion.PROMOTION_ATTR), system.get(promotion.REPLICATE_ATTR)
     rung = None
     if promo is not None:
         rung = Rung(promo["epochs"], promo["lineage"], promo["parent_epochs"])
-        trial.set_user_attr("promoted_from", promo["from"])
+        trial.set_user_attr(record.PROMOTED_FROM, promo["from"])
     elif rep is not None:  # the same candidate from the start, with another seed
         rung = Rung(rep["epochs"], rep["lineage"], seed=rep["seed"])
         ctx = replace(ctx, seed=ctx.seed + rep["seed"])
-        trial.set_user_attr("replicate_of", rep["of"])
-        trial.set_user_attr("seed", ctx.seed)
+        trial.set_user_attr(record.REPLICATE_OF, rep["of"])
+        trial.set_user_attr(record.SEED, ctx.seed)
         promo = rep  # chosen for its result, like a promotion: not stopped on the way
     elif ctx.rungs:
         rung = Rung(ctx.rungs[0], trial.number)
     candidate = space.sample(_suggest(trial))
-    trial.set_user_attr("candidate", candidate.to_dict())
+    trial.set_user_attr(record.CANDIDATE, candidate.to_dict())
     try:
         model, cost = measure_candidate(candidate, ctx, known=_known(trial, candidate))
     except InfeasibleArchitecture as exc:
-        _reject(trial, {"runs_on_input": 1.0}, str(exc))
-    trial.set_user_attr("arch", cost.arch)
+        record.reject(trial, {record.RUNS_ON_INPUT: 1.0}, str(exc))
+    trial.set_user_attr(record.ARCH, cost.arch)
     for key, value in {**cost.values, **cost.details}.items():
         trial.set_user_attr(key, value)
     over = ctx.limits.violations(cost.values)
     if over:
-        _reject(trial, over, "; ".join(f"{k} exceeded by {v:g}" for k, v in over.items()))
+        record.reject(trial, over, "; ".join(f"{k} exceeded by {v:g}" for k, v in over.items()))
     # A promotion was chosen for its rung's result: it is not stopped on the way.
     on_rung = _rung_check(trial, cost, ctx) if promo is None else None
     trained = train_candidate(model, candidate, ctx, on_rung=on_rung, rung=rung)
-    trial.set_user_attr("epochs_trained", rung.epochs if rung is not None else ctx.epochs)
+    trial.set_user_attr(record.EPOCHS, rung.epochs if rung is not None else ctx.epochs)
     if promo is not None:
-        trial.set_user_attr("began", trained.began)
+        trial.set_user_attr(record.BEGAN, trained.began)
     for key, value in trained.values.items():
         trial.set_user_attr(key, value)
-    trial.set_user_attr("train_s", round(trained.seconds, 2))
-    trial.set_user_attr("history", trained.history)
-    trial.set_user_attr("recipe", trained.recipe)
+    trial.set_user_attr(record.TRAIN_S, round(trained.seconds, 2))
+    trial.set_user_attr(record.HISTORY, trained.history)
+    trial.set_user_attr(record.RECIPE, trained.recipe)
     values = {**cost.values, **trained.values}
     _check_floor(trial, values, ctx)
     return [values[name] for name in ctx.objectives]
@@ -116,12 +116,18 @@ def _check_floor(trial: Trial, values: dict[str, float], ctx: TrialContext) -> N
     """Record by how much a trained student clears or misses each floor (a constraint, so
     the sampler learns the region and the front leaves it out); one below is named so."""
     for name, least in ctx.limits.min.items():
-        trial.set_constraint(f"min_{name}", least - values[name])
         if values[name] < least:
             objective = get_objective(name)
-            trial.set_user_attr("below_floor", f"{name} {objective.text(values[name])} is "
-                                f"below the floor {objective.text(least)} by "
-                                f"{objective.text(least - values[name])}")  # fmt: skip
+            record.below_floor(
+                trial,
+                record.floor_key(name),
+                least - values[name],
+                f"{name} {objective.text(values[name])} is below the floor "
+                f"{objective.text(least)} by "
+                f"{objective.text(least - values[name])}",
+            )
+        else:  # by how much it clears it: what the sampler learns the region from
+            trial.set_constraint(record.floor_key(name), least - values[name])
 
 
 def _known(trial: Trial, candidate: Candidate) -> Known:
@@ -129,10 +135,14 @@ def _known(trial: Trial, candidate: Candidate) -> Known:
     d = candidate.to_dict()  # as recorded: JSON lists, not tuples
     mine, skip = (d["family"], d["arch"]), ("latency_ms", "latency_of")
     for t in sorted(trial.study.get_trials(deepcopy=False), key=lambda t: t.number):
-        a, theirs = t.user_attrs, t.user_attrs.get("candidate") or {}
+        a, theirs = t.user_attrs, t.user_attrs.get(record.CANDIDATE) or {}
         # A disturbed measurement is not passed on: the next trial of it times again.
-        if t.number == trial.number or "latency_ms" not in a or a.get("latency_disturbed") or (
-                theirs.get("family"), theirs.get("arch")) != mine:  # fmt: skip
+        if (
+            t.number == trial.number
+            or "latency_ms" not in a
+            or a.get("latency_disturbed")
+            or (theirs.get("family"), theirs.get("arch")) != mine
+        ):
             continue
         details = {k: v for k, v in a.items() if k.startswith("latency_") and k not in skip}
         details["latency_of"] = a.get("latency_of", t.number)
@@ -146,14 +156,17 @@ def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, f
 
     def at_rung(epoch: int, accuracy: float) -> None:
         rungs[str(epoch)] = accuracy
-        trial.set_user_attr(early_stop.RUNGS_ATTR, dict(rungs))
+        trial.set_user_attr(record.RUNGS, dict(rungs))
         floor = ctx.limits.min.get(early_stop.RUNG_OBJECTIVE)
         if not ctx.early_stop and floor is None:
             return
         trials = trial.study.get_trials(deepcopy=False)
         # Not itself, nor an earlier attempt at it, nor any attempt that was run again.
-        mine = set(trial.study._storage.get_trial(trial._trial_id).system_attrs.get(
-            "retry_history", []))  # fmt: skip
+        mine = set(
+            private.storage_of(trial.study)
+            .get_trial(private.trial_id(trial))
+            .system_attrs.get("retry_history", [])
+        )
         exclude = {trial.number} | mine | set(retries(trials))
         if floor is not None:
             _stop_below_floor(trial, epoch, accuracy, floor, trials, exclude, ctx)
@@ -164,20 +177,25 @@ def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, f
         stop, dominators = early_stop.should_stop(point, seen)
         if stop:
             others = ", ".join(n for n in ctx.objectives if n != early_stop.RUNG_OBJECTIVE)
-            reason = (f"stopped after epoch {epoch} of {ctx.epochs}: {dominators} of "
-                      f"{len(seen)} trials at that epoch were more accurate and no worse on "
-                      f"{others}")  # fmt: skip
-            trial.set_user_attr("stopped", reason)
-            trial.set_user_attr("val_accuracy", accuracy)
-            raise optuna.TrialPruned(reason)
+            reason = (
+                f"stopped after epoch {epoch} of {ctx.epochs}: {dominators} of "
+                f"{len(seen)} trials at that epoch were more accurate and no worse on "
+                f"{others}"
+            )
+            record.stop(trial, reason, accuracy)
 
     return at_rung
 
 
 def _stop_below_floor(
-    trial: Trial, epoch: int, accuracy: float, floor: float, trials: list[FrozenTrial],
-    exclude: set[int], ctx: TrialContext,
-) -> None:  # fmt: skip
+    trial: Trial,
+    epoch: int,
+    accuracy: float,
+    floor: float,
+    trials: list[FrozenTrial],
+    exclude: set[int],
+    ctx: TrialContext,
+) -> None:
     """Stop the trial as infeasible if, gaining as much as any finished trial gained from
     this rung to its end, it would still end below the floor."""
     gained = early_stop.most_gained(trials, epoch, exclude=exclude)
@@ -185,20 +203,15 @@ def _stop_below_floor(
         return
     acc = get_objective(early_stop.RUNG_OBJECTIVE)
     # By how much it would miss at best: what the sampler learns the region from.
-    trial.set_constraint(f"min_{early_stop.RUNG_OBJECTIVE}", floor - (accuracy + gained))
     trial.set_user_attr("val_accuracy", accuracy)
-    reason = (f"stopped after epoch {epoch} of {ctx.epochs}: {acc.text(accuracy)} cannot reach "
-              f"the floor {acc.text(floor)} (no trial gained more than {acc.text(gained)} from "
-              "there)")  # fmt: skip
-    trial.set_user_attr("below_floor", reason)
-    raise optuna.TrialPruned(reason)
-
-
-def _reject(trial: Trial, violations: dict[str, float], reason: str) -> NoReturn:
-    """Record an untrained, infeasible candidate; TPE learns the region from the violations."""
-    for key, amount in violations.items():
-        trial.set_constraint(key, amount)
-    trial.set_user_attr("infeasible", reason)
+    reason = (
+        f"stopped after epoch {epoch} of {ctx.epochs}: {acc.text(accuracy)} cannot reach "
+        f"the floor {acc.text(floor)} (no trial gained more than {acc.text(gained)} from "
+        "there)"
+    )
+    record.below_floor(
+        trial, record.floor_key(early_stop.RUNG_OBJECTIVE), floor - (accuracy + gained), reason
+    )
     raise optuna.TrialPruned(reason)
 
 

@@ -18,15 +18,14 @@ from optuna.distributions import (
 from optuna.storages import BaseStorage
 
 from autodistill.errors import UserError
+from autodistill.identity import OBJECTIVES_ATTR, SETTINGS_ATTR, SPACE_ATTR, changed_settings
 from autodistill.objectives import DEFAULT, get_objective
 from autodistill.registry import Registry
 from autodistill.signals import deferred
 from autodistill.spaces import Param, SearchSpace
 from autodistill.study.storage import claim, quiet_experimental
 
-OBJECTIVES_ATTR = "objectives"  # study user attribute: the objectives' names, in order
 JOINED_ATTR = "workers_joined"  # study user attribute: how many workers have joined it
-SPACE_ATTR = "space_sha256"  # study user attribute: what its search space samples, hashed
 
 
 SamplerFactory = Callable[[int, int], optuna.samplers.BaseSampler]  # (seed, budget) -> sampler
@@ -37,15 +36,23 @@ def _tpe(seed: int, budget: int) -> optuna.samplers.BaseSampler:
     """Multivariate TPE with ``group`` models each family's parameters jointly, and
     ``constant_liar`` keeps parallel workers from proposing the same point."""
     with quiet_experimental():  # ``group`` is stable in practice, labelled experimental
-        return optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True,
-                                          n_startup_trials=max(5, min(10, budget // 4)),
-                                          seed=seed)  # fmt: skip
+        return optuna.samplers.TPESampler(
+            multivariate=True,
+            group=True,
+            constant_liar=True,
+            n_startup_trials=max(5, min(10, budget // 4)),
+            seed=seed,
+        )
 
 
 SAMPLERS.register("tpe", _tpe)
 SAMPLERS.register("random", lambda seed, budget: optuna.samplers.RandomSampler(seed=seed))
-SAMPLERS.register("nsga2", lambda seed, budget: optuna.samplers.NSGAIISampler(
-    population_size=max(4, min(20, budget // 3)), seed=seed))  # fmt: skip
+SAMPLERS.register(
+    "nsga2",
+    lambda seed, budget: optuna.samplers.NSGAIISampler(
+        population_size=max(4, min(20, budget // 3)), seed=seed
+    ),
+)
 SAMPLERS.register("gp", lambda seed, budget: optuna.samplers.GPSampler(seed=seed))
 
 
@@ -97,24 +104,30 @@ def open_study(
                 study_id = storage.get_study_id_from_name(name)
         attrs = storage.get_study_user_attrs(study_id)
         if OBJECTIVES_ATTR not in attrs:
-            raise UserError(f"study {name!r} was made by an older autodistill (accuracy in "
-                            "percent, objectives not recorded); it can be reported but not "
-                            "resumed: use another --study-name or --out")  # fmt: skip
+            raise UserError(
+                f"study {name!r} was made by an older autodistill (accuracy in "
+                "percent, objectives not recorded); it can be reported but not "
+                "resumed: use another --study-name or --out"
+            )
         theirs = tuple(attrs[OBJECTIVES_ATTR])
         if theirs != tuple(objectives):
-            raise UserError(f"study {name!r} trades off {','.join(theirs)}, not "
-                            f"{','.join(objectives)}; give --objectives {','.join(theirs)} "
-                            "or another --study-name")  # fmt: skip
+            raise UserError(
+                f"study {name!r} trades off {','.join(theirs)}, not "
+                f"{','.join(objectives)}; give --objectives {','.join(theirs)} "
+                "or another --study-name"
+            )
         for key, value in (identity or {}).items():
             if key in attrs and attrs[key] != value:
                 raise UserError(_identity_mismatch(name, key, attrs[key], value))
         conflicts = space_conflicts(storage, name, space) if space is not None else []
         if conflicts:  # also for studies made before spaces were fingerprinted
-            raise UserError(f"study {name!r} sampled another search space ({conflicts[0]}"
-                            f"{f', and {len(conflicts) - 1} more' if len(conflicts) > 1 else ''}"
-                            "): the space was edited, or the study was made by an older "
-                            "autodistill; restore the space, or start a new study with another "
-                            "--study-name")  # fmt: skip
+            raise UserError(
+                f"study {name!r} sampled another search space ({conflicts[0]}"
+                f"{f', and {len(conflicts) - 1} more' if len(conflicts) > 1 else ''}"
+                "): the space was edited, or the study was made by an older "
+                "autodistill; restore the space, or start a new study with another "
+                "--study-name"
+            )
         for key, value in (identity or {}).items():
             if key not in attrs:
                 storage.set_study_user_attr(study_id, key, value)
@@ -174,18 +187,19 @@ def study_objectives(study: optuna.Study) -> tuple[str, ...]:
 
 def _identity_mismatch(name: str, key: str, theirs: str, mine: str) -> str:
     if key == SPACE_ATTR:
-        return (f"study {name!r} was made with another search space: the space file was edited "
-                "since (a study mixing trials of two spaces compares nothing); restore it, or "
-                "start a new study with another --study-name")  # fmt: skip
-    if key == "settings":
-        old, new = json.loads(theirs), json.loads(mine)
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        diffs = ", ".join(f"{k}: {old.get(k)!r} here {new.get(k)!r}" for k in keys)
-        return (f"study {name!r} was made with other settings ({diffs}); start this worker with "
-                "the study's settings, or use another --study-name")  # fmt: skip
-    return (f"study {name!r} was made with {key} {theirs[:12]}, this worker has {mine[:12]}: "
-            "give every worker the same teacher (a shared --cache-dir or the same "
-            "--teacher-checkpoint)")  # fmt: skip
+        return (
+            f"study {name!r} was made with another search space: the space file was edited "
+            "since (a study mixing trials of two spaces compares nothing); restore it, or "
+            "start a new study with another --study-name"
+        )
+    if key == SETTINGS_ATTR:
+        refusal = changed_settings(f"study {name!r}", json.loads(theirs), json.loads(mine))
+        return refusal or f"study {name!r} recorded its settings otherwise"
+    return (
+        f"study {name!r} was made with {key} {theirs[:12]}, this worker has {mine[:12]}: "
+        "give every worker the same teacher (a shared --cache-dir or the same "
+        "--teacher-checkpoint)"
+    )
 
 
 def load_study(storage: BaseStorage, name: str) -> optuna.Study:
@@ -217,6 +231,8 @@ def space_conflicts(storage: BaseStorage, name: str, space: SearchSpace) -> list
         for key, dist in t.distributions.items():
             recorded.setdefault(key, dist)
     mine = space.parameters()
-    return [f"{key}: {recorded[key]} in the study, {distribution(mine[key])} now"
-            for key in recorded if key in mine and mine[key].kind != "fixed"
-            and distribution(mine[key]) != recorded[key]]  # fmt: skip
+    return [
+        f"{key}: {recorded[key]} in the study, {distribution(mine[key])} now"
+        for key in recorded
+        if key in mine and mine[key].kind != "fixed" and distribution(mine[key]) != recorded[key]
+    ]

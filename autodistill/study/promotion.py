@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autodistill.objectives import get_objective
+from autodistill.objectives import minimised, nondominated_layers
+from autodistill.study.record import DURATION, TRAIN_S
 
 ETA = 3  # a third of each rung goes on: 3 -> 9 -> 27 epochs
 RUNG_COUNT = 3
@@ -78,8 +79,11 @@ def epochs_of(t: FrozenTrial, first: int) -> int:
 
 def superseded(trials: Iterable[FrozenTrial]) -> dict[int, int]:
     """Trial number -> the promotion of it that finished (whose score replaces its own)."""
-    return {promo["from"]: t.number for t in trials
-            if t.state == TrialState.COMPLETE and (promo := promotion_of(t))}  # fmt: skip
+    return {
+        promo["from"]: t.number
+        for t in trials
+        if t.state == TrialState.COMPLETE and (promo := promotion_of(t))
+    }
 
 
 def claimed(trials: Iterable[FrozenTrial]) -> set[int]:
@@ -103,7 +107,7 @@ def extra_of(t: FrozenTrial) -> dict | None:
 
 
 def _seconds(t: FrozenTrial) -> float:
-    return float(t.user_attrs.get("duration_s") or 0.0)
+    return float(t.user_attrs.get(DURATION) or 0.0)
 
 
 def _trained_epochs(t: FrozenTrial, first: int) -> int:
@@ -115,15 +119,18 @@ def _trained_epochs(t: FrozenTrial, first: int) -> int:
 def estimate_s(t: FrozenTrial, epochs: int, first: int) -> float:
     """Seconds a trial of ``t``'s candidate that trains ``epochs`` epochs will take: ``t``'s
     time per epoch, plus what ``t`` spent besides training (building, measuring)."""
-    train = float(t.user_attrs.get("train_s") or 0.0)
+    train = float(t.user_attrs.get(TRAIN_S) or 0.0)
     per_epoch = train / max(_trained_epochs(t, first), 1)
     return per_epoch * epochs + max(_seconds(t) - train, 0.0)
 
 
 def extra_seconds(trials: list[FrozenTrial]) -> float:
     """Seconds promotions and second seeds took (every attempt), or will take if not done."""
-    return sum(_seconds(t) if t.state in FINISHED else float(extra.get("estimate_s", 0.0))
-               for t in trials if (extra := extra_of(t)))  # fmt: skip
+    return sum(
+        _seconds(t) if t.state in FINISHED else float(extra.get("estimate_s", 0.0))
+        for t in trials
+        if (extra := extra_of(t))
+    )
 
 
 def first_seconds(trials: list[FrozenTrial]) -> float:
@@ -139,12 +146,19 @@ def current(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The results that compete: trained, feasible, not superseded by a finished promotion,
     and not a second seed (which measures noise, not another candidate)."""
     replaced = superseded(trials)
-    return [t for t in trials if t.state == TrialState.COMPLETE and feasible(t)
-            and t.number not in replaced and replicate_of(t) is None]  # fmt: skip
+    return [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and feasible(t)
+        and t.number not in replaced
+        and replicate_of(t) is None
+    ]
 
 
-def due(trials: list[FrozenTrial], plan: Plan, *, budget: int, finished: int) -> tuple[
-    FrozenTrial, int, int] | None:  # fmt: skip
+def due(
+    trials: list[FrozenTrial], plan: Plan, *, budget: int, finished: int
+) -> tuple[FrozenTrial, int, int] | None:
     """The trial to promote now, its rung's epochs and those it goes on to, or None: the
     deepest rung first,
     each trial among the best ``1/ETA`` of its rung's results and not promoted yet, while the
@@ -199,8 +213,13 @@ def due_replicate(
     results = current(trials)
     front = layers(results, plan.objectives)[0] if results else []
     first, room = plan.rungs[0], _time_left(trials, plan)
-    waiting = [t for t in front if promotion_of(t) and t.number not in done
-               and estimate_s(t, epochs_of(t, first), first) <= room]  # fmt: skip
+    waiting = [
+        t
+        for t in front
+        if promotion_of(t)
+        and t.number not in done
+        and estimate_s(t, epochs_of(t, first), first) <= room
+    ]
     waiting.sort(key=lambda t: -epochs_of(t, first))  # stable: accuracy next
     return waiting[0] if waiting else None
 
@@ -213,20 +232,12 @@ def ranked(trials: list[FrozenTrial], objectives: tuple[str, ...]) -> list[Froze
 def layers(trials: list[FrozenTrial], objectives: tuple[str, ...]) -> list[list[FrozenTrial]]:
     """Non-dominated layers over ``objectives`` (the first is the front), each sorted by
     accuracy, best first (then by trial number)."""
-    signs = [-1.0 if get_objective(n).maximize else 1.0 for n in objectives]
-    losses = {t.number: [s * v for s, v in zip(signs, t.values, strict=True)] for t in trials}
+    points = minimised([t.values for t in trials], objectives)
     acc = objectives.index("val_accuracy") if "val_accuracy" in objectives else 0
-
-    def dominates(a: list[float], b: list[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
-
-    left, out = list(trials), []
-    while left:
-        layer = [t for t in left if not any(dominates(losses[o.number], losses[t.number])
-                                            for o in left)]  # fmt: skip
-        out.append(sorted(layer, key=lambda t: (losses[t.number][acc], t.number)))
-        left = [t for t in left if t not in layer]
-    return out
+    return [
+        sorted((trials[i] for i in layer), key=lambda t: (points[trials.index(t)][acc], t.number))
+        for layer in nondominated_layers(points)
+    ]
 
 
 def enqueue(study: optuna.Study, parent: FrozenTrial, since: int, epochs: int) -> None:
@@ -236,12 +247,21 @@ def enqueue(study: optuna.Study, parent: FrozenTrial, since: int, epochs: int) -
     lineage = mine["lineage"] if mine else parent.number
     # ``parent`` scored at ``since`` epochs, whatever the first rung: all the estimate needs.
     cost = estimate_s(parent, epochs - since, first=since)
-    promo = {"from": parent.number, "lineage": lineage, "epochs": epochs, "parent_epochs": since,
-             "estimate_s": round(cost, 2)}  # fmt: skip
-    study.add_trial(optuna.create_trial(
-        state=TrialState.WAITING, params=parent.params, distributions=parent.distributions,
-        system_attrs={PROMOTION_ATTR: promo},
-    ))  # fmt: skip
+    promo = {
+        "from": parent.number,
+        "lineage": lineage,
+        "epochs": epochs,
+        "parent_epochs": since,
+        "estimate_s": round(cost, 2),
+    }
+    study.add_trial(
+        optuna.create_trial(
+            state=TrialState.WAITING,
+            params=parent.params,
+            distributions=parent.distributions,
+            system_attrs={PROMOTION_ATTR: promo},
+        )
+    )
 
 
 def enqueue_replicate(study: optuna.Study, of: FrozenTrial, first: int) -> None:
@@ -250,9 +270,18 @@ def enqueue_replicate(study: optuna.Study, of: FrozenTrial, first: int) -> None:
     mine = promotion_of(of)
     lineage = mine["lineage"] if mine else of.number
     epochs = epochs_of(of, first)
-    rep = {"of": of.number, "lineage": lineage, "epochs": epochs, "seed": SECOND_SEED,
-           "estimate_s": round(estimate_s(of, epochs, first), 2)}  # fmt: skip
-    study.add_trial(optuna.create_trial(
-        state=TrialState.WAITING, params=of.params, distributions=of.distributions,
-        system_attrs={REPLICATE_ATTR: rep},
-    ))  # fmt: skip
+    rep = {
+        "of": of.number,
+        "lineage": lineage,
+        "epochs": epochs,
+        "seed": SECOND_SEED,
+        "estimate_s": round(estimate_s(of, epochs, first), 2),
+    }
+    study.add_trial(
+        optuna.create_trial(
+            state=TrialState.WAITING,
+            params=of.params,
+            distributions=of.distributions,
+            system_attrs={REPLICATE_ATTR: rep},
+        )
+    )

@@ -12,12 +12,13 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from autodistill.errors import UserError
-from autodistill.objectives import OBJECTIVES, get_objective
+from autodistill.objectives import OBJECTIVES, get_objective, minimised, nondominated_layers
 from autodistill.spaces import Candidate
+from autodistill.study import private, record
 from autodistill.study.opening import front_retimed, study_objectives
 from autodistill.study.promotion import current, promotion_of, replicate_of, superseded
+from autodistill.study.record import TrialRecord
 from autodistill.study.storage import retries
-from autodistill.study.supervisor import CRASHED_ATTR
 
 log = logging.getLogger(__name__)
 TARGET_COLUMNS = ("runtime", "precision", "recipe", "device", "hardware", "threads", "batch")
@@ -30,10 +31,7 @@ def front_trials(study: optuna.Study) -> list[FrozenTrial]:
     trials = study.get_trials(deepcopy=False)
     if not any(promotion_of(t) or replicate_of(t) for t in trials):
         return study.best_trials
-    # Optuna's own non-dominated filter (private, so reached from this one place only).
-    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
-
-    return _get_pareto_front_trials_by_trials(current(trials), study.directions)
+    return private.pareto_front(current(trials), study.directions)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -43,13 +41,29 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     retried = retries(trials)
     replaced = superseded(trials)
     seconds = second_seeds(trials)
-    rows = [_row(t, t.number in front, retried.get(t.number), replaced.get(t.number),
-                 seconds.get(t.number)) for t in trials]  # fmt: skip
+    rows = [
+        _row(
+            t,
+            t.number in front,
+            retried.get(t.number),
+            replaced.get(t.number),
+            seconds.get(t.number),
+        )
+        for t in trials
+    ]
     frame = pd.DataFrame(rows)
     counts = [n for n, o in OBJECTIVES.items() if o.decimals == 0]
     # Counts stay integers even where a trial has none (pandas would make the column float).
-    for column in (*counts, "latency_threads", "latency_batch", "latency_of", "retry_of",
-                   "epochs_trained", "promoted_from", "replicate_of"):  # fmt: skip
+    for column in (
+        *counts,
+        "latency_threads",
+        "latency_batch",
+        "latency_of",
+        "retry_of",
+        "epochs_trained",
+        "promoted_from",
+        "replicate_of",
+    ):
         if column in frame:
             frame[column] = frame[column].astype("Int64")
     frame.attrs["objectives"] = study_objectives(study)
@@ -74,55 +88,37 @@ def _side_by_side(frame: pd.DataFrame, retimed: dict[str, dict[str, Any]]) -> No
     frame["latency_side_by_side"] = mask
     front = frame.index[frame["pareto"].astype(bool)]
     names = [n for n in frame.attrs["objectives"] if n in frame]
-    signs = np.array([-1.0 if OBJECTIVES[n].maximize else 1.0 for n in names])
-    values = frame.loc[front, names].to_numpy(dtype=float) * signs  # smaller is better
-    for i, row in zip(front, values, strict=True):
-        if ((values <= row).all(axis=1) & (values < row).any(axis=1)).any():
+    kept = nondominated_layers(minimised(frame.loc[front, names], names))[:1]
+    for j, i in enumerate(front):
+        if not kept or j not in kept[0]:
             frame.loc[i, "pareto"] = False
 
 
 def second_seeds(trials: list[FrozenTrial]) -> dict[int, float]:
     """Trial number -> the validation accuracy its second seed reached (finished ones)."""
-    return {rep["of"]: float(t.user_attrs["val_accuracy"]) for t in trials
-            if t.state == TrialState.COMPLETE and (rep := replicate_of(t))
-            and t.user_attrs.get("val_accuracy") is not None}  # fmt: skip
+    return {
+        rep["of"]: float(t.user_attrs["val_accuracy"])
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and (rep := replicate_of(t))
+        and t.user_attrs.get("val_accuracy") is not None
+    }
 
 
 def _row(
-    t: FrozenTrial, on_front: bool, retried_as: int | None, promoted_as: int | None,
+    t: FrozenTrial,
+    on_front: bool,
+    retried_as: int | None,
+    promoted_as: int | None,
     second_seed: float | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    a = t.user_attrs
-    cand = Candidate.from_dict(a["candidate"]) if a.get("candidate") else None
-    state = t.state.name
-    if replicate_of(t) is not None and t.state == TrialState.COMPLETE:
-        state = "SECOND_SEED"  # the same candidate again, another seed: noise, not a candidate
-    elif promoted_as is not None:
-        state = "PROMOTED"  # trained on as trial ``promoted_as``, whose score replaces this one
-    elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "below_floor" in a:
-        state = "BELOW_FLOOR"  # under --min-accuracy, trained or stopped: off the front
-    elif t.state == TrialState.PRUNED and "infeasible" in a:
-        state = "INFEASIBLE"
-    elif t.state == TrialState.PRUNED and "stopped" in a:
-        state = "STOPPED"  # early: dominated at an epoch rung; val_accuracy is the rung's
-    elif t.state == TrialState.FAIL and a.get(CRASHED_ATTR):
-        state = "CRASHED"  # its worker died from a signal, again: not tried a third time
-    reason = (a.get("infeasible") or a.get("stopped") or a.get("below_floor")
-              or a.get("failure_reason"))  # fmt: skip
-    if t.state == TrialState.FAIL and reason is None and a.get("worker"):
-        reason = (f"its worker {a['worker']} stopped sending heartbeats (this candidate was "
-                  "already retried the most times allowed)")  # fmt: skip
-    if promoted_as is not None:
-        reason = f"promoted: trained on for more epochs as trial {promoted_as}"
-    if state == "SECOND_SEED":
-        reason = f"trial {replicate_of(t)['of']} again with seed {a.get('seed')}"
-    if retried_as is not None:
-        state = "RETRIED"  # killed or interrupted; run again as trial ``retried_as``
-        why = reason or f"its worker {a.get('worker') or '?'} stopped sending heartbeats"
-        reason = f"{why}; retried as trial {retried_as}"
+) -> dict[str, Any]:
+    rec = TrialRecord.of(
+        t, promoted_as=promoted_as, retried_as=retried_as, replicate=replicate_of(t)
+    )
+    a, cand = rec.attrs, rec.candidate
     row: dict[str, Any] = {
         "number": t.number,
-        "state": state,
+        "state": rec.state,
         "family": cand.family if cand else None,
         "arch": a.get("arch"),
         "loss": cand.loss if cand else None,
@@ -132,8 +128,8 @@ def _row(
         "latency_disturbed": a.get("latency_disturbed"),
         "duration_s": a.get("duration_s"),
         # The epochs behind the score: the rung reached (at the rung stopped, for STOPPED).
-        "epochs_trained": a.get("epochs_trained")
-        or (_stopped_at(a) if t.state == TrialState.PRUNED else None),
+        "epochs_trained": a.get(record.EPOCHS)
+        or (rec.stopped_at() if t.state == TrialState.PRUNED else None),
         "promoted_from": (promotion_of(t) or {}).get("from"),
         # Noise: what a second seed of the same candidate reached, and how far apart they are.
         "replicate_of": (replicate_of(t) or {}).get("of"),
@@ -142,10 +138,10 @@ def _row(
             abs(second_seed - a["val_accuracy"])
             if second_seed is not None and a.get("val_accuracy") is not None
             else None
-        ),  # fmt: skip
+        ),
         "pareto": on_front,
-        "failure_reason": reason,
-        "crashed": a.get(CRASHED_ATTR),  # the signal that killed its worker (supervisor)
+        "failure_reason": rec.reason,
+        "crashed": a.get(record.CRASHED),  # the signal that killed its worker (supervisor)
         # The target every latency was measured on, and the trial whose measurement of the
         # same architecture it reuses.
         **{f"latency_{k}": a.get(f"latency_{k}") for k in TARGET_COLUMNS},
@@ -158,12 +154,10 @@ def _row(
     }
     for name, value in sorted(t.params.items()):
         row[f"param.{name}"] = value
+    # By how much it broke each constraint (a limit, a floor, the input size).
+    for name, amount in sorted(rec.violations.items()):
+        row[f"violation.{name}"] = amount
     return row
-
-
-def _stopped_at(attrs: dict[str, Any]) -> int | None:
-    rungs = attrs.get("rung_accuracy") or {}
-    return max((int(k) for k in rungs), default=None) if "val_accuracy" in attrs else None
 
 
 def front_summary(study: optuna.Study) -> str:
@@ -178,9 +172,11 @@ def front_summary(study: optuna.Study) -> str:
     first, second = get_objective(names[acc]), get_objective(names[other])
     best = max(front, key=lambda t: t.values[acc])
     end = max(front, key=lambda t: t.values[other] * (1 if second.maximize else -1))
-    return (f"front {len(front)} | best {first.text(best.values[acc])} | at the other end "
-            f"{second.text(end.values[other])} {names[other]} @ "
-            f"{first.text(end.values[acc])}")  # fmt: skip
+    return (
+        f"front {len(front)} | best {first.text(best.values[acc])} | at the other end "
+        f"{second.text(end.values[other])} {names[other]} @ "
+        f"{first.text(end.values[acc])}"
+    )
 
 
 def trial_candidate(
@@ -194,12 +190,16 @@ def trial_candidate(
         raise UserError(f"no trial {number} in this run; it has trials 0..{len(trials) - 1}")
     t = trials[number]
     if trained and t.state != TrialState.COMPLETE:
-        raise UserError(f"trial {number} {_what_happened(t)}, not a trained student; "
-                        "pick a completed one (see trials.csv)")  # fmt: skip
-    if not t.user_attrs.get("candidate"):
-        raise UserError(f"trial {number} {_what_happened(t)} before its architecture was "
-                        "recorded: there is no student to build")  # fmt: skip
-    return Candidate.from_dict(t.user_attrs["candidate"]), dict(t.user_attrs)
+        raise UserError(
+            f"trial {number} {_what_happened(t)}, not a trained student; "
+            "pick a completed one (see trials.csv)"
+        )
+    if not t.user_attrs.get(record.CANDIDATE):
+        raise UserError(
+            f"trial {number} {_what_happened(t)} before its architecture was "
+            "recorded: there is no student to build"
+        )
+    return Candidate.from_dict(t.user_attrs[record.CANDIDATE]), dict(t.user_attrs)
 
 
 def _what_happened(t: FrozenTrial) -> str:
@@ -212,8 +212,11 @@ def _what_happened(t: FrozenTrial) -> str:
         if "below_floor" in a:
             return "stayed below the accuracy floor"
         return "was stopped early (dominated at an epoch rung)"
-    return {TrialState.FAIL: "failed", TrialState.RUNNING: "is still running",
-            TrialState.WAITING: "is waiting to run"}.get(t.state, "is complete")  # fmt: skip
+    return {
+        TrialState.FAIL: "failed",
+        TrialState.RUNNING: "is still running",
+        TrialState.WAITING: "is waiting to run",
+    }.get(t.state, "is complete")
 
 
 def normalized_objectives(values: np.ndarray, objectives: tuple[str, ...]) -> np.ndarray:
@@ -228,11 +231,8 @@ def hypervolume(values: np.ndarray, objectives: tuple[str, ...]) -> float:
     point is the worst corner (1, ..., 1)."""
     if len(values) == 0:
         return 0.0
-    # Optuna's exact WFG implementation; private, so it is reached from this one place only.
-    from optuna._hypervolume import compute_hypervolume
-
     ref = np.ones(len(objectives))
-    return float(compute_hypervolume(normalized_objectives(values, objectives), ref))
+    return private.hypervolume(normalized_objectives(values, objectives), ref)
 
 
 def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
@@ -261,8 +261,9 @@ def importances(study: optuna.Study, top: int = 12) -> dict[str, float]:
     for t in done:
         for name, value in t.params.items():
             values.setdefault(name, []).append(value)
-    common = [name for name, seen in values.items()
-              if len(seen) >= len(done) / 2 and len(set(seen)) > 1]  # fmt: skip
+    common = [
+        name for name, seen in values.items() if len(seen) >= len(done) / 2 and len(set(seen)) > 1
+    ]
     if not common:
         return {}
     try:

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import warnings
+import weakref
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -25,13 +26,14 @@ from typing import Any
 
 import optuna
 from filelock import FileLock
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, _CachedStorage
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
-from autodistill.config import mask_url
+from autodistill.config import HEARTBEAT_S, mask_url
 from autodistill.errors import UserError, first_line
 from autodistill.files import atomic_path
+from autodistill.study import private
 from autodistill.study.database import (
     RECONNECT_S,
     advisory_lock,
@@ -39,10 +41,11 @@ from autodistill.study.database import (
     reconnecting,
     retrying,
 )
+from autodistill.study.record import FAILURE, WORKER
 
 log = logging.getLogger(__name__)
 DEFAULT_STORAGE_FILE = "study.journal"
-HEARTBEAT_S = 60  # a database worker silent for GRACE x this long is taken as dead
+
 GRACE = 3
 MAX_RETRIES = 2  # a candidate that kills its worker every time (out of memory) stops there
 
@@ -76,8 +79,10 @@ def open_storage(url: str | None, run_dir: Path, *, heartbeat_s: int = HEARTBEAT
     if "://" not in url:
         path = Path(url)
         if not path.parent.is_dir():
-            raise UserError(f"storage {url!r}: folder {path.parent} does not exist; create "
-                            "it, or choose another --storage")  # fmt: skip
+            raise UserError(
+                f"storage {url!r}: folder {path.parent} does not exist; create "
+                "it, or choose another --storage"
+            )
         return _journal(path)
     try:
         return reconnecting(_rdb(url, heartbeat_s))
@@ -159,8 +164,12 @@ def repair_journal(path: Path) -> int:
     if dropped:
         with atomic_path(path) as tmp:
             tmp.write_bytes(b"".join(kept))
-        log.warning("study journal %s: dropped %d damaged record(s) left by a cut-off write; "
-                    "the trials recorded before it are kept", path, dropped)  # fmt: skip
+        log.warning(
+            "study journal %s: dropped %d damaged record(s) left by a cut-off write; "
+            "the trials recorded before it are kept",
+            path,
+            dropped,
+        )
     return dropped
 
 
@@ -169,11 +178,6 @@ def _parses(line: bytes) -> bool:
         return isinstance(json.loads(line), dict)
     except ValueError:
         return False
-
-
-def _backend(storage: BaseStorage) -> BaseStorage:
-    """The storage under Optuna's in-process cache (which wraps a database storage)."""
-    return storage._backend if isinstance(storage, _CachedStorage) else storage
 
 
 def worker_id() -> str:
@@ -198,7 +202,7 @@ def claim(storage: BaseStorage, study_name: str) -> Iterator[None]:
     A journal file or SQLite database is locked with a file beside it; PostgreSQL with a
     session advisory lock, which the server releases if the worker dies holding it.
     """
-    backend = _backend(storage)
+    backend = private.backend(storage)
     path = _lock_file(backend)
     if path is not None:
         with FileLock(f"{path}.claim.lock"):
@@ -217,7 +221,10 @@ def claim(storage: BaseStorage, study_name: str) -> Iterator[None]:
             except BaseException:
                 conn.close()
                 raise
-            backend._autodistill_claim_stuck = not locked  # type: ignore[attr-defined]
+            if locked:
+                _STUCK.discard(backend)
+            else:
+                _STUCK.add(backend)
             return conn, locked
 
         # A server restart costs a pause here too, as in every other storage call.
@@ -235,33 +242,37 @@ def claim(storage: BaseStorage, study_name: str) -> Iterator[None]:
     yield
 
 
+# Database storages whose last claim waited in vain (a paused worker holds the lock).
+_STUCK: weakref.WeakSet[BaseStorage] = weakref.WeakSet()
+
+
 def _claim_patience(backend: RDBStorage) -> float:
     """How long to wait for a claim: a worker holds it for a moment, so one that holds it this
     long is paused (SIGSTOP, a suspended VM) and would block every other worker. Once one
     claim has waited that long in vain, the next ones wait a moment only, until the lock is
     taken again."""
-    if getattr(backend, "_autodistill_claim_stuck", False):
+    if backend in _STUCK:
         return 1.0
     return max(10.0, 2.0 * GRACE * (backend.get_heartbeat_interval() or HEARTBEAT_S))
 
 
 def _lock_file(backend: BaseStorage) -> str | None:
     if isinstance(backend, JournalStorage):
-        return getattr(backend._backend, "_file_path", None)
+        return private.journal_file(backend)
     if isinstance(backend, RDBStorage) and backend.engine.dialect.name == "sqlite":
         return backend.engine.url.database
     return None
 
 
 def has_heartbeat(storage: BaseStorage) -> bool:
-    backend = _backend(storage)
+    backend = private.backend(storage)
     return isinstance(backend, RDBStorage) and backend.get_heartbeat_interval() is not None
 
 
 @contextmanager
 def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
     """Beat for ``trial_id`` from a background thread while the trial runs (databases only)."""
-    backend = _backend(storage)
+    backend = private.backend(storage)
     if not has_heartbeat(storage):
         yield
         return
@@ -292,7 +303,7 @@ def recover_stale(study: optuna.Study) -> None:
     On a database the heartbeat decides; on a journal file, a trial is stale when its worker
     ran on this host and its process is gone.
     """
-    if has_heartbeat(study._storage):
+    if has_heartbeat(private.storage_of(study)):
         optuna.storages.fail_stale_trials(study)
         _clear_inherited(study)
         return
@@ -304,11 +315,11 @@ def recover_stale(study: optuna.Study) -> None:
 def retry(study: optuna.Study, number: int, reason: str) -> None:
     """Fail a running trial with ``reason`` and queue it again with the same parameters
     (unless it already finished: another worker judged it stale first)."""
-    storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    storage = private.storage_of(study)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(private.study_id(study), number)
     if storage.get_trial(trial_id).state != TrialState.RUNNING:
         return
-    storage.set_trial_user_attr(trial_id, "failure_reason", reason)
+    storage.set_trial_user_attr(trial_id, FAILURE, reason)
     study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
     # A copy: the journal storage hands out its cached trial, whose retry history the
     # callback would otherwise extend in place.
@@ -320,7 +331,7 @@ def retry(study: optuna.Study, number: int, reason: str) -> None:
 def beat_once(storage: BaseStorage, trial_id: int) -> None:
     """A first heartbeat at once: a trial without one is never found stale by Optuna."""
     if has_heartbeat(storage):
-        _backend(storage).record_heartbeat(trial_id)
+        private.backend(storage).record_heartbeat(trial_id)
 
 
 def _clear_inherited(study: optuna.Study) -> None:
@@ -329,7 +340,7 @@ def _clear_inherited(study: optuna.Study) -> None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         for key, value in t.user_attrs.items():
             if value is not None:
-                study._storage.set_trial_user_attr(t._trial_id, key, None)
+                private.storage_of(study).set_trial_user_attr(private.trial_id(t), key, None)
 
 
 def retries(trials: list[FrozenTrial]) -> dict[int, int]:
@@ -346,7 +357,7 @@ def _dead_here(trial: FrozenTrial) -> bool:
 
     A running trial with no worker recorded was left by a version that ran one process only.
     """
-    worker = trial.user_attrs.get("worker")
+    worker = trial.user_attrs.get(WORKER)
     if not worker or worker == worker_id():  # this process runs one trial at a time
         return True
     host, pid, start = parse_worker(str(worker))
@@ -384,5 +395,5 @@ def liveness_known(storage: BaseStorage, trial: FrozenTrial) -> bool:
     """Whether this worker can tell if ``trial``'s worker dies (so waiting on it is safe)."""
     if has_heartbeat(storage):
         return True
-    host, _, _ = parse_worker(str(trial.user_attrs.get("worker") or ""))
+    host, _, _ = parse_worker(str(trial.user_attrs.get(WORKER) or ""))
     return host == socket.gethostname()

@@ -24,11 +24,12 @@ from optuna.trial import FrozenTrial, TrialState
 from autodistill.errors import Interrupted
 from autodistill.processes import signal_text
 from autodistill.signals import deferred
+from autodistill.study import private
+from autodistill.study.record import CRASHED, WORKER
 from autodistill.study.storage import claim, parse_worker, retry
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 120  # how long an interrupted worker may take to record its trial and leave
-CRASHED_ATTR = "crashed"  # trial user attribute: the signal that killed the trial's worker
 INTERRUPTED = 130  # a worker's exit status after Ctrl-C or SIGTERM, its trial queued again
 MAX_CRASHES = 2  # a candidate whose worker crashes this many times is not tried again
 FRUITLESS_RESTARTS = 3  # workers in a row that die before running any trial: give up
@@ -111,7 +112,7 @@ def record_crash(study: optuna.Study, pid: int, exitcode: int) -> list[int]:
     numbers."""
     how = signal_text(exitcode)
     lost = []
-    with deferred(), claim(study._storage, study.study_name):
+    with deferred(), claim(private.storage_of(study), study.study_name):
         trials = study.get_trials(deepcopy=False)
         by_number = {t.number: t for t in trials}
         for t in trials:
@@ -121,12 +122,14 @@ def record_crash(study: optuna.Study, pid: int, exitcode: int) -> list[int]:
             earlier = [
                 by_number[n] for n in t.system_attrs.get("retry_history", []) if n in by_number
             ]
-            crashes = 1 + sum(bool(e.user_attrs.get(CRASHED_ATTR)) for e in earlier)
+            crashes = 1 + sum(bool(e.user_attrs.get(CRASHED)) for e in earlier)
             reason = f"its worker (pid {pid}) was killed by {how} while it ran {_candidate(t)}"
-            study._storage.set_trial_user_attr(t._trial_id, CRASHED_ATTR, how.split()[0])
+            private.storage_of(study).set_trial_user_attr(
+                private.trial_id(t), CRASHED, how.split()[0]
+            )
             if crashes >= MAX_CRASHES:
-                study._storage.set_trial_user_attr(
-                    t._trial_id,
+                private.storage_of(study).set_trial_user_attr(
+                    private.trial_id(t),
                     "failure_reason",
                     f"{reason}; it crashed {crashes} times, so it is not tried again",
                 )
@@ -138,7 +141,7 @@ def record_crash(study: optuna.Study, pid: int, exitcode: int) -> list[int]:
 
 
 def _ran_in(trial: FrozenTrial, pid: int) -> bool:
-    host, worker_pid, _ = parse_worker(str(trial.user_attrs.get("worker") or ""))
+    host, worker_pid, _ = parse_worker(str(trial.user_attrs.get(WORKER) or ""))
     return host == socket.gethostname() and worker_pid == str(pid)
 
 

@@ -18,80 +18,73 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.storages import BaseStorage
 
-from autodistill.config import CHECKPOINTS_DIR, LATER_DEFINING, STUDY_DEFINING, SearchConfig
+from autodistill.config import SearchConfig
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
-from autodistill.prepare import Prepared, prepare
+from autodistill.identity import (
+    INPUT_ATTR,
+    SETTINGS_ATTR,
+    SPACE_ATTR,
+    recorded_settings,
+)
+from autodistill.prepare import Prepared
 from autodistill.processes import adopt, inherited, process_context
 from autodistill.processes import start as start_process
 from autodistill.recipe import build
 from autodistill.reference import PASSES, Reference, ReferenceRecord
+from autodistill.rundir import CHECKPOINTS_DIR
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import Candidate, SearchSpace, load_space
 from autodistill.study.controller import run
 from autodistill.study.evaluate import Limits, TrialContext
+from autodistill.study.handle import Run
 from autodistill.study.opening import (
-    SPACE_ATTR,
     front_retimed,
     latency_reference,
     open_study,
     record_front_retimed,
     record_latency_reference,
-    recorded_identity,
 )
 from autodistill.study.promotion import rungs_for
+from autodistill.study.record import CANDIDATE
 from autodistill.study.results import front_trials
-from autodistill.study.storage import DEFAULT_STORAGE_FILE, open_storage, quiet_optuna_logs
+from autodistill.study.storage import quiet_optuna_logs
 from autodistill.study.supervisor import supervise
 
 log = logging.getLogger(__name__)
-TEACHER_ATTR = "teacher_sha256"  # study user attribute (from Prepared.identity): the teacher hash
-INPUT_ATTR = "input"  # study user attribute: the input spec its students are built for
-
-
-def open_run_storage(config: SearchConfig) -> BaseStorage:
-    """The run's storage (the journal in the run dir by default), with the run's heartbeat."""
-    return open_storage(config.storage, config.run_dir, heartbeat_s=config.heartbeat_s)
-
-
-def recorded_teacher(config: SearchConfig, storage: BaseStorage | None = None) -> str | None:
-    """The teacher weights' hash the run's study recorded, or None for a study not made yet."""
-    if storage is None:
-        if not (config.run_dir / DEFAULT_STORAGE_FILE).is_file():
-            return None
-        storage = open_run_storage(config)
-    return recorded_identity(storage, config.name).get(TEACHER_ATTR)
 
 
 def join_study(
-    config: SearchConfig,
-    prep: Prepared,
-    space: SearchSpace,
-    storage: BaseStorage | None = None,
-    *,
-    samples: bool = True,
+    run: Run, prep: Prepared, space: SearchSpace, *, samples: bool = True
 ) -> optuna.Study:
     """Create or join the run's study, refusing a different teacher, space or settings
     (``samples``: as ``open_study``)."""
-    storage = storage if storage is not None else open_run_storage(config)
+    config = run.config
     # Every worker of a study, on any machine, must train and time trials the same way.
-    settings = {k: getattr(config, k) for k in STUDY_DEFINING
-                if k not in LATER_DEFINING or getattr(config, k) != LATER_DEFINING[k]}  # fmt: skip
-    # As it resolves: a CPU worker (fp32) and a GPU worker (bf16) of one "auto" train unlike.
-    settings["precision"] = config.resolved_precision
-    settings.update(early_stop=config.early_stop, heartbeat_s=config.heartbeat_s)
     data = prep.data
-    spec = {"in_chans": data.in_chans, "image_size": data.image_size,
-            "num_classes": data.num_classes}  # fmt: skip
-    identity = {**prep.identity, SPACE_ATTR: space.fingerprint(),
-                "settings": json.dumps(settings, sort_keys=True),
-                INPUT_ATTR: json.dumps(spec, sort_keys=True)}  # fmt: skip
+    spec = {
+        "in_chans": data.in_chans,
+        "image_size": data.image_size,
+        "num_classes": data.num_classes,
+    }
+    identity = {
+        **prep.identity,
+        SPACE_ATTR: space.fingerprint(),
+        SETTINGS_ATTR: recorded_settings(config),
+        INPUT_ATTR: json.dumps(spec, sort_keys=True),
+    }
     return open_study(
-        storage, config.name, objectives=config.objectives, sampler_name=config.sampler,
-        seed=config.seed, budget=config.budget, identity=identity, space=space, samples=samples,
-    )  # fmt: skip
+        run.storage,
+        config.name,
+        objectives=config.objectives,
+        sampler_name=config.sampler,
+        seed=config.seed,
+        budget=config.budget,
+        identity=identity,
+        space=space,
+        samples=samples,
+    )
 
 
 def work(
@@ -109,19 +102,32 @@ def work(
     prep = replace(prep, views=prep.views.to(device), data=prep.data.with_train_on(device))
     if config.search_subset is not None:  # trials see a stratified subset, and its views
         index = prep.data.subset_index(config.search_subset, config.seed)
-        prep = replace(prep, data=prep.data.with_train_subset(index),
-                       views=prep.views.take(index))  # fmt: skip
+        prep = replace(prep, data=prep.data.with_train_subset(index), views=prep.views.take(index))
     ctx = TrialContext(
-        data=prep.data, aug=prep.aug, views=prep.views, epochs=config.epochs,
-        limits=_limits(config, prep), seed=config.seed,
-        early_stop=config.early_stop, objectives=config.objectives, device=prep.device,
-        target=config.latency_target, precision=prep.precision,
-        rungs=rungs_for(config.epochs) if config.fidelity == "multi" else (),
+        data=prep.data,
+        aug=prep.aug,
+        views=prep.views,
+        epochs=config.epochs,
+        limits=_limits(config, prep),
+        seed=config.seed,
+        early_stop=config.early_stop,
+        objectives=config.objectives,
+        device=prep.device,
+        target=config.latency_target,
+        precision=prep.precision,
+        rungs=rungs_for(config.epochs) if config.fidelity.kind == "multi" else (),
         checkpoints=config.run_dir / CHECKPOINTS_DIR,
         relative=relative_timing(config, study, prep),
-    )  # fmt: skip
-    return run(study, space, ctx, budget=config.budget, promotions=config.resolved_promotions,
-               promotion_time=config.promotion_time, on_trial=on_trial)  # fmt: skip
+    )
+    return run(
+        study,
+        space,
+        ctx,
+        budget=config.budget,
+        promotions=config.resolved_promotions,
+        promotion_time=config.fidelity.promotion_time,
+        on_trial=on_trial,
+    )
 
 
 def latency_timed(config: SearchConfig) -> bool:
@@ -131,8 +137,9 @@ def latency_timed(config: SearchConfig) -> bool:
 
 def _reference(config: SearchConfig, prep: Prepared) -> Reference:
     data = prep.data
-    return Reference(config.latency_target,
-                     InputSpec(data.in_chans, data.image_size, data.num_classes))  # fmt: skip
+    return Reference(
+        config.latency_target, InputSpec(data.in_chans, data.image_size, data.num_classes)
+    )
 
 
 def start_reference(config: SearchConfig, study: optuna.Study, prep: Prepared) -> None:
@@ -145,8 +152,14 @@ def start_reference(config: SearchConfig, study: optuna.Study, prep: Prepared) -
         return
     record = _reference(config, prep).quiet(config.resolved_cache_dir)
     record_latency_reference(study, record.to_dict())
-    log.info("latency reference %s: quiet %.4f ms (timed %s), now %.4f ms (%s)", record.arch,
-             record.quiet_ms, record.measured_at, record.now_ms, record.target)  # fmt: skip
+    log.info(
+        "latency reference %s: quiet %.4f ms (timed %s), now %.4f ms (%s)",
+        record.arch,
+        record.quiet_ms,
+        record.measured_at,
+        record.now_ms,
+        record.target,
+    )
 
 
 def relative_timing(
@@ -170,13 +183,15 @@ def retime_front(config: SearchConfig, study: optuna.Study, prep: Prepared) -> N
     doc = latency_reference(study)
     if doc is None or not latency_timed(config) or config.latency_target.precision != "fp32":
         return
-    front = {t.number: t for t in front_trials(study) if t.user_attrs.get("candidate")}
+    front = {t.number: t for t in front_trials(study) if t.user_attrs.get(CANDIDATE)}
     before = (front_retimed(study) or {}).get("trials", {})
     if not front or {int(n) for n in before} == set(front):
         return
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
-    models = {n: build(Candidate.from_dict(t.user_attrs["candidate"]), spec, seed=config.seed)
-              for n, t in front.items()}  # fmt: skip
+    models = {
+        n: build(Candidate.from_dict(t.user_attrs[CANDIDATE]), spec, seed=config.seed)
+        for n, t in front.items()
+    }
     timed = _reference(config, prep).side_by_side(models, ReferenceRecord.from_dict(doc).quiet_ms)
     for n, figures in timed.items():
         figures["first_ms"] = front[n].user_attrs.get("latency_ms")
@@ -204,7 +219,7 @@ def run_local_workers(
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
         p = ctx.Process(
-            target=_worker_main, args=(config.to_dict(), index, inheritance), name=f"worker-{index}"
+            target=_worker_main, args=(config, index, inheritance), name=f"worker-{index}"
         )
         start_process(p)
         return p
@@ -231,7 +246,7 @@ def latency_gpu_shared(latency_device: str, train_device: str, jobs: int, gpus: 
     return train_device.lower() == "auto" or train_device.lower().startswith("cuda")
 
 
-def _worker_main(config_dict: dict[str, Any], index: int, inheritance: dict[str, Any]) -> None:
+def _worker_main(config: SearchConfig, index: int, inheritance: dict[str, Any]) -> None:
     """A local worker process: load what the parent prepared, join the study, work.
 
     A process of its own, so it sets its own environment (the parent's), logging and threads,
@@ -239,15 +254,14 @@ def _worker_main(config_dict: dict[str, Any], index: int, inheritance: dict[str,
     """
     adopt(inheritance, f"%(levelname)s worker-{index} %(name)s: %(message)s")
     quiet_optuna_logs()
-    config = spread_over_gpus(SearchConfig.from_dict(config_dict), index)
+    config = spread_over_gpus(config, index)
     torch.set_num_threads(config.resolved_threads)
     try:
         with interrupts_as_exceptions():
             space = load_space(config.space)
-            storage = open_run_storage(config) if config.storage is not None else None
-            expected = recorded_teacher(config, storage)
-            prep = prepare(config, space.teacher_outputs(), teacher_sha256=expected)
-            work(config, join_study(config, prep, space), space, prep)
+            run = Run.of(config)
+            prep = run.prepare()
+            work(config, join_study(run, prep, space), space, prep)
     except KeyboardInterrupt:
         sys.exit(130)
     except UserError as exc:
