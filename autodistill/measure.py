@@ -80,6 +80,7 @@ ROUNDS = 3
 SPREAD = 0.2
 CALLS = 1000  # timed calls a measurement aims at, across its rounds
 MIN_RUN_S = 0.06
+WARMUP_S = 0.05  # untimed calls last at least this long
 BLOCK_S = 1e-3  # calls are timed in blocks this long
 
 
@@ -128,13 +129,14 @@ def time_call(
     device: str,
     warmup: int = 10,
     min_run_time: float = 0.3,
-    warmup_s: float = 0.05,
+    warmup_s: float | None = None,
     sync: Callable[[], object] | None = None,
 ) -> Latency:
     """The one timing protocol, for PyTorch and ONNX Runtime alike: after at least ``warmup``
-    untimed calls lasting at least ``warmup_s`` (a few runs of a 1 ms model do not warm caches
-    and clocks), ``ROUNDS`` rounds share the time ``CALLS`` calls take (at least ``MIN_RUN_S``,
-    at most ``min_run_time``: a 0.05 ms student needs no 6,000 calls), and the median of the
+    untimed calls lasting at least ``warmup_s`` (``WARMUP_S`` by default; a few runs of a 1 ms
+    model do not warm caches and clocks), ``ROUNDS`` rounds share the time ``CALLS`` calls
+    take (at least ``MIN_RUN_S``, at most ``min_run_time``: a 0.05 ms student needs no 6,000
+    calls), and the median of the
     least disturbed round is the latency. Rounds that disagree by more than ``SPREAD`` are
     repeated once; if the fastest ``ROUNDS`` of them still disagree so, the latency is flagged
     ``disturbed``.
@@ -147,7 +149,8 @@ def time_call(
     torch.set_num_threads(threads)
     try:
         start, calls = time.perf_counter(), 0
-        while calls < warmup or time.perf_counter() - start < warmup_s:
+        warm_s = WARMUP_S if warmup_s is None else warmup_s
+        while calls < warmup or time.perf_counter() - start < warm_s:
             call()
             calls += 1
         if sync is not None:

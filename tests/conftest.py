@@ -10,7 +10,8 @@ import torch
 from autodistill.cache import cache_key, compute_views
 from autodistill.data import default_augmentation, load_dataset
 from autodistill.study.evaluate import Limits, TrialContext
-from autodistill.teacher import TeacherRecipe, dataset_fingerprint, prepare_teacher
+from autodistill.teacher import TeacherRecipe
+from autodistill.teacher_store import dataset_fingerprint, prepare_teacher
 
 TEACHER = "test_resnet"  # timm's own tiny test model: trains in a second
 
@@ -18,6 +19,21 @@ TEACHER = "test_resnet"  # timm's own tiny test model: trains in a second
 @pytest.fixture(autouse=True, scope="session")
 def _threads() -> None:
     torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _short_timings(monkeypatch) -> None:
+    """Timings in this process as short as the protocol allows, and no pause between rounds:
+    these tests check what is timed and recorded, not how precisely (benchmarks/ measure
+    that); on a user's machine the pause waits out a slow mode, and
+    tests/test_latency_reference.py checks it. Worker processes of a search time as users'
+    do."""
+    from autodistill import measure, reference
+
+    monkeypatch.setattr(reference, "PAUSE_S", 0.0)
+    monkeypatch.setattr(reference, "PASSES", 3)
+    monkeypatch.setattr(measure, "MIN_RUN_S", 0.02)
+    monkeypatch.setattr(measure, "WARMUP_S", 0.02)
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +123,26 @@ FAST = [
 def shared_cache(tmp_path_factory) -> Path:
     """One teacher cache for every test that only reads it: the FAST teacher is trained once."""
     return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture(scope="session")
+def searched_run(tmp_path_factory, shared_cache) -> Path:
+    """A run searched once with FAST (seed 0), nothing trained: tests copy it (``copy_run``)
+    rather than search again."""
+    from autodistill.cli import main
+
+    out = tmp_path_factory.mktemp("searched")
+    assert main(["search", *FAST, "--out", str(out), "--cache-dir", str(shared_cache)]) == 0
+    return out / "digits-default"
+
+
+def copy_run(run_dir: Path, out: Path) -> Path:
+    """A copy of ``run_dir`` under ``out``, as a search with ``--out out`` would have made it."""
+    import shutil
+
+    copy = out / run_dir.name
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("*.lock"))
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from autodistill.cli import main
-from tests.conftest import FAST
+from tests.conftest import FAST, copy_run
 
 
 @pytest.fixture()
@@ -112,8 +112,8 @@ def test_an_unwritable_output_directory_is_refused_before_any_work(tmp_path, cap
     assert code == 2 and "cannot write to output directory" in err and "--out" in err
 
 
-def test_a_resumed_run_with_other_settings_is_refused(run):
-    assert run()[0] == 0
+def test_a_resumed_run_with_other_settings_is_refused(run, searched_run, tmp_path):
+    copy_run(searched_run, tmp_path)
     code, _, err = run("--epochs", "2")
     assert code == 2 and "epochs: 1 -> 2" in err
 
@@ -125,11 +125,10 @@ def test_spaces_lists_every_space(capsys):
         assert name in out
 
 
-def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(run, tmp_path, capsys):
+def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(searched_run, tmp_path, capsys):
     import json
 
-    assert run()[0] == 0
-    run_dir = tmp_path / "digits-default"
+    run_dir = copy_run(searched_run, tmp_path)
     assert main(["train", str(run_dir), "--pick", "best", "--epochs", "2", "--quiet"]) == 0
     out = capsys.readouterr().out
     trials = pd.read_csv(run_dir / "trials.csv")
@@ -174,14 +173,15 @@ def test_train_rebuilds_a_trial_trains_it_and_tests_it_once(run, tmp_path, capsy
     assert "no trial 99" in capsys.readouterr().err
 
 
-def test_export_writes_an_onnx_file_that_matches_torch_and_an_int8_one(run, tmp_path, capsys):
+def test_export_writes_an_onnx_file_that_matches_torch_and_an_int8_one(
+    searched_run, tmp_path, capsys
+):
     import json
 
     import numpy as np
     import onnxruntime as ort
 
-    assert run()[0] == 0
-    run_dir = tmp_path / "digits-default"
+    run_dir = copy_run(searched_run, tmp_path)
     assert main(["export", str(run_dir)]) == 2  # nothing trained yet: one clear line
     assert "no fully trained student" in capsys.readouterr().err
     assert main(["train", str(run_dir), "--pick", "smallest", "--epochs", "1", "--quiet"]) == 0

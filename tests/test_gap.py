@@ -79,6 +79,8 @@ def test_a_search_says_when_test_is_shifted_from_validation_and_not_otherwise(
                 "1",
                 "--quiet",
                 "--in-process",
+                "--objectives",  # latency is not what this checks: not timed
+                "val_accuracy,params",
                 "--out",
                 str(out),
                 "--space",

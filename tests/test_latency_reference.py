@@ -87,8 +87,12 @@ def test_a_front_timed_in_a_slow_mode_is_timed_again_and_the_quietest_round_kept
     after a pause, and the round at the quiet figure is what is recorded."""
     per_round = ref_mod.PASSES * 3  # passes x (reference + two students)
     ref, models = _faked_front(monkeypatch, iter([2.0] * per_round + [1.0] * per_round))
+    slept = []
+    monkeypatch.setattr(ref_mod, "PAUSE_S", 2.0)
+    monkeypatch.setattr(ref_mod.time, "sleep", slept.append)
     got = ref.side_by_side(models, quiet_ms=0.10)
     assert got[1]["rounds"] == 2 and got[1]["window"] == 1.0 and not got[1]["disturbed"]
+    assert slept == [2.0]  # the pause before the second round, waiting out the slow mode
     assert got[1]["latency_ms"] == pytest.approx(0.05)
 
 

@@ -23,6 +23,9 @@ FAST = [
     "--quiet",
     "--threads",
     "2",
+    # Latency is no part of what repeats (a timing is the machine's): not timed, so cheaper.
+    "--objectives",
+    "val_accuracy,params",
 ]
 # Stated in the README: on CPU with the same thread count, accuracies agree to this many points.
 TOLERANCE_POINTS = 0.5
@@ -52,7 +55,7 @@ def test_the_same_seed_gives_the_same_trials_and_accuracies(tmp_path, shared_cac
 
 def test_another_seed_proposes_other_trials(tmp_path, shared_cache):
     frames = []
-    for seed in ("1", "2"):
+    for seed in ("3", "4"):  # 3's teacher is the same-seed test's: one teacher trained, not two
         out = tmp_path / seed
         args = [
             "search",

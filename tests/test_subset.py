@@ -61,6 +61,7 @@ def test_trials_train_on_the_subset_and_it_defines_the_study(tmp_path, shared_ca
         out=str(tmp_path),
         cache_dir=str(shared_cache),
         in_process=True,
+        objectives="val_accuracy,params",  # the subset is what this checks: latency not timed
     )
     api.search(**args, search_subset=0.25)
     from autodistill.data import load_dataset
