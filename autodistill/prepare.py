@@ -23,7 +23,8 @@ from autodistill.data.sources import load_dataset
 from autodistill.data.splits import DatasetSplits
 from autodistill.latency import LatencyTarget, measure_on_target
 from autodistill.progress import Progress, silent
-from autodistill.teacher import TeacherInfo, TeacherRecipe, dataset_fingerprint, prepare_teacher
+from autodistill.teacher import TeacherInfo, TeacherRecipe
+from autodistill.teacher_store import dataset_fingerprint, prepare_teacher
 
 log = logging.getLogger(__name__)
 BUILD_LOCK = "build.lock"

@@ -3,7 +3,7 @@ benchmarks alike, so ``train --trial N`` rebuilds exactly what the trial ran."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,10 @@ from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits
 from autodistill.families import InputSpec, build_student, get_family
+from autodistill.forward import forward_outputs
+from autodistill.losses import Dims, Distiller, get_loss
 from autodistill.spaces import Candidate
-from autodistill.trainer import TrainConfig, fit, make_distiller
+from autodistill.trainer import TrainConfig, fit
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 DECAY_FRACTION = 0.2  # of a multi-fidelity rung's epochs: the decay branched off its stable phase
@@ -120,3 +122,27 @@ def distil(
         branch=branch,
         start_from=start_from,
     )
+
+
+def make_distiller(
+    loss: str,
+    params: Mapping[str, Any],
+    model: nn.Module,
+    spec_shape: tuple[int, int, int],
+    num_classes: int,
+    views: TeacherViews | None,
+) -> Distiller:
+    """A distiller whose learned modules are sized for this student and teacher."""
+    spec = get_loss(loss)
+    student_dim = 0
+    if "features" in spec.needs:
+        was_training = model.training
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            x = torch.zeros(1, *spec_shape, device=device)
+            feats = forward_outputs(model.eval(), x, {"features"})["features"]
+        model.train(was_training)
+        student_dim = int(feats.shape[1])
+    features = views.outputs.get("features") if views is not None else None
+    teacher_dim = int(features.shape[-1]) if features is not None else 0
+    return Distiller(spec, params, dims=Dims(num_classes, student_dim, teacher_dim))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from autodistill.errors import UserError, first_line
 from autodistill.files import atomic_path
 from autodistill.forward import forward_outputs
 from autodistill.layout import in_layout, training_format
-from autodistill.losses import Dims, Distiller, Outputs, get_loss, total
+from autodistill.losses import Distiller, Outputs, plain, total
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -90,7 +90,7 @@ def fit(
     reads the teacher's cached outputs for exactly that view; the teacher itself is never called.
     Without it, fresh random views are drawn (how the teacher itself is trained).
     """
-    distiller = distiller or Distiller(get_loss("ce"), dims=Dims(0))
+    distiller = distiller or plain()  # no teacher: cross-entropy on the labels
     missing = sorted(distiller.needs - (views.kinds if views is not None else frozenset()))
     if missing:
         raise ValueError(f"loss {distiller.loss.name!r} needs cached teacher {missing}")
@@ -108,34 +108,9 @@ def fit(
     steps_per_epoch = math.ceil(used / cfg.batch_size)
     opt = _optimizer([model, distiller.learned], cfg)
     sched = _scheduler(opt, cfg, steps_per_epoch)
-    history: list[dict[str, float]] = []
-    first = 0
-    resume = checkpoint if checkpoint is not None and checkpoint.is_file() else None
-    if resume is None and start_from is not None and start_from.is_file():
-        resume = start_from
-    if resume is not None:
-        state = _load_checkpoint(resume)
-        if resume == checkpoint and state["config"] != cfg.settings():
-            raise UserError(_other_settings(resume, state["config"], cfg.settings()))
-        mine = cfg.branch_settings()
-        if resume != checkpoint and {k: v for k, v in state["config"].items() if k in mine} != mine:
-            raise UserError(_other_settings(resume, state["config"], cfg.settings()))
-        try:
-            model.load_state_dict(state["model"])
-            distiller.load_state_dict(state["distiller"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
-            if device.type == "cuda" and "cuda_rng" in state:  # dropout drew on the GPU
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
-        except (RuntimeError, ValueError, TypeError, KeyError) as exc:
-            first = first_line(exc)
-            raise UserError(
-                f"training checkpoint {resume} does not fit this student ({first[:200]}); "
-                "delete it to train from the start"
-            ) from None
-        history, first = state["history"], state["epoch"] + 1
+    history, first = _resume(
+        model, distiller, opt, sched, gen, cfg, device, checkpoint=checkpoint, start_from=start_from
+    )
     memory_format = training_format(model, device, cfg.channels_last)
     model.to(memory_format=memory_format)
     model.train()
@@ -198,29 +173,85 @@ def fit(
         targets = [checkpoint] if checkpoint is not None else []
         if branch is not None and cfg.schedule == "wsd" and epoch + 1 == cfg.stable_epochs:
             targets.append(branch)
-        for target in targets:
-            _save(
-                target,
-                {
-                    "config": cfg.settings(),
-                    "epoch": epoch,
-                    "history": history,
-                    "model": model.state_dict(),
-                    "distiller": distiller.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    **(
-                        {"cuda_rng": torch.cuda.get_rng_state(device)}
-                        if device.type == "cuda"
-                        else {}
-                    ),
-                },
-            )
+        if targets:
+            state = _state(model, distiller, opt, sched, gen, cfg, device, epoch, history)
+            for target in targets:
+                _save(target, state)
         if on_epoch is not None:
             on_epoch(epoch, epoch_stats)
     return history
+
+
+def _resume(
+    model: nn.Module,
+    distiller: Distiller,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    gen: torch.Generator,
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    checkpoint: Path | None,
+    start_from: Path | None,
+) -> tuple[list[dict[str, float]], int]:
+    """The history so far and the first epoch to train: a checkpoint of this run (its settings
+    must match), else a shorter run's stable state (``start_from``, with the same settings but
+    its length), restored into the model, distiller, optimizer, schedule and random streams;
+    else nothing, from epoch 0."""
+    resume = checkpoint if checkpoint is not None and checkpoint.is_file() else None
+    if resume is None and start_from is not None and start_from.is_file():
+        resume = start_from
+    if resume is None:
+        return [], 0
+    state = _load_checkpoint(resume)
+    if resume == checkpoint and state["config"] != cfg.settings():
+        raise UserError(_other_settings(resume, state["config"], cfg.settings()))
+    mine = cfg.branch_settings()
+    if resume != checkpoint and {k: v for k, v in state["config"].items() if k in mine} != mine:
+        raise UserError(_other_settings(resume, state["config"], cfg.settings()))
+    try:
+        model.load_state_dict(state["model"])
+        distiller.load_state_dict(state["distiller"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:  # dropout drew on the GPU
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        first = first_line(exc)
+        raise UserError(
+            f"training checkpoint {resume} does not fit this student ({first[:200]}); "
+            "delete it to train from the start"
+        ) from None
+    return state["history"], state["epoch"] + 1
+
+
+def _state(
+    model: nn.Module,
+    distiller: Distiller,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    gen: torch.Generator,
+    cfg: TrainConfig,
+    device: torch.device,
+    epoch: int,
+    history: list[dict[str, float]],
+) -> dict[str, Any]:
+    """The whole training state after ``epoch``: what ``_resume`` restores."""
+    cuda = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
+    return {
+        "config": cfg.settings(),
+        "epoch": epoch,
+        "history": history,
+        "model": model.state_dict(),
+        "distiller": distiller.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        **cuda,
+    }
 
 
 def _scheduler(
@@ -328,30 +359,6 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:  # an interrupted save leaves the previous epoch's checkpoint
         torch.save(state, tmp)
-
-
-def make_distiller(
-    loss: str,
-    params: Mapping[str, Any],
-    model: nn.Module,
-    spec_shape: tuple[int, int, int],
-    num_classes: int,
-    views: TeacherViews | None,
-) -> Distiller:
-    """A distiller whose learned modules are sized for this student and teacher."""
-    spec = get_loss(loss)
-    student_dim = 0
-    if "features" in spec.needs:
-        was_training = model.training
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            x = torch.zeros(1, *spec_shape, device=device)
-            feats = forward_outputs(model.eval(), x, {"features"})["features"]
-        model.train(was_training)
-        student_dim = int(feats.shape[1])
-    features = views.outputs.get("features") if views is not None else None
-    teacher_dim = int(features.shape[-1]) if features is not None else 0
-    return Distiller(spec, params, dims=Dims(num_classes, student_dim, teacher_dim))
 
 
 def _optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -26,7 +26,8 @@ from autodistill.losses import LOSSES
 from autodistill.measure import count_params, device_name
 from autodistill.recipe import distil, recipe_for
 from autodistill.spaces import Candidate
-from autodistill.teacher import TeacherRecipe, dataset_fingerprint, prepare_teacher
+from autodistill.teacher import TeacherRecipe
+from autodistill.teacher_store import dataset_fingerprint, prepare_teacher
 from autodistill.trainer import evaluate
 
 STUDENTS = {  # fixed points of search_spaces/default.yaml

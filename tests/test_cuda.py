@@ -49,7 +49,8 @@ def test_a_training_step_never_waits_for_the_gpu(
     family with every loss, in both precisions."""
     from autodistill.data import default_augmentation
     from autodistill.losses import get_loss
-    from autodistill.trainer import TrainConfig, evaluate, fit, make_distiller
+    from autodistill.recipe import make_distiller
+    from autodistill.trainer import TrainConfig, evaluate, fit
 
     monkeypatch.setenv("AUTODISTILL_SYNC_DEBUG", "error")
     model = _student(digits, family).to(GPU)
@@ -146,7 +147,8 @@ def test_the_teacher_retrains_on_the_gpu_to_the_same_weights(digits, tmp_path):
     """Deterministic kernels while the teacher trains (device.deterministic): a damaged cache
     rebuilt on a GPU is the teacher the study recorded, verified by hash."""
     from autodistill.data import default_augmentation
-    from autodistill.teacher import TeacherRecipe, prepare_teacher
+    from autodistill.teacher import TeacherRecipe
+    from autodistill.teacher_store import prepare_teacher
 
     aug = default_augmentation(digits.name, digits.image_size)
     hashes = []
@@ -185,7 +187,7 @@ def test_the_teacher_trains_on_the_gpu_without_waiting(digits, monkeypatch):
 def test_a_cache_built_on_the_gpu_is_read_on_the_cpu_under_the_same_key(digits, teacher, tmp_path):
     from autodistill.cache import cache_key, compute_views, load_views
     from autodistill.data import default_augmentation
-    from autodistill.teacher import dataset_fingerprint
+    from autodistill.teacher_store import dataset_fingerprint
 
     info, model = teacher
     aug = default_augmentation(digits.name, digits.image_size)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from autodistill import teacher as teacher_mod
+from autodistill import teacher_store
 from autodistill.data import default_augmentation
 from autodistill.device import deterministic
 from autodistill.measure import device_name
@@ -53,7 +54,7 @@ def test_the_teacher_latency_is_timed_on_a_cpu_copy_and_says_where(digits, teach
 
     monkeypatch.setattr(teacher_mod, "measure_latency", spy)
     _, model = teacher
-    info = teacher_mod._describe(model, "test_resnet", digits, "trained: x", 1.0, threads=1)
+    info = teacher_mod.describe(model, "test_resnet", digits, "trained: x", 1.0, threads=1)
     assert seen == [("cpu", "cpu")]
     assert info.latency_device == device_name(torch.device("cpu")) != ""
     assert teacher_timing(info.to_dict()) == f"PyTorch eager on {info.latency_device}"
@@ -67,8 +68,8 @@ def test_the_teacher_latency_is_timed_on_a_cpu_copy_and_says_where(digits, teach
 def test_a_teacher_trained_in_bf16_has_its_own_key_and_fp32_keeps_the_old_one(digits):
     aug = default_augmentation(digits.name, digits.image_size)
     recipe = teacher_mod.TeacherRecipe(epochs=1)
-    fp32 = teacher_mod._recipe_key("resnet18", digits, aug, recipe, "fp32")
-    bf16 = teacher_mod._recipe_key("resnet18", digits, aug, recipe, "bf16")
+    fp32 = teacher_store._recipe_key("resnet18", digits, aug, recipe, "fp32")
+    bf16 = teacher_store._recipe_key("resnet18", digits, aug, recipe, "bf16")
     assert fp32 != bf16
     import hashlib
     import json
@@ -76,7 +77,7 @@ def test_a_teacher_trained_in_bf16_has_its_own_key_and_fp32_keeps_the_old_one(di
 
     h = hashlib.sha256()  # the key as it was before precision counted: caches stay valid
     h.update(json.dumps(["resnet18", digits.name, aug.to_dict(), asdict(recipe)]).encode())
-    h.update(teacher_mod.dataset_fingerprint(digits).encode())
+    h.update(teacher_store.dataset_fingerprint(digits).encode())
     assert fp32 == h.hexdigest()[:16]
 
 

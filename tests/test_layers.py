@@ -39,6 +39,7 @@ LAYERS = {
     "objectives": 5,
     "recipe": 5,
     "teacher": 5,
+    "teacher_store": 5,
     "reference": 5,
     "config": 6,
     "identity": 6,

@@ -15,7 +15,8 @@ from autodistill import teacher as teacher_mod
 from autodistill.data import default_augmentation
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
-from autodistill.teacher import build_teacher, prepare_teacher, weights_sha256
+from autodistill.teacher import build_teacher, weights_sha256
+from autodistill.teacher_store import prepare_teacher
 from tests.conftest import TEACHER
 
 
@@ -124,13 +125,13 @@ def test_a_damaged_cached_teacher_is_trained_again_not_used(
     (weights,) = (tmp_path / "teachers").glob("*.safetensors")
     damage(weights, weights.with_suffix(".json"))
     trained = []
-    real_train = teacher_mod._train
+    real_train = teacher_mod.train_teacher
 
     def train(*args):
         trained.append(1)
         return real_train(*args)
 
-    monkeypatch.setattr(teacher_mod, "_train", train)
+    monkeypatch.setattr(teacher_mod, "train_teacher", train)
     with caplog.at_level(logging.WARNING, logger="autodistill.teacher"):
         info, load = _prepare(digits, tmp_path, recipe=RECIPE)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -245,6 +246,7 @@ def test_a_study_whose_cached_teacher_was_damaged_resumes(
     cache = tmp_path / "cache"
     shutil.copytree(shared_cache, cache, ignore=shutil.ignore_patterns("*.lock"))
     args = ["search", *FAST, "--out", str(tmp_path / "out"), "--cache-dir", str(cache)]
+    args += ["--objectives", "val_accuracy,params"]  # the teacher is what this checks
     assert main([*args, "--budget", "1"]) == 0
     for weights in (cache / "teachers").glob("*.safetensors"):
         _flip_a_data_byte(weights)
@@ -252,7 +254,7 @@ def test_a_study_whose_cached_teacher_was_damaged_resumes(
     journal = tmp_path / "out" / "digits-default" / "study.journal"
     before = journal.read_bytes()
 
-    real_train = teacher_mod._train
+    real_train = teacher_mod.train_teacher
 
     def elsewhere(*a):  # another machine's retraining: other weights
         model, seconds = real_train(*a)
@@ -260,7 +262,7 @@ def test_a_study_whose_cached_teacher_was_damaged_resumes(
             next(model.parameters()).add_(1e-3)
         return model, seconds
 
-    monkeypatch.setattr(teacher_mod, "_train", elsewhere)
+    monkeypatch.setattr(teacher_mod, "train_teacher", elsewhere)
     for weights in (cache / "teachers").glob("*.safetensors"):
         _flip_a_data_byte(weights)
     capsys.readouterr()

@@ -12,7 +12,8 @@ from autodistill.data import default_augmentation
 from autodistill.errors import UserError
 from autodistill.families import InputSpec, build_student
 from autodistill.losses import Dims, Distiller, get_loss
-from autodistill.trainer import TrainConfig, TrainingDiverged, evaluate, fit, make_distiller
+from autodistill.recipe import make_distiller
+from autodistill.trainer import TrainConfig, TrainingDiverged, evaluate, fit
 
 
 def _student(digits):

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import logging
-import pickle
-import struct
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from autodistill.data import readers
 from autodistill.data.groups import file_groups, group_split
 from autodistill.data.splits import DatasetSplits, ImageSet
 from autodistill.errors import UserError
@@ -32,7 +27,6 @@ Loader = Callable[..., DatasetSplits]
 
 DATASETS: Registry[Loader] = Registry("dataset")
 DEFAULT_DATA_DIR = Path("data")
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
 
@@ -204,31 +198,6 @@ def _digits(root: Path, *, download: bool, image_size: int | None, seed: int) ->
     return DatasetSplits("digits", *_carve(data, None, None, seed), DIGIT_CLASSES)
 
 
-def _unreadable(path: Path, problem: str) -> UserError:
-    return UserError(
-        f"{path} is {problem}; delete it and pass --download, or put the original file there"
-    )
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (the MNIST format), gzipped or not."""
-    broken = _unreadable(path, "not a complete IDX file of unsigned bytes")
-    try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:  # gzip.BadGzipFile among them
-        raise broken from e
-    # Header: two zero bytes, type code 0x08 (unsigned byte), ndim, then ndim big-endian sizes.
-    header = 4 + 4 * (raw[3] if len(raw) >= 4 else 0)
-    if len(raw) < header or raw[:3] != b"\x00\x00\x08":
-        raise broken
-    dims = struct.unpack(f">{raw[3]}I", raw[4:header])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=header)
-    if data.size != int(np.prod(dims)):
-        raise broken
-    return data.reshape(dims)
-
-
 def _load_idx_dataset(
     key: str, folder: str, root: Path, download: bool, seed: int
 ) -> DatasetSplits:
@@ -242,7 +211,7 @@ def _load_idx_dataset(
     names = [f"{split}-{kind}" for split in ("train", "t10k") for kind in kinds]
     fetch = getattr(torchvision.datasets, folder)
     _ensure_files(key, [path(n) for n in names], download, lambda: fetch(root, download=True))
-    train_x, train_y, test_x, test_y = (_read_idx(path(n)) for n in names)
+    train_x, train_y, test_x, test_y = (readers.read_idx(path(n)) for n in names)
     train, test = _image_set(train_x[:, None], train_y), _image_set(test_x[:, None], test_y)
     return DatasetSplits(key, *_carve(train, None, test, seed, share=0.10), DIGIT_CLASSES)
 
@@ -258,37 +227,6 @@ def _fashion(root: Path, *, download: bool, image_size: int | None, seed: int) -
 
     splits = _load_idx_dataset("fashion-mnist", "FashionMNIST", root, download, seed)
     return dataclasses.replace(splits, classes=tuple(torchvision.datasets.FashionMNIST.classes))
-
-
-class _ArraysOnly(pickle.Unpickler):
-    """An unpickler that builds numpy arrays and plain containers and nothing else: a CIFAR file
-    someone hands over cannot run code while it is read (plain ``pickle.load`` would)."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(
-                f"it asks for {module}.{name}, which a CIFAR batch "
-                "never holds (refused: it could run code)"
-            )
-        return super().find_class(module, name)
-
-
-def _unpickle(path: Path) -> dict[bytes, Any]:
-    try:
-        with path.open("rb") as f:
-            return _ArraysOnly(f, encoding="bytes").load()
-    except (OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        raise _unreadable(path, f"not a readable CIFAR pickle ({e})") from e
 
 
 def _cifar_set(batches: list[dict[bytes, Any]], label_key: bytes) -> ImageSet:
@@ -307,9 +245,9 @@ def _cifar10(root: Path, *, download: bool, image_size: int | None, seed: int) -
     _ensure_files(
         "cifar10", files, download, lambda: torchvision.datasets.CIFAR10(root, download=True)
     )
-    train = _cifar_set([_unpickle(p) for p in train_files], b"labels")
-    test = _cifar_set([_unpickle(folder / "test_batch")], b"labels")
-    classes = tuple(n.decode() for n in _unpickle(folder / "batches.meta")[b"label_names"])
+    train = _cifar_set([readers.unpickle(p) for p in train_files], b"labels")
+    test = _cifar_set([readers.unpickle(folder / "test_batch")], b"labels")
+    classes = tuple(n.decode() for n in readers.unpickle(folder / "batches.meta")[b"label_names"])
     return DatasetSplits("cifar10", *_carve(train, None, test, seed, share=0.10), classes)
 
 
@@ -322,8 +260,10 @@ def _cifar100(root: Path, *, download: bool, image_size: int | None, seed: int) 
     _ensure_files(
         "cifar100", files, download, lambda: torchvision.datasets.CIFAR100(root, download=True)
     )
-    train, test = (_cifar_set([_unpickle(folder / n)], b"fine_labels") for n in ("train", "test"))
-    classes = tuple(n.decode() for n in _unpickle(folder / "meta")[b"fine_label_names"])
+    train, test = (
+        _cifar_set([readers.unpickle(folder / n)], b"fine_labels") for n in ("train", "test")
+    )
+    classes = tuple(n.decode() for n in readers.unpickle(folder / "meta")[b"fine_label_names"])
     return DatasetSplits("cifar100", *_carve(train, None, test, seed, share=0.10), classes)
 
 
@@ -346,99 +286,12 @@ def _svhn(root: Path, *, download: bool, image_size: int | None, seed: int) -> D
             mat = scipy.io.loadmat(path, variable_names=("X", "y"))
             images, labels = mat["X"], mat["y"].reshape(-1).astype(np.int64)
         except (OSError, ValueError, KeyError, scipy.io.matlab.MatReadError) as e:
-            raise _unreadable(path, f"not a readable SVHN .mat file ({e!r})") from e
+            raise readers.unreadable(path, f"not a readable SVHN .mat file ({e!r})") from e
         labels[labels == 10] = 0  # SVHN stores the digit 0 as class 10
         return _image_set(images.transpose(3, 2, 0, 1), labels)  # H W C N -> N C H W
 
     train, val, test = _carve(read(files[0]), None, read(files[1]), seed, share=0.10)
     return DatasetSplits("svhn", train, val, test, DIGIT_CLASSES)
-
-
-def _class_dirs(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _labelled_files(
-    folder: Path, classes: list[str], *, every_class: bool = True
-) -> list[tuple[Path, int]]:
-    """Image files under ``folder/<class>/``, with the class index as label; ``every_class``
-    (the training split) refuses a class folder without images."""
-    if _class_dirs(folder) != classes:
-        raise UserError(
-            f"{folder} has classes {_class_dirs(folder)} but expected {classes}; every split "
-            "folder needs the same class subfolders"
-        )
-    files = [
-        (p, label)
-        for label, name in enumerate(classes)
-        for p in sorted((folder / name).iterdir())
-        if p.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    if not files:
-        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise UserError(f"no images in {folder}; expected {folder}/<class>/*.png (or {suffixes})")
-    counts = np.bincount([label for _, label in files], minlength=len(classes))
-    empty = [name for name, n in zip(classes, counts, strict=True) if n == 0]
-    if empty and every_class:
-        raise UserError(
-            f"class folder(s) {', '.join(empty)} in {folder} hold no images; add "
-            "images or remove the folder"
-        )
-    return files
-
-
-@contextmanager
-def _opened(path: Path) -> Iterator[Image.Image]:
-    try:
-        with warnings.catch_warnings():
-            # Past PIL's pixel limit, a small file can decode into gigabytes: refuse it.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                yield im
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise UserError(
-            f"image {path} is too large to decode safely ({e}); shrink or remove it"
-        ) from None
-    except OSError as e:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise UserError(f"cannot read image {path} ({e}); fix or remove it") from e
-
-
-GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
-
-
-def _read_image(path: Path, size: int) -> np.ndarray:
-    """Pixels as ``[C, size, size]``: one channel for a grayscale file, three for any other, from
-    one open and one decode of the file."""
-    with _opened(path) as im:
-        im = im.convert("L" if im.mode in GRAY_MODES else "RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(im).reshape(size, size, -1).transpose(2, 0, 1)
-
-
-def _read_images(
-    items: list[tuple[Path, int]], size: int, progress: Progress, task: str
-) -> list[np.ndarray]:
-    """Every file of ``items`` read once, in order, with progress every 1% of the files. One
-    thread: on 60,000 CIFAR-10 JPEGs a pool of two took 18 s against 8.3 s (PIL's decode of a
-    32 px image is shorter than the threads' hand-offs, and warnings.catch_warnings is
-    process-wide state)."""
-    out: list[np.ndarray] = []
-    step = max(1, len(items) // 100)
-    progress(task, 0, len(items), unit="file")
-    for i, (path, _) in enumerate(items):
-        out.append(_read_image(path, size))
-        if (i + 1) % step == 0 or i + 1 == len(items):
-            progress(task, i + 1, len(items), unit="file")
-    return out
-
-
-def _stacked(images: list[np.ndarray], channels: int) -> np.ndarray:
-    """``[N, channels, H, W]``; a grayscale file among colour ones gets its one channel thrice
-    (what converting it to RGB gives)."""
-    return np.stack(
-        [np.repeat(a, channels, axis=0) if a.shape[0] != channels else a for a in images]
-    )
 
 
 @register("imagefolder")
@@ -455,7 +308,7 @@ def _imagefolder(
         raise UserError(f"image folder {root} not found; give imagefolder:PATH an existing folder")
     given = [s for s in ("train", "val", "test") if (root / s).is_dir()]
     folders = {s: root / s for s in given} if "train" in given else {"train": root}
-    classes = _class_dirs(folders["train"])
+    classes = readers.class_dirs(folders["train"])
     if len(classes) < 2:
         raise UserError(
             f"{folders['train']} has {len(classes)} class folder(s) "
@@ -463,18 +316,20 @@ def _imagefolder(
             f"{folders['train']}/<class>/*.png"
         )
     files = {
-        split: _labelled_files(folder, classes, every_class=split == "train")
+        split: readers.labelled_files(folder, classes, every_class=split == "train")
         for split, folder in folders.items()
     }
     size = image_size or 32
     read = {
-        split: _read_images(items, size, progress, f"reading {split}/")
+        split: readers.read_images(items, size, progress, f"reading {split}/")
         for split, items in files.items()
     }
     # Grayscale only when every file is: one colour file makes the data RGB.
     channels = max(a.shape[0] for images in read.values() for a in images)
     sets = {
-        split: _image_set(_stacked(read[split], channels), np.array([label for _, label in items]))
+        split: _image_set(
+            readers.stacked(read[split], channels), np.array([label for _, label in items])
+        )
         for split, items in files.items()
     }
     if group_by and "val" not in sets:

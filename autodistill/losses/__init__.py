@@ -10,6 +10,7 @@ from autodistill.losses.registry import (
     Loss,
     Outputs,
     get_loss,
+    plain,
     register_loss,
     total,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Loss",
     "Outputs",
     "get_loss",
+    "plain",
     "register_loss",
     "total",
 ]

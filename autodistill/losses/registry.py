@@ -116,6 +116,11 @@ def get_loss(name: str) -> Loss:
     return LOSSES.get(name)
 
 
+def plain() -> Distiller:
+    """Cross-entropy on the labels alone: training without a teacher (the teacher's own)."""
+    return Distiller(get_loss("ce"), dims=Dims(0))
+
+
 def total(parts: Mapping[str, Tensor]) -> Tensor:
     """The sum of a loss's parts (what the trainer back-propagates)."""
     return torch.stack(list(parts.values())).sum()

@@ -81,17 +81,16 @@ def compress_student(
     run's) draws the fine-tuning's batches; another seed keeps its stages apart. The teacher
     must be the study's (another one only with ``options.other_teacher``)."""
     options = options or CompressOptions()
-    trial, ratios, qat_kd, kd = options.trial, options.prune, options.qat, options.kd
-    epochs, tolerance = options.epochs, options.tolerance
+    trial = options.trial
     run = Run.open(run_dir).on(options.device)
     run_dir, config = run.run_dir, run.config
     if options.pick is not None:
         trial = pick(study_trials(run.study), options.pick, study_objectives(run.study))
     number, metrics = trained_student(run_dir, trial)
     trained = Candidate.from_dict(metrics["candidate"])
-    cand = _finetune_candidate(trained, kd)
+    cand = _finetune_candidate(trained, options.kd)
     seed = config.seed if options.seed is None else options.seed
-    tag = ("" if kd else "-plain") + ("" if seed == config.seed else f"-s{seed}")
+    tag = ("" if options.kd else "-plain") + ("" if seed == config.seed else f"-s{seed}")
     prep = run.prepare(other_teacher=options.other_teacher, progress=progress)
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
     shape = (spec.in_chans, spec.image_size, spec.image_size)
@@ -99,35 +98,56 @@ def compress_student(
     base = build(trained, spec, seed=config.seed)
     base.load_state_dict(load_file(str(home / WEIGHTS)))
     cfg = recipe_for(
-        trained, epochs=epochs, seed=seed, device=prep.device, precision=prep.precision
+        trained, epochs=options.epochs, seed=seed, device=prep.device, precision=prep.precision
     )
     cfg = replace(cfg, lr=cfg.lr * LR_FACTOR)
     stages = _Stages(prep, cand, spec, cfg, home / COMPRESS_DIR, progress, f"trial {number}")
-    calibration = prep.data.calibration()
+    made = _made(stages, base, options, cand.loss, tag)
+    variants = _variants(made, shape, prep.data.calibration(), tag)
+    teacher = _measure(variants, prep, shape, config.target_threads, config.latency.batch)
+    best, why = best_variant(variants, options.tolerance)
+    settings = {
+        "ratios": list(options.prune),
+        "qat_kd": options.qat,
+        "epochs": options.epochs,
+        "kd": options.kd,
+        "seed": seed,
+        "finetune_loss": cand.loss,
+        "tolerance": options.tolerance,
+        "lr": cfg.lr,
+        "lr_factor": LR_FACTOR,
+        "recipe": RECIPE.name,
+    }
+    files = _write(home, variants, best, why, teacher, config.latency.batch, settings)
+    return CompressOutcome(
+        number, [v.row() for v in variants], best.name, why, files, tuple(stages.resumed)
+    )
 
-    made: list[tuple[float, str, nn.Module, dict[str, Any]]] = [(0.0, "fp32", base, {})]
-    for r in ratios:
+
+Made = tuple[float, str, nn.Module, dict[str, Any]]  # ratio, precision, model, fine-tuning
+
+
+def _made(
+    stages: _Stages, base: nn.Module, options: CompressOptions, loss: str, tag: str
+) -> list[Made]:
+    """The student, each pruned variant, and (with ``qat``) each trained quantization-aware."""
+    finetune = {"finetune_loss": loss, "finetune_epochs": options.epochs}
+    made: list[Made] = [(0.0, "fp32", base, {})]
+    for r in options.prune:
         pruned, steps = stages.pruned(base, r, tag)
-        made.append(
-            (
-                r,
-                "fp32",
-                pruned,
-                {"finetune_loss": cand.loss, "finetune_epochs": epochs, "rounds": len(steps)},
-            )
-        )
-    if qat_kd:
+        made.append((r, "fp32", pruned, {**finetune, "rounds": len(steps)}))
+    if options.qat:
         for r, _, model, _ in list(made):
             aware = stages.quantization_aware(model, r, tag)
-            made.append(
-                (
-                    r,
-                    "int8-qat-kd" if kd else "int8-qat",
-                    aware,
-                    {"finetune_loss": cand.loss, "finetune_epochs": epochs},
-                )
-            )
+            made.append((r, "int8-qat-kd" if options.kd else "int8-qat", aware, finetune))
+    return made
 
+
+def _variants(
+    made: list[Made], shape: tuple[int, ...], calibration: Any, tag: str
+) -> list[Variant]:
+    """Each model as the ONNX graph it ships as; each fp32 one also as int8 after training (by
+    the same recipe). In order: by ratio, then fp32, int8 after training, quantization-aware."""
     variants: list[Variant] = []
     for r, precision, model, finetune in made:
         graph = runtime.to_onnx(model, shape)
@@ -137,55 +157,34 @@ def compress_student(
         variants.append(
             Variant(_name(r, precision, tag), r, precision, graph, params, flops, finetune)
         )
-        if precision == "fp32":  # and its int8 after training, by the same recipe
+        if precision == "fp32":
             q = int8.quantize(graph, RECIPE, calibration)
             variants.append(
                 Variant(_name(r, "int8-ptq", tag), r, "int8-ptq", q, params, flops, finetune)
             )
-    variants.sort(
-        key=lambda v: (
-            v.ratio,
-            ("fp32", "int8-ptq").index(v.precision) if v.precision in ("fp32", "int8-ptq") else 2,
-        )
-    )
-    score = Scorer(prep.data, config.target_threads)
+    order = ("fp32", "int8-ptq")
+    variants.sort(key=lambda v: (v.ratio, order.index(v.precision) if v.precision in order else 2))
+    return variants
+
+
+def _measure(
+    variants: list[Variant], prep: Prepared, shape: tuple[int, ...], threads: int, batch: int
+) -> dict[str, Any]:
+    """Every variant's accuracy and its latency, timed interleaved with the teacher's graph;
+    returns the teacher's figures."""
+    score = Scorer(prep.data, threads)
     for v in variants:
         v.figures.update(score(v.graph))
     teacher = _teacher(prep, shape)
     graphs = {v.name: v.graph for v in variants} | {"teacher": teacher.pop("graph")}
-    timed = time_interleaved(
-        graphs, shape, threads=config.target_threads, batch=config.latency.batch
-    )
+    timed = time_interleaved(graphs, shape, threads=threads, batch=batch)
     teacher_timed = timed.pop("teacher")
     teacher["latency_ms"] = teacher_timed["latency_ms"]
     teacher["latency_passes_ms"] = teacher_timed["latency_passes_ms"]
     for v in variants:
         v.figures.update(timed[v.name])
     compare(variants, teacher)
-    best, why = best_variant(variants, tolerance)
-    files = _write(
-        home,
-        variants,
-        best,
-        why,
-        teacher,
-        config.latency.batch,
-        {
-            "ratios": list(ratios),
-            "qat_kd": qat_kd,
-            "epochs": epochs,
-            "kd": kd,
-            "seed": seed,
-            "finetune_loss": cand.loss,
-            "tolerance": tolerance,
-            "lr": cfg.lr,
-            "lr_factor": LR_FACTOR,
-            "recipe": RECIPE.name,
-        },
-    )
-    return CompressOutcome(
-        number, [v.row() for v in variants], best.name, why, files, tuple(stages.resumed)
-    )
+    return teacher
 
 
 def _finetune_candidate(trained: Candidate, kd: bool) -> Candidate:
