@@ -43,7 +43,7 @@ from autodistill.measure import device_name
 from autodistill.prepare import prepare
 from autodistill.recipe import distil, recipe_for
 from autodistill.spaces import load_space
-from autodistill.study.evaluate import TrialContext, measure_candidate, train_candidate
+from autodistill.study.candidate import TrialContext, measure_candidate, train_candidate
 from autodistill.study.objective import sample_candidates
 
 EPOCHS = 3  # a brief trial's

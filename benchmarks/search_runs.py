@@ -36,7 +36,7 @@ from autodistill.measure import device_name
 from autodistill.objectives import DEFAULT
 from autodistill.prepare import prepare
 from autodistill.spaces import Candidate, load_space
-from autodistill.study.evaluate import TrialContext, measure_candidate, train_candidate
+from autodistill.study.candidate import TrialContext, measure_candidate, train_candidate
 
 HAND_PICKED = [  # five timm students a user might try by hand, all with default KD
     ("resnet", {"stem_stride": 1, "depths": [2, 2, 2, 2], "width": 32}),  # ResNet-18 layout

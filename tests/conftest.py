@@ -9,7 +9,7 @@ import torch
 
 from autodistill.cache import cache_key, compute_views
 from autodistill.data import default_augmentation, load_dataset
-from autodistill.study.evaluate import Limits, TrialContext
+from autodistill.study.candidate import Limits, TrialContext
 from autodistill.teacher import TeacherRecipe
 from autodistill.teacher_store import dataset_fingerprint, prepare_teacher
 
@@ -127,12 +127,13 @@ def shared_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def searched_run(tmp_path_factory, shared_cache) -> Path:
-    """A run searched once with FAST (seed 0), nothing trained: tests copy it (``copy_run``)
-    rather than search again."""
+    """A run searched once with FAST and seed 3 (not the default: full training must follow the
+    run's seed), nothing trained: tests copy it (``copy_run``) rather than search again."""
     from autodistill.cli import main
 
     out = tmp_path_factory.mktemp("searched")
-    assert main(["search", *FAST, "--out", str(out), "--cache-dir", str(shared_cache)]) == 0
+    base = ["--out", str(out), "--cache-dir", str(shared_cache), "--seed", "3"]
+    assert main(["search", *FAST, *base]) == 0
     return out / "digits-default"
 
 
@@ -146,15 +147,12 @@ def copy_run(run_dir: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shipped_run(tmp_path_factory, shared_cache) -> Path:
-    """A searched run (seed 3) whose smallest student is fully trained and exported (fp32 and
-    int8), with its report. For tests that only read it."""
+def shipped_run(tmp_path_factory, searched_run) -> Path:
+    """The searched run (seed 3), copied, with its smallest student fully trained and exported
+    (fp32 and int8), and its report. For tests that only read it."""
     from autodistill.cli import main
 
-    out = tmp_path_factory.mktemp("run")
-    base = ["--out", str(out), "--cache-dir", str(shared_cache), "--seed", "3"]
-    assert main(["search", *FAST, *base]) == 0
-    run_dir = out / "digits-default"
+    run_dir = copy_run(searched_run, tmp_path_factory.mktemp("run"))
     assert main(["train", str(run_dir), "--pick", "smallest", "--epochs", "1", "--quiet"]) == 0
     assert main(["export", str(run_dir), "--int8"]) == 0
     assert main(["report", str(run_dir)]) == 0

@@ -11,8 +11,8 @@ import pytest
 from autodistill import study as search
 from autodistill.config import SearchConfig, parse_floor
 from autodistill.errors import UserError
+from autodistill.study.candidate import Limits
 from autodistill.study.early_stop import MIN_SEEN
-from autodistill.study.evaluate import Limits
 from autodistill.study.record import RUNGS as RUNGS_ATTR
 
 

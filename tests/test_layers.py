@@ -60,7 +60,7 @@ INNER = {
         "database": 0,
         "storage": 0,
         "early_stop": 0,
-        "evaluate": 0,
+        "candidate": 0,
         "dashboard": 0,
         "promotion": 0,
         "opening": 0,

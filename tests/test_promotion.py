@@ -17,7 +17,7 @@ from autodistill import study as search
 from autodistill.families import InputSpec
 from autodistill.recipe import build, distil, rung_recipe
 from autodistill.spaces import Candidate, parse_space
-from autodistill.study import evaluate
+from autodistill.study import candidate
 from autodistill.study.promotion import PROMOTION_ATTR, Plan, due, rungs_for
 
 OBJECTIVES = ("val_accuracy", "params", "latency_ms")
@@ -144,7 +144,7 @@ def test_an_interrupted_promotion_is_queued_again_and_resumes_from_its_checkpoin
     expected = search.trials_frame(reference).iloc[-1]
     assert expected["promoted_from"] >= 0 and expected["epochs_trained"] == 6
 
-    real = evaluate.distil
+    real = candidate.distil
 
     def interrupted(*args, checkpoint=None, on_epoch=None, **kwargs):
         def stop(epoch, parts):
@@ -154,12 +154,12 @@ def test_an_interrupted_promotion_is_queued_again_and_resumes_from_its_checkpoin
 
         return real(*args, checkpoint=checkpoint, on_epoch=stop, **kwargs)
 
-    monkeypatch.setattr(evaluate, "distil", interrupted)
+    monkeypatch.setattr(candidate, "distil", interrupted)
     study = _study(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         search.run(study, space, _ctx(make_ctx, tmp_path), budget=3, promotions=1)
     assert list((tmp_path / "checkpoints").glob("trial-*-e6.pt"))  # kept for the retry
-    monkeypatch.setattr(evaluate, "distil", real)
+    monkeypatch.setattr(candidate, "distil", real)
     search.run(study, space, _ctx(make_ctx, tmp_path), budget=3, promotions=1)
     frame = search.trials_frame(study)
     assert list(frame["state"]).count("RETRIED") == 1

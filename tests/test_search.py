@@ -15,8 +15,7 @@ import torch
 from autodistill import study as search
 from autodistill.errors import Interrupted, UserError
 from autodistill.spaces import load_space
-from autodistill.study import evaluate as candidate
-from autodistill.study import objective
+from autodistill.study import candidate, objective
 from autodistill.trainer import TrainingDiverged
 
 

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from autodistill.signals import deferred
 from autodistill.spaces import SearchSpace
 from autodistill.study import private, promotion
-from autodistill.study.evaluate import TrialContext
+from autodistill.study.candidate import TrialContext
 from autodistill.study.objective import make_objective
 from autodistill.study.record import WORKER
 from autodistill.study.storage import (

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, Trial
 from autodistill.objectives import get_objective
 from autodistill.spaces import Candidate, Param, SearchSpace
 from autodistill.study import early_stop, private, promotion, record
-from autodistill.study.evaluate import (
+from autodistill.study.candidate import (
     Cost,
     InfeasibleArchitecture,
     Known,

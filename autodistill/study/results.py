@@ -120,13 +120,13 @@ def _row(
         "number": t.number,
         "state": rec.state,
         "family": cand.family if cand else None,
-        "arch": a.get("arch"),
+        "arch": a.get(record.ARCH),
         "loss": cand.loss if cand else None,
         **{name: a.get(name) for name in OBJECTIVES},
         "latency_iqr_ms": a.get("latency_iqr_ms"),
         "latency_spread": a.get("latency_spread"),
         "latency_disturbed": a.get("latency_disturbed"),
-        "duration_s": a.get("duration_s"),
+        "duration_s": a.get(record.DURATION),
         # The epochs behind the score: the rung reached (at the rung stopped, for STOPPED).
         "epochs_trained": a.get(record.EPOCHS)
         or (rec.stopped_at() if t.state == TrialState.PRUNED else None),
@@ -149,7 +149,7 @@ def _row(
         # the reference there over its quiet figure, that figure, and whether it was timed twice.
         **{f"latency_{k}": a.get(f"latency_{k}") for k in RELATIVE_COLUMNS},
         "latency_of": a.get("latency_of"),
-        "worker": a.get("worker"),
+        "worker": a.get(record.WORKER),
         "retry_of": t.system_attrs.get("retry_history", [None])[-1],
     }
     for name, value in sorted(t.params.items()):

@@ -25,7 +25,7 @@ from autodistill.errors import Interrupted
 from autodistill.processes import signal_text
 from autodistill.signals import deferred
 from autodistill.study import private
-from autodistill.study.record import CRASHED, WORKER
+from autodistill.study.record import ARCH, CANDIDATE, CRASHED, WORKER
 from autodistill.study.storage import claim, parse_worker, retry
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,8 @@ def _ran_in(trial: FrozenTrial, pid: int) -> bool:
 
 def _candidate(trial: FrozenTrial) -> str:
     a = trial.user_attrs
-    loss = (a.get("candidate") or {}).get("loss")
-    if a.get("arch"):
-        return f"trial {trial.number}, {a['arch']}" + (f" with {loss}" if loss else "")
+    loss = (a.get(CANDIDATE) or {}).get("loss")
+    if a.get(ARCH):
+        return f"trial {trial.number}, {a[ARCH]}" + (f" with {loss}" if loss else "")
     params = ", ".join(f"{k}={v}" for k, v in sorted(trial.params.items()))
     return f"trial {trial.number} ({params or 'not sampled yet'})"

@@ -36,8 +36,8 @@ from autodistill.reference import PASSES, Reference, ReferenceRecord
 from autodistill.rundir import CHECKPOINTS_DIR
 from autodistill.signals import interrupts_as_exceptions
 from autodistill.spaces import Candidate, SearchSpace, load_space
+from autodistill.study.candidate import Limits, TrialContext
 from autodistill.study.controller import run
-from autodistill.study.evaluate import Limits, TrialContext
 from autodistill.study.handle import Run
 from autodistill.study.opening import (
     front_retimed,

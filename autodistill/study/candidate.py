@@ -1,4 +1,5 @@
-"""Evaluate one sampled candidate, cheap first: build, measure, check limits, then train.
+"""One sampled candidate, cheap first: build, measure, check limits, then train (the trial's
+work; a student's accuracy is ``trainer.evaluate``).
 
 Knows the objectives registry and the recipe, not Optuna: the controller records what this
 returns.
