@@ -18,24 +18,8 @@ import torch
 from autodistill.cli import main
 from autodistill.families import InputSpec
 from autodistill.teacher import build_teacher
+from tests.conftest import FAST
 
-FAST = [
-    "--data",
-    "digits",
-    "--budget",
-    "3",
-    "--epochs",
-    "1",
-    "--teacher",
-    "test_resnet",
-    "--teacher-epochs",
-    "1",
-    "--views",
-    "2",
-    "--quiet",
-    "--threads",
-    "2",
-]
 RUN = "digits-space"  # the study name of a run with --space space.yaml
 
 # A space of tiny students, and the lines of it that the cases below break. The run uses it as

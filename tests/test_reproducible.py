@@ -6,23 +6,12 @@ import pandas as pd
 import yaml
 
 from autodistill.cli import main
+from tests.conftest import FAST as CONFTEST_FAST
 
 FAST = [
-    "--data",
-    "digits",
+    *CONFTEST_FAST,
     "--budget",
     "4",
-    "--epochs",
-    "1",
-    "--teacher",
-    "test_resnet",
-    "--teacher-epochs",
-    "1",
-    "--views",
-    "2",
-    "--quiet",
-    "--threads",
-    "2",
     # Latency is no part of what repeats (a timing is the machine's): not timed, so cheaper.
     "--objectives",
     "val_accuracy,params",
