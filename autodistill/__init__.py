@@ -31,13 +31,22 @@ _WHERE = {
     "UserError": "errors",
     "Progress": "progress",
     "OBJECTIVES": "objectives",
+    # The options of each command, one field each (its help: dataclasses.fields(...).metadata).
+    "SearchConfig": "config",
+    "TrainOptions": "ship.options",
+    "ExportOptions": "ship.options",
+    "CompressOptions": "ship.options",
 }
 
 __all__ = [
     "OBJECTIVES",
+    "CompressOptions",
+    "ExportOptions",
     "Progress",
     "ReportResult",
+    "SearchConfig",
     "SearchResult",
+    "TrainOptions",
     "UserError",
     "__version__",
     "compress",
@@ -63,9 +72,11 @@ if TYPE_CHECKING:
         search,
         train,
     )
+    from autodistill.config import SearchConfig
     from autodistill.errors import UserError
     from autodistill.objectives import OBJECTIVES
     from autodistill.progress import Progress
+    from autodistill.ship.options import CompressOptions, ExportOptions, TrainOptions
 
 
 def __getattr__(name: str) -> Any:
