@@ -159,6 +159,13 @@ class SearchConfig:
         "class (0.25) or a count of images (5000); the teacher and 'train' use all of it",
         metavar="F",
     )
+    image_size: int | None = option(
+        None,
+        "the side, in pixels, of the images students see: by default the data's own (an image "
+        "folder's when every image is square, shares it and is at most 64 px; else 32, said "
+        "in one line when the search starts)",
+        metavar="PX",
+    )
     space: str = option("default", "search space name or YAML path")
     teacher: str = option("resnet18", "timm model name of the teacher")
     teacher_checkpoint: str | None = option(None, "teacher weights (.safetensors or .pt)")
@@ -234,6 +241,10 @@ class SearchConfig:
                 f"--teacher-epochs must be at least 1, got {self.teacher_epochs}",
             ),
             (self.views >= 1, f"--views must be at least 1, got {self.views}"),
+            (
+                self.image_size is None or self.image_size >= 8,
+                f"--image-size must be at least 8 pixels, got {self.image_size}",
+            ),
             (self.threads >= 0, f"--threads must be 0 (all cores) or more, got {self.threads}"),
             (self.jobs >= 1, f"--jobs must be at least 1, got {self.jobs}"),
             (self.heartbeat >= 1, f"--heartbeat must be at least 1 second, got {self.heartbeat}"),

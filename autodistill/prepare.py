@@ -86,6 +86,7 @@ def prepare(
         config.data,
         data_dir=config.data_dir,
         download=config.download,
+        image_size=config.image_size,
         seed=config.seed,
         group_by=config.group_by,
         progress=progress,

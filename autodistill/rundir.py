@@ -91,6 +91,8 @@ def config_from(doc: dict[str, Any]) -> SearchConfig:
         }
     if "objectives" in d:
         d["objectives"] = tuple(d["objectives"])
+    if "image_size" not in d and str(d.get("data", "")).startswith("imagefolder:"):
+        d["image_size"] = 32  # what every image folder was read at before --image-size
     known = {o.name for o in declared(SearchConfig)}
     return SearchConfig(**{k: v for k, v in d.items() if k in known})
 

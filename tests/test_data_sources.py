@@ -359,10 +359,40 @@ def test_flat_image_folder_round_trips_into_70_15_15(tmp_path: Path) -> None:
     assert_partition(splits, as_set(whole.images.numpy(), relabel[whole.labels.numpy()]))
 
 
-def test_grayscale_image_folder_keeps_one_channel_and_resizes(tmp_path: Path) -> None:
-    write_pngs(tmp_path, 20, ["a", "b"], mode="L")
+def test_grayscale_image_folder_keeps_one_channel_and_its_own_size(tmp_path: Path) -> None:
+    whole = write_pngs(tmp_path, 20, ["a", "b"], mode="L")
     splits = load_dataset(f"imagefolder:{tmp_path}")
-    assert splits.in_chans == 1 and splits.image_size == 32  # the default size
+    assert splits.in_chans == 1 and splits.image_size == 8  # every image is 8x8: kept so
+    assert_partition(splits, whole)  # the very pixels, not resized
+
+
+@pytest.mark.parametrize(
+    ("sizes", "why"),
+    [
+        ([(16, 16), (16, 16), (24, 24)], "is 24x24, others 16x16"),  # they differ
+        ([(100, 100), (100, 100)], "is 100x100"),  # larger than 64 px
+        ([(20, 12)], "is 20x12"),  # not square
+    ],
+)
+def test_an_image_folder_of_mixed_or_large_images_is_read_at_32_px_and_says_so(
+    tmp_path: Path, caplog, sizes, why
+) -> None:
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(6):
+            w, h = sizes[min(i, len(sizes) - 1)] if label == "b" else sizes[0]
+            pixels = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
+    with caplog.at_level("WARNING"):
+        splits = load_dataset(f"imagefolder:{tmp_path}")
+    assert splits.image_size == 32
+    lines = [r.getMessage() for r in caplog.records if "resized to 32x32" in r.getMessage()]
+    assert len(lines) == 1 and why in lines[0] and "--image-size" in lines[0]
+    # An image read at its own size before the size fell back is resized as its file would be.
+    reread = load_dataset(f"imagefolder:{tmp_path}", image_size=32)
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(splits, split).images, getattr(reread, split).images)
 
 
 def test_one_colour_image_makes_the_folder_rgb(tmp_path: Path) -> None:

@@ -137,3 +137,15 @@ def test_a_wrong_option_is_one_line_naming_its_flag(cls, given, said):
 
     with pytest.raises(UserError, match=said.replace("(", r"\(")):
         cls(**given)
+
+
+def test_an_image_folder_run_made_before_image_size_is_read_at_32_px_as_it_was_made():
+    from autodistill.rundir import config_from
+
+    old = {"config": {"data": "imagefolder:/photos", "objectives": ["val_accuracy", "params"]}}
+    assert config_from(old).image_size == 32  # what every folder was read at then
+    assert config_from({"config": {"data": "digits"}}).image_size is None  # its own 8 px
+    from autodistill.errors import UserError
+
+    with pytest.raises(UserError, match="--image-size must be at least 8 pixels, got 4"):
+        SearchConfig(image_size=4)

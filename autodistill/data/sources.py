@@ -61,8 +61,9 @@ def load_dataset(
         name: A registered name, or ``imagefolder:PATH`` for a folder of class subfolders.
         data_dir: Where downloadable datasets live on disk; defaults to ``./data``.
         download: Fetch missing files with torchvision instead of failing.
-        image_size: Square side to resize every image to; ``None`` keeps the native size
-            (32 for image folders, whose images may differ in size).
+        image_size: Square side to resize every image to; ``None`` keeps the native size (an
+            image folder's when every image is square, shares it and is at most 64 px; else
+            32, said in a warning).
         seed: Fixes the carve-out of validation / test from train.
         group_by: A regular expression whose first capture group names a file's group (image
             folders only): validation (and a missing test split) then take whole groups.
@@ -319,11 +320,19 @@ def _imagefolder(
         split: readers.labelled_files(folder, classes, every_class=split == "train")
         for split, folder in folders.items()
     }
-    size = image_size or 32
+    sizer = readers.Sizer(image_size)
     read = {
-        split: readers.read_images(items, size, progress, f"reading {split}/")
+        split: readers.read_images(items, sizer, progress, f"reading {split}/")
         for split, items in files.items()
     }
+    read = {split: [sizer.fit(a) for a in images] for split, images in read.items()}
+    if sizer.why:
+        logger.warning(
+            "images resized to %dx%d px for the students (%s); give --image-size N to choose",
+            sizer.size,
+            sizer.size,
+            sizer.why,
+        )
     # Grayscale only when every file is: one colour file makes the data RGB.
     channels = max(a.shape[0] for images in read.values() for a in images)
     sets = {

@@ -55,7 +55,11 @@ def export_student(run_dir: Path, options: ExportOptions | None = None) -> Expor
     threads = options.threads or config.target_threads
     batch = config.latency.batch
     data = load_dataset(
-        config.data, data_dir=config.data_dir, seed=config.seed, group_by=config.group_by
+        config.data,
+        data_dir=config.data_dir,
+        image_size=config.image_size,
+        seed=config.seed,
+        group_by=config.group_by,
     )
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
     cand = Candidate.from_dict(metrics["candidate"])

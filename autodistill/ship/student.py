@@ -63,7 +63,11 @@ def input_spec(config: SearchConfig, study_attrs: dict[str, Any]) -> InputSpec:
     if INPUT_ATTR in study_attrs:
         return InputSpec(**json.loads(study_attrs[INPUT_ATTR]))
     data = load_dataset(
-        config.data, data_dir=config.data_dir, seed=config.seed, group_by=config.group_by
+        config.data,
+        data_dir=config.data_dir,
+        image_size=config.image_size,
+        seed=config.seed,
+        group_by=config.group_by,
     )
     return InputSpec(data.in_chans, data.image_size, data.num_classes)
 

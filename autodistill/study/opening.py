@@ -18,7 +18,13 @@ from optuna.distributions import (
 from optuna.storages import BaseStorage
 
 from autodistill.errors import UserError
-from autodistill.identity import OBJECTIVES_ATTR, SETTINGS_ATTR, SPACE_ATTR, changed_settings
+from autodistill.identity import (
+    INPUT_ATTR,
+    OBJECTIVES_ATTR,
+    SETTINGS_ATTR,
+    SPACE_ATTR,
+    changed_settings,
+)
 from autodistill.objectives import DEFAULT, get_objective
 from autodistill.registry import Registry
 from autodistill.signals import deferred
@@ -191,6 +197,15 @@ def _identity_mismatch(name: str, key: str, theirs: str, mine: str) -> str:
             f"study {name!r} was made with another search space: the space file was edited "
             "since (a study mixing trials of two spaces compares nothing); restore it, or "
             "start a new study with another --study-name"
+        )
+    if key == INPUT_ATTR:
+        old, new = json.loads(theirs), json.loads(mine)
+        return (
+            f"study {name!r} was made for {old.get('image_size')} px inputs with "
+            f"{old.get('in_chans')} channel(s) and {old.get('num_classes')} classes; this data "
+            f"gives {new.get('image_size')} px, {new.get('in_chans')} and "
+            f"{new.get('num_classes')}: give --image-size {old.get('image_size')} and the "
+            "study's data, or start another study with another --study-name"
         )
     if key == SETTINGS_ATTR:
         refusal = changed_settings(f"study {name!r}", json.loads(theirs), json.loads(mine))
