@@ -42,7 +42,7 @@ from autodistill.study.workers import (
     start_reference,
     work,
 )
-from autodistill.teacher import better_teacher, weak_teacher
+from autodistill.teacher import better_teacher, undertrained, weak_teacher
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,8 @@ def _teacher_warnings(prep: Prepared, trials: pd.DataFrame, epochs: int) -> tupl
     say so, and what to do."""
     teacher = prep.teacher
     gap = gap_warning(_teacher_gap(prep), f"the teacher {teacher.name}")
-    out = [w for w in [weak_teacher(teacher, prep.data), gap] if w]
+    still = undertrained(teacher, len(prep.data.val))
+    out = [w for w in [weak_teacher(teacher, prep.data), still, gap] if w]
     trained = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
     if not trained.empty and trained["val_accuracy"].max() > teacher.val_accuracy:
         best = trained.loc[trained["val_accuracy"].idxmax()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +44,12 @@ class TeacherInfo:
     # trained, as the cache that holds it is shared by CPU and GPU workers); "" in a description
     # cached before it was recorded.
     latency_device: str = ""
+    # Validation accuracy after each epoch of its training (empty for a checkpoint, or a
+    # teacher cached before it was recorded): whether it was still learning when it stopped.
+    val_history: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:  # read back from JSON as a list
+        object.__setattr__(self, "val_history", tuple(self.val_history))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,7 +175,9 @@ def train_teacher(
     device: torch.device | str,
     precision: str,
     progress: Progress,
-) -> tuple[nn.Module, float]:
+) -> tuple[nn.Module, float, tuple[float, ...]]:
+    """The teacher trained by ``recipe``, the seconds it took, and its validation accuracy
+    after each epoch."""
     log.info("training teacher %s (%d epochs)", name, recipe.epochs)
     # Initial weights from the recipe's seed: retraining on one machine gives the same weights
     # (the same hash), so a damaged cache can be rebuilt into the teacher a study recorded.
@@ -188,11 +197,13 @@ def train_teacher(
     )
     task = f"teacher {name}"
     progress(task, 0, recipe.epochs, unit="epoch")
+    history: list[float] = []
 
     def on_epoch(epoch: int, losses: dict[str, float]) -> None:
         # Evaluation draws nothing random and leaves the weights be: the teacher trained is the
         # same with or without it.
         val = evaluate(model, data.val, data.stats)
+        history.append(round(val, 5))
         note = f"loss {sum(losses.values()):.3f} | val {100 * val:.1f}%"
         progress(task, epoch + 1, recipe.epochs, unit="epoch", note=note)
 
@@ -204,11 +215,17 @@ def train_teacher(
             f"training the teacher {name} diverged ({exc}); choose another "
             "--teacher, or give a --teacher-checkpoint"
         ) from None
-    return model, time.perf_counter() - start
+    return model, time.perf_counter() - start, tuple(history)
 
 
 def describe(
-    model: nn.Module, name: str, data: DatasetSplits, source: str, secs: float, threads: int
+    model: nn.Module,
+    name: str,
+    data: DatasetSplits,
+    source: str,
+    secs: float,
+    threads: int,
+    val_history: tuple[float, ...] = (),
 ) -> TeacherInfo:
     _refuse_broken(model, data, source)
     shape = (data.in_chans, data.image_size, data.image_size)
@@ -227,6 +244,7 @@ def describe(
         source=source,
         train_seconds=round(secs, 1),
         latency_device=device_name(cpu),
+        val_history=tuple(val_history),
     )
 
 
@@ -248,6 +266,28 @@ def weak_teacher(info: TeacherInfo, data: DatasetSplits) -> str | None:
         f"accuracy, where always answering the most frequent class gives "
         f"{100 * chance:.1f}%; students distilled from it learn its mistakes: "
         f"{better_teacher(info)}"
+    )
+
+
+def undertrained(info: TeacherInfo, val_images: int) -> str | None:
+    """One line naming a teacher that was still learning when its training stopped (its
+    validation accuracy rose over its last quarter of epochs, at least the last one, by more
+    than twice the split's standard error at that accuracy) and what to do; None if not, or if
+    its history was not recorded."""
+    h = info.val_history
+    if len(h) < 2:
+        return None
+    k = max(1, len(h) // 4)
+    gain = h[-1] - h[-1 - k]
+    noise = 2 * math.sqrt(max(h[-1] * (1 - h[-1]), 1e-6) / max(val_images, 1))
+    if gain <= noise:
+        return None
+    last = f"epoch{'s' if k > 1 else ''} {len(h) - k + 1}-{len(h)}" if k > 1 else f"epoch {len(h)}"
+    return (
+        f"the teacher {info.name} was still learning when it stopped: validation accuracy "
+        f"rose {100 * gain:.1f} points over {last} (to {100 * h[-1]:.1f}%, more than the "
+        f"split's noise of {100 * noise:.1f}); train it longer (--teacher-epochs "
+        f"{2 * len(h)}), or give a --teacher-checkpoint"
     )
 
 

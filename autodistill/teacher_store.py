@@ -89,11 +89,13 @@ def prepare_teacher(
         model = load().to(device)
         info = teacher.describe(model, name, data, f"checkpoint: {checkpoint}", 0.0, threads)
     else:
-        model, seconds = teacher.train_teacher(
+        model, seconds, history = teacher.train_teacher(
             name, spec, data, aug, recipe, device, precision, progress
         )
         how = json.dumps(asdict(recipe)) + ("" if precision == "fp32" else f" in {precision}")
-        info = teacher.describe(model, name, data, f"trained: {how}", seconds, threads)
+        info = teacher.describe(
+            model, name, data, f"trained: {how}", seconds, threads, val_history=history
+        )
         _check_expected(info.weights_sha256, expected_sha256, cache_dir, damaged=cached is not None)
         weights.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(weights) as tmp:

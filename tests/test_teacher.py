@@ -257,10 +257,10 @@ def test_a_study_whose_cached_teacher_was_damaged_resumes(
     real_train = teacher_mod.train_teacher
 
     def elsewhere(*a):  # another machine's retraining: other weights
-        model, seconds = real_train(*a)
+        model, seconds, history = real_train(*a)
         with torch.no_grad():
             next(model.parameters()).add_(1e-3)
-        return model, seconds
+        return model, seconds, history
 
     monkeypatch.setattr(teacher_mod, "train_teacher", elsewhere)
     for weights in (cache / "teachers").glob("*.safetensors"):
@@ -277,7 +277,7 @@ def test_the_teachers_progress_shows_its_loss_and_validation_accuracy(digits, tm
 
     notes = []
     aug = default_augmentation(digits.name, digits.image_size)
-    prepare_teacher(
+    info, _ = prepare_teacher(
         TEACHER,
         digits,
         aug,
@@ -288,6 +288,33 @@ def test_the_teachers_progress_shows_its_loss_and_validation_accuracy(digits, tm
     )
     shown = [n for n in notes if n]
     assert len(shown) == 2 and all(n.startswith("loss ") and "| val " in n for n in shown)
+    # Each epoch's validation accuracy is kept with the teacher (the last is its own).
+    assert len(info.val_history) == 2 and info.val_history[-1] == pytest.approx(
+        info.val_accuracy, abs=1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    ("history", "said"),
+    [
+        ((0.40, 0.52, 0.61, 0.645), "rose 3.5 points over epoch 4 (to 64.5%"),  # issue 25's case
+        ((0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9), "rose 10.0 points over epochs 7-8"),
+        ((0.80, 0.90, 0.905, 0.906), None),  # flat at the end, within the split's noise
+        ((0.9,), None),  # one epoch: nothing to compare
+        ((), None),  # a checkpoint, or cached before histories were kept
+    ],
+)
+def test_a_teacher_still_learning_when_it_stopped_is_called_undertrained(teacher, history, said):
+    import dataclasses
+
+    from autodistill.teacher import undertrained
+
+    info = dataclasses.replace(teacher[0], val_history=history)
+    line = undertrained(info, val_images=2400)
+    if said is None:
+        assert line is None
+    else:
+        assert said in line and "still learning" in line and "--teacher-epochs" in line
 
 
 def test_a_weak_teacher_and_one_a_brief_student_beats_are_named_with_what_to_do(digits, teacher):
@@ -304,7 +331,8 @@ def test_a_weak_teacher_and_one_a_brief_student_beats_are_named_with_what_to_do(
     line = weak_teacher(weak, digits)
     assert "is weak: 31.0% validation accuracy" in line and "--teacher-epochs" in line
     assert "\n" not in line
-    strong = dataclasses.replace(info, val_accuracy=0.95, test_accuracy=0.95)  # no val-test gap
+    # No val-test gap, and done learning (the session's 3-epoch teacher was still rising).
+    strong = dataclasses.replace(info, val_accuracy=0.95, test_accuracy=0.95, val_history=())
     assert weak_teacher(strong, digits) is None
     on_ckpt = dataclasses.replace(weak, source="checkpoint: t.safetensors")
     assert "better --teacher-checkpoint" in weak_teacher(on_ckpt, digits)
