@@ -27,6 +27,7 @@ from autodistill.contain import run_contained
 from autodistill.errors import UserError
 from autodistill.gap import gap_warning, split_gap
 from autodistill.objectives import get_objective
+from autodistill.options import build
 from autodistill.prepare import Prepared
 from autodistill.processes import warm_up
 from autodistill.progress import Progress, silent
@@ -89,7 +90,7 @@ def search(
     process is recorded and the search goes on; ``in_process`` runs them in this process
     instead (one worker), where a debugger can follow them and a native crash ends the search.
     """
-    config = SearchConfig(**options)
+    config = build(SearchConfig, options)
     if in_process and config.jobs != 1:
         raise UserError(
             f"--in-process runs one worker, in this process; it cannot run --jobs {config.jobs}"
@@ -294,7 +295,7 @@ def train(
     The work runs in a child process (``in_process``: in this one, for a debugger), so that a
     native crash is one line naming the student and epoch (``Crashed``), not the end of
     this process."""
-    how = TrainOptions(**options)
+    how = build(TrainOptions, options)
     return _run(ship.train_students, Path(run_dir), how, "train", in_process, progress)
 
 
@@ -303,7 +304,7 @@ def export(run_dir: str | Path, **options: Any) -> ship.ExportOutcome:
     within ``int8_tolerance`` of fp32's validation accuracy), check it and time it
     (``autodistill export``; ``options``: ``ExportOptions``'s fields); ``threads`` 0 times with
     the run's latency threads."""
-    how = ExportOptions(**options)
+    how = build(ExportOptions, options)
     with _threads(how.threads or study.Run.open(run_dir).config.target_threads):
         return ship.export_student(Path(run_dir), how)
 
@@ -318,7 +319,7 @@ def compress(
     the fastest within ``tolerance`` of the student's validation accuracy chosen. ``seed`` (by
     default the run's) draws the fine-tuning's batches. Contained in a child process unless
     ``in_process``, as ``train``."""
-    how = CompressOptions(**options)
+    how = build(CompressOptions, options)
     return _run(ship.compress_student, Path(run_dir), how, "compress", in_process, progress)
 
 

@@ -87,6 +87,25 @@ def coerce(cls: type, value: Any) -> Any:
     raise UserError(f"expected a {cls.__name__} or a mapping of its fields, got {value!r}")
 
 
+def build(cls: type, options: dict[str, Any]) -> Any:
+    """``cls(**options)``, with an unknown keyword refused in one line that names the nearest
+    option (and the mapping a ``max_<objective>`` limit now goes in)."""
+    import difflib
+
+    from autodistill.errors import UserError
+
+    known = [f.name for f in dataclasses.fields(cls) if OPTION in f.metadata]
+    for name in options:
+        if name not in known:
+            if name.startswith("max_") and "limits" in known:
+                hint = f"; give limits={{{name.removeprefix('max_')!r}: ...}}"
+            else:
+                near = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise UserError(f"unknown option {name!r}{hint} (options: {', '.join(known)})")
+    return cls(**options)
+
+
 def _unwrap(hint: Any) -> tuple[type, bool]:
     """``int | None`` -> (int, True); ``tuple[float, ...]`` -> (tuple, False)."""
     args = typing.get_args(hint)

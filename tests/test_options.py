@@ -149,3 +149,12 @@ def test_an_image_folder_run_made_before_image_size_is_read_at_32_px_as_it_was_m
 
     with pytest.raises(UserError, match="--image-size must be at least 8 pixels, got 4"):
         SearchConfig(image_size=4)
+
+
+def test_an_unknown_keyword_is_one_line_naming_the_nearest_option():
+    from autodistill.errors import UserError
+
+    with pytest.raises(UserError, match="unknown option 'budgett'; did you mean 'budget'"):
+        api.search(budgett=5)
+    with pytest.raises(UserError, match=r"unknown option 'max_params'; give limits=\{'params'"):
+        api.train("run", max_params=5)
