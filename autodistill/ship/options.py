@@ -47,7 +47,12 @@ class TrainOptions:
     """Which students of a run to train fully, and how."""
 
     trial: int | None = option(None, "this trial number")
-    pick: str | None = option(None, "a point of the front by rule", choices=RULES)
+    pick: str | None = option(
+        None,
+        "a point of the front by rule; knee when no other way of choosing (--trial, "
+        "--max-<objective>, --top) is given",
+        choices=RULES,
+    )
     limits: dict[str, float] = option(
         factory=dict, help="the most accurate student without", per_objective=True
     )
