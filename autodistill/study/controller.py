@@ -22,7 +22,7 @@ from autodistill.spaces import SearchSpace
 from autodistill.study import private, promotion
 from autodistill.study.candidate import TrialContext
 from autodistill.study.objective import make_objective
-from autodistill.study.record import WORKER
+from autodistill.study.record import WORKER, worker
 from autodistill.study.storage import (
     beat_once,
     claim,
@@ -115,7 +115,7 @@ def run(
 
 
 def _say_waiting(others: list[FrozenTrial], waited_s: float) -> None:
-    workers = sorted({str(t.user_attrs.get(WORKER) or "?") for t in others})
+    workers = sorted({str(worker(t) or "?") for t in others})
     log.warning(
         "budget taken: waiting (%.0f s so far) for %d trial(s) still running in %s; "
         "a trial whose worker dies is run again here",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from autodistill.objectives import get_objective
-from autodistill.study.record import RUNGS
+from autodistill.study.record import rung_accuracy, value
 
 MIN_SEEN = 5  # trials seen at a rung before it stops anything: the first ones set the bar
 MIN_DOMINATORS = 1
@@ -62,9 +62,9 @@ def seen_at(
     for t in trials:
         if t.number in exclude or t.state == TrialState.WAITING:
             continue
-        acc = (t.user_attrs.get(RUNGS) or {}).get(str(rung))
-        if acc is not None and all(t.user_attrs.get(n) is not None for n in names):
-            out.append(Point(acc, {n: t.user_attrs[n] for n in names}))
+        acc = rung_accuracy(t, rung)
+        if acc is not None and all(value(t, n) is not None for n in names):
+            out.append(Point(acc, {n: value(t, n) for n in names}))
     return out
 
 
@@ -73,8 +73,8 @@ def most_gained(trials: Iterable[FrozenTrial], rung: int, *, exclude: set[int]) 
     until ``MIN_SEEN`` of them are known (too few to say what cannot be reached)."""
     gains = []
     for t in trials:
-        acc = (t.user_attrs.get(RUNGS) or {}).get(str(rung))
-        final = t.user_attrs.get(RUNG_OBJECTIVE)
+        acc = rung_accuracy(t, rung)
+        final = value(t, RUNG_OBJECTIVE)
         if t.number not in exclude and t.state == TrialState.COMPLETE and None not in (acc, final):
             gains.append(final - acc)
     return max(gains) if len(gains) >= MIN_SEEN else None

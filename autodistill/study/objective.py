@@ -91,8 +91,7 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float
     except InfeasibleArchitecture as exc:
         record.reject(trial, {record.RUNS_ON_INPUT: 1.0}, str(exc))
     trial.set_user_attr(record.ARCH, cost.arch)
-    for key, value in {**cost.values, **cost.details}.items():
-        trial.set_user_attr(key, value)
+    record.measured(trial, {**cost.values, **cost.details})
     over = ctx.limits.violations(cost.values)
     if over:
         record.reject(trial, over, "; ".join(f"{k} exceeded by {v:g}" for k, v in over.items()))
@@ -102,8 +101,7 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float
     trial.set_user_attr(record.EPOCHS, rung.epochs if rung is not None else ctx.epochs)
     if promo is not None:
         trial.set_user_attr(record.BEGAN, trained.began)
-    for key, value in trained.values.items():
-        trial.set_user_attr(key, value)
+    record.measured(trial, trained.values)
     trial.set_user_attr(record.TRAIN_S, round(trained.seconds, 2))
     trial.set_user_attr(record.HISTORY, trained.history)
     trial.set_user_attr(record.RECIPE, trained.recipe)
@@ -133,20 +131,20 @@ def _check_floor(trial: Trial, values: dict[str, float], ctx: TrialContext) -> N
 def _known(trial: Trial, candidate: Candidate) -> Known:
     """The timed objectives the study's first trial of the same architecture recorded."""
     d = candidate.to_dict()  # as recorded: JSON lists, not tuples
-    mine, skip = (d["family"], d["arch"]), ("latency_ms", "latency_of")
+    mine = (d["family"], d["arch"])
     for t in sorted(trial.study.get_trials(deepcopy=False), key=lambda t: t.number):
-        a, theirs = t.user_attrs, t.user_attrs.get(record.CANDIDATE) or {}
+        theirs = t.user_attrs.get(record.CANDIDATE) or {}
+        details = record.latency_details(t)
         # A disturbed measurement is not passed on: the next trial of it times again.
         if (
             t.number == trial.number
-            or "latency_ms" not in a
-            or a.get("latency_disturbed")
+            or record.value(t, record.LATENCY) is None
+            or details.get("latency_disturbed")
             or (theirs.get("family"), theirs.get("arch")) != mine
         ):
             continue
-        details = {k: v for k, v in a.items() if k.startswith("latency_") and k not in skip}
-        details["latency_of"] = a.get("latency_of", t.number)
-        return {"latency_ms": (a["latency_ms"], details)}
+        details["latency_of"] = details.get("latency_of", t.number)
+        return {record.LATENCY: (record.value(t, record.LATENCY), details)}
     return {}
 
 
@@ -203,7 +201,7 @@ def _stop_below_floor(
         return
     acc = get_objective(early_stop.RUNG_OBJECTIVE)
     # By how much it would miss at best: what the sampler learns the region from.
-    trial.set_user_attr("val_accuracy", accuracy)
+    record.measured(trial, {record.ACCURACY: accuracy})
     reason = (
         f"stopped after epoch {epoch} of {ctx.epochs}: {acc.text(accuracy)} cannot reach "
         f"the floor {acc.text(floor)} (no trial gained more than {acc.text(gained)} from "

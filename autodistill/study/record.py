@@ -4,6 +4,7 @@ much it broke each constraint)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -34,6 +35,37 @@ BELOW_FLOOR = "below_floor"  # under --min-accuracy, trained or stopped
 FAILURE = "failure_reason"  # an exception
 # A constraint an untrained candidate broke because it cannot run on the input size.
 RUNS_ON_INPUT = "runs_on_input"
+# Each measured or trained objective is recorded under its own name (``val_accuracy``,
+# ``params``, ``latency_ms``, ...); a latency's details under ``latency_*`` beside it.
+ACCURACY = "val_accuracy"  # also the accuracy at the rung a stopped trial reached
+LATENCY = "latency_ms"
+LATENCY_DETAILS = "latency_"
+
+
+def measured(trial: Trial, values: Mapping[str, Any]) -> None:
+    """Record objective values (and a latency's details) under their names."""
+    for key, value in values.items():
+        trial.set_user_attr(key, value)
+
+
+def value(t: FrozenTrial, name: str) -> Any:
+    """The value trial ``t`` recorded for objective ``name``; None if it has none."""
+    return t.user_attrs.get(name)
+
+
+def latency_details(t: FrozenTrial) -> dict[str, Any]:
+    """What was recorded beside a trial's latency: its target, spread, window, and so on."""
+    return {k: v for k, v in t.user_attrs.items() if k.startswith(LATENCY_DETAILS) and k != LATENCY}
+
+
+def worker(t: FrozenTrial) -> str | None:
+    """The worker that ran trial ``t`` (host:pid:start), if recorded."""
+    return t.user_attrs.get(WORKER)
+
+
+def rung_accuracy(t: FrozenTrial, rung: int) -> float | None:
+    """The validation accuracy trial ``t`` had at the end of epoch ``rung``."""
+    return (t.user_attrs.get(RUNGS) or {}).get(str(rung))
 
 
 def limit_key(objective: str) -> str:
@@ -58,7 +90,7 @@ def reject(trial: Trial, violations: dict[str, float], reason: str) -> NoReturn:
 def stop(trial: Trial, reason: str, accuracy: float) -> NoReturn:
     """End a trial early at a rung where others dominate it, with the accuracy it had there."""
     trial.set_user_attr(STOPPED, reason)
-    trial.set_user_attr("val_accuracy", accuracy)
+    trial.set_user_attr(ACCURACY, accuracy)
     raise optuna.TrialPruned(reason)
 
 
@@ -126,4 +158,4 @@ class TrialRecord:
     def stopped_at(self) -> int | None:
         """The last rung a stopped trial reached."""
         rungs = self.attrs.get(RUNGS) or {}
-        return max((int(k) for k in rungs), default=None) if "val_accuracy" in self.attrs else None
+        return max((int(k) for k in rungs), default=None) if ACCURACY in self.attrs else None

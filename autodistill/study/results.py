@@ -97,11 +97,11 @@ def _side_by_side(frame: pd.DataFrame, retimed: dict[str, dict[str, Any]]) -> No
 def second_seeds(trials: list[FrozenTrial]) -> dict[int, float]:
     """Trial number -> the validation accuracy its second seed reached (finished ones)."""
     return {
-        rep["of"]: float(t.user_attrs["val_accuracy"])
+        rep["of"]: float(record.value(t, record.ACCURACY))
         for t in trials
         if t.state == TrialState.COMPLETE
         and (rep := replicate_of(t))
-        and t.user_attrs.get("val_accuracy") is not None
+        and record.value(t, record.ACCURACY) is not None
     }
 
 
@@ -270,7 +270,7 @@ def importances(study: optuna.Study, top: int = 12) -> dict[str, float]:
         with warnings.catch_warnings():  # "some regimes have < 2 trials": expected at this size
             warnings.simplefilter("ignore", UserWarning)
             ranked = optuna.importance.get_param_importances(
-                study, params=common, target=lambda t: t.user_attrs["val_accuracy"]
+                study, params=common, target=lambda t: record.value(t, record.ACCURACY)
             )
         return {k: v for k, v in list(ranked.items())[:top] if v > 0}
     except (RuntimeError, ValueError) as exc:  # too few distinct values to tell

@@ -41,7 +41,8 @@ from autodistill.study.database import (
     reconnecting,
     retrying,
 )
-from autodistill.study.record import FAILURE, WORKER
+from autodistill.study.record import FAILURE
+from autodistill.study.record import worker as record_worker
 
 log = logging.getLogger(__name__)
 DEFAULT_STORAGE_FILE = "study.journal"
@@ -309,7 +310,7 @@ def recover_stale(study: optuna.Study) -> None:
         return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _dead_here(t):
-            retry(study, t.number, f"its worker {t.user_attrs.get('worker') or '?'} stopped")
+            retry(study, t.number, f"its worker {record_worker(t) or '?'} stopped")
 
 
 def retry(study: optuna.Study, number: int, reason: str) -> None:
@@ -357,7 +358,7 @@ def _dead_here(trial: FrozenTrial) -> bool:
 
     A running trial with no worker recorded was left by a version that ran one process only.
     """
-    worker = trial.user_attrs.get(WORKER)
+    worker = record_worker(trial)
     if not worker or worker == worker_id():  # this process runs one trial at a time
         return True
     host, pid, start = parse_worker(str(worker))
@@ -395,5 +396,5 @@ def liveness_known(storage: BaseStorage, trial: FrozenTrial) -> bool:
     """Whether this worker can tell if ``trial``'s worker dies (so waiting on it is safe)."""
     if has_heartbeat(storage):
         return True
-    host, _, _ = parse_worker(str(trial.user_attrs.get(WORKER) or ""))
+    host, _, _ = parse_worker(str(record_worker(trial) or ""))
     return host == socket.gethostname()

@@ -47,7 +47,7 @@ from autodistill.study.opening import (
     record_latency_reference,
 )
 from autodistill.study.promotion import rungs_for
-from autodistill.study.record import CANDIDATE
+from autodistill.study.record import CANDIDATE, LATENCY, value
 from autodistill.study.results import front_trials
 from autodistill.study.storage import quiet_optuna_logs
 from autodistill.study.supervisor import supervise
@@ -194,7 +194,7 @@ def retime_front(config: SearchConfig, study: optuna.Study, prep: Prepared) -> N
     }
     timed = _reference(config, prep).side_by_side(models, ReferenceRecord.from_dict(doc).quiet_ms)
     for n, figures in timed.items():
-        figures["first_ms"] = front[n].user_attrs.get("latency_ms")
+        figures["first_ms"] = value(front[n], LATENCY)
     when = time.strftime("%Y-%m-%d %H:%M:%S")
     record = {"trials": {str(n): f for n, f in timed.items()}, "passes": PASSES, "at": when}
     record_front_retimed(study, record)
