@@ -22,7 +22,7 @@ from autodistill.spaces import SearchSpace
 from autodistill.study import private, promotion
 from autodistill.study.candidate import TrialContext
 from autodistill.study.objective import make_objective
-from autodistill.study.record import WORKER, worker
+from autodistill.study.record import WORKER, put, worker
 from autodistill.study.storage import (
     beat_once,
     claim,
@@ -152,7 +152,7 @@ def _claim(
             promoting = found is not None or any(promotion.extra_of(t) for t in queued)
             if promoting or budget_used(trials) < budget:
                 trial = study.ask()
-                trial.set_user_attr(WORKER, worker_id())
+                put(trial, {WORKER: worker_id()})
                 beat_once(storage, private.trial_id(trial))
     except KeyboardInterrupt as exc:  # held back until the claim was done: undo the claim
         if trial is not None:

@@ -60,11 +60,11 @@ def make_objective(space: SearchSpace, ctx: TrialContext) -> Callable[[Trial], l
             reason = type(exc).__name__ + (f": {lines[0]}" if lines else "")
             log.warning("trial %d failed: %s", trial.number, reason)
             with suppress(UpdateFinishedTrialError):
-                trial.set_user_attr(record.FAILURE, reason)
+                record.put(trial, {record.FAILURE: reason})
             raise
         finally:
             with suppress(UpdateFinishedTrialError):
-                trial.set_user_attr(record.DURATION, round(time.perf_counter() - start, 2))
+                record.put(trial, {record.DURATION: round(time.perf_counter() - start, 2)})
 
     return objective
 
@@ -75,22 +75,22 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float
     rung = None
     if promo is not None:
         rung = Rung(promo["epochs"], promo["lineage"], promo["parent_epochs"])
-        trial.set_user_attr(record.PROMOTED_FROM, promo["from"])
+        record.put(trial, {record.PROMOTED_FROM: promo["from"]})
     elif rep is not None:  # the same candidate from the start, with another seed
         rung = Rung(rep["epochs"], rep["lineage"], seed=rep["seed"])
         ctx = replace(ctx, seed=ctx.seed + rep["seed"])
-        trial.set_user_attr(record.REPLICATE_OF, rep["of"])
-        trial.set_user_attr(record.SEED, ctx.seed)
+        record.put(trial, {record.REPLICATE_OF: rep["of"]})
+        record.put(trial, {record.SEED: ctx.seed})
         promo = rep  # chosen for its result, like a promotion: not stopped on the way
     elif ctx.rungs:
         rung = Rung(ctx.rungs[0], trial.number)
     candidate = space.sample(_suggest(trial))
-    trial.set_user_attr(record.CANDIDATE, candidate.to_dict())
+    record.put(trial, {record.CANDIDATE: candidate.to_dict()})
     try:
         model, cost = measure_candidate(candidate, ctx, known=_known(trial, candidate))
     except InfeasibleArchitecture as exc:
         record.reject(trial, {record.RUNS_ON_INPUT: 1.0}, str(exc))
-    trial.set_user_attr(record.ARCH, cost.arch)
+    record.put(trial, {record.ARCH: cost.arch})
     record.measured(trial, {**cost.values, **cost.details})
     over = ctx.limits.violations(cost.values)
     if over:
@@ -98,13 +98,13 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float
     # A promotion was chosen for its rung's result: it is not stopped on the way.
     on_rung = _rung_check(trial, cost, ctx) if promo is None else None
     trained = train_candidate(model, candidate, ctx, on_rung=on_rung, rung=rung)
-    trial.set_user_attr(record.EPOCHS, rung.epochs if rung is not None else ctx.epochs)
+    record.put(trial, {record.EPOCHS: rung.epochs if rung is not None else ctx.epochs})
     if promo is not None:
-        trial.set_user_attr(record.BEGAN, trained.began)
+        record.put(trial, {record.BEGAN: trained.began})
     record.measured(trial, trained.values)
-    trial.set_user_attr(record.TRAIN_S, round(trained.seconds, 2))
-    trial.set_user_attr(record.HISTORY, trained.history)
-    trial.set_user_attr(record.RECIPE, trained.recipe)
+    record.put(trial, {record.TRAIN_S: round(trained.seconds, 2)})
+    record.put(trial, {record.HISTORY: trained.history})
+    record.put(trial, {record.RECIPE: trained.recipe})
     values = {**cost.values, **trained.values}
     _check_floor(trial, values, ctx)
     return [values[name] for name in ctx.objectives]
@@ -133,7 +133,7 @@ def _known(trial: Trial, candidate: Candidate) -> Known:
     d = candidate.to_dict()  # as recorded: JSON lists, not tuples
     mine = (d["family"], d["arch"])
     for t in sorted(trial.study.get_trials(deepcopy=False), key=lambda t: t.number):
-        theirs = t.user_attrs.get(record.CANDIDATE) or {}
+        theirs = record.get(t, record.CANDIDATE) or {}
         details = record.latency_details(t)
         # A disturbed measurement is not passed on: the next trial of it times again.
         if (
@@ -154,7 +154,7 @@ def _rung_check(trial: Trial, cost: Cost, ctx: TrialContext) -> Callable[[int, f
 
     def at_rung(epoch: int, accuracy: float) -> None:
         rungs[str(epoch)] = accuracy
-        trial.set_user_attr(record.RUNGS, dict(rungs))
+        record.put(trial, {record.RUNGS: dict(rungs)})
         floor = ctx.limits.min.get(early_stop.RUNG_OBJECTIVE)
         if not ctx.early_stop and floor is None:
             return

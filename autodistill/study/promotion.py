@@ -29,7 +29,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autodistill.objectives import minimised, nondominated_layers
-from autodistill.study.record import DURATION, TRAIN_S
+from autodistill.study.record import DURATION, TRAIN_S, get
 
 ETA = 3  # a third of each rung goes on: 3 -> 9 -> 27 epochs
 RUNG_COUNT = 3
@@ -107,7 +107,7 @@ def extra_of(t: FrozenTrial) -> dict | None:
 
 
 def _seconds(t: FrozenTrial) -> float:
-    return float(t.user_attrs.get(DURATION) or 0.0)
+    return float(get(t, DURATION) or 0.0)
 
 
 def _trained_epochs(t: FrozenTrial, first: int) -> int:
@@ -119,7 +119,7 @@ def _trained_epochs(t: FrozenTrial, first: int) -> int:
 def estimate_s(t: FrozenTrial, epochs: int, first: int) -> float:
     """Seconds a trial of ``t``'s candidate that trains ``epochs`` epochs will take: ``t``'s
     time per epoch, plus what ``t`` spent besides training (building, measuring)."""
-    train = float(t.user_attrs.get(TRAIN_S) or 0.0)
+    train = float(get(t, TRAIN_S) or 0.0)
     per_epoch = train / max(_trained_epochs(t, first), 1)
     return per_epoch * epochs + max(_seconds(t) - train, 0.0)
 

@@ -42,15 +42,33 @@ LATENCY = "latency_ms"
 LATENCY_DETAILS = "latency_"
 
 
-def measured(trial: Trial, values: Mapping[str, Any]) -> None:
-    """Record objective values (and a latency's details) under their names."""
+def put(trial: Trial, values: Mapping[str, Any]) -> None:
+    """Record ``values`` on a running trial, each under one of the names above (or an
+    objective's, or a latency detail's): the one writer of a trial's attributes."""
     for key, value in values.items():
         trial.set_user_attr(key, value)
 
 
+def put_stored(study: optuna.Study, t: FrozenTrial, values: Mapping[str, Any]) -> None:
+    """``put`` for a trial another process ran (the supervisor's record of a crash, the
+    clearing of a queued copy's inherited attributes)."""
+    from autodistill.study import private
+
+    for key, value in values.items():
+        private.storage_of(study).set_trial_user_attr(private.trial_id(t), key, value)
+
+
+def get(t: FrozenTrial, key: str, default: Any = None) -> Any:
+    """What trial ``t`` recorded under ``key``: the one reader of a trial's attributes."""
+    return t.user_attrs.get(key, default)
+
+
+measured = put  # objective values and a latency's details, under their names
+
+
 def value(t: FrozenTrial, name: str) -> Any:
     """The value trial ``t`` recorded for objective ``name``; None if it has none."""
-    return t.user_attrs.get(name)
+    return get(t, name)
 
 
 def latency_details(t: FrozenTrial) -> dict[str, Any]:

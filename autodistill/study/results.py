@@ -194,22 +194,21 @@ def trial_candidate(
             f"trial {number} {_what_happened(t)}, not a trained student; "
             "pick a completed one (see trials.csv)"
         )
-    if not t.user_attrs.get(record.CANDIDATE):
+    if not record.get(t, record.CANDIDATE):
         raise UserError(
             f"trial {number} {_what_happened(t)} before its architecture was "
             "recorded: there is no student to build"
         )
-    return Candidate.from_dict(t.user_attrs[record.CANDIDATE]), dict(t.user_attrs)
+    return Candidate.from_dict(record.get(t, record.CANDIDATE)), dict(TrialRecord.of(t).attrs)
 
 
 def _what_happened(t: FrozenTrial) -> str:
     """A trial's state in autodistill's words (Optuna's "pruned" is a trial stopped early or
     never trained here; pruning is of channels)."""
-    a = t.user_attrs
     if t.state == TrialState.PRUNED:
-        if "infeasible" in a:
+        if record.get(t, record.INFEASIBLE) is not None:
             return "was infeasible (never trained)"
-        if "below_floor" in a:
+        if record.get(t, record.BELOW_FLOOR) is not None:
             return "stayed below the accuracy floor"
         return "was stopped early (dominated at an epoch rung)"
     return {
@@ -244,7 +243,7 @@ def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
     out = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         if t.state == TrialState.COMPLETE and replicate_of(t) is None:
-            seen.append([float(t.user_attrs[n]) for n in names])
+            seen.append([float(record.value(t, n)) for n in names])
         out.append((t.number, hypervolume(np.array(seen), names)))
     return out
 

@@ -41,7 +41,7 @@ from autodistill.study.database import (
     reconnecting,
     retrying,
 )
-from autodistill.study.record import FAILURE
+from autodistill.study.record import FAILURE, put_stored
 from autodistill.study.record import worker as record_worker
 
 log = logging.getLogger(__name__)
@@ -339,9 +339,9 @@ def _clear_inherited(study: optuna.Study) -> None:
     """A queued copy inherits its failed attempt's attributes (worker, reason, accuracy at a
     rung, ...); they were the attempt's, so they go. Its parameters stay."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        for key, value in t.user_attrs.items():
-            if value is not None:
-                private.storage_of(study).set_trial_user_attr(private.trial_id(t), key, None)
+        put_stored(
+            study, t, {key: None for key, value in t.user_attrs.items() if value is not None}
+        )
 
 
 def retries(trials: list[FrozenTrial]) -> dict[int, int]:

@@ -25,7 +25,7 @@ from autodistill.errors import Interrupted
 from autodistill.processes import signal_text
 from autodistill.signals import deferred
 from autodistill.study import private
-from autodistill.study.record import ARCH, CANDIDATE, CRASHED, WORKER
+from autodistill.study.record import ARCH, CANDIDATE, CRASHED, FAILURE, WORKER, get, put_stored
 from autodistill.study.storage import claim, parse_worker, retry
 
 log = logging.getLogger(__name__)
@@ -122,17 +122,12 @@ def record_crash(study: optuna.Study, pid: int, exitcode: int) -> list[int]:
             earlier = [
                 by_number[n] for n in t.system_attrs.get("retry_history", []) if n in by_number
             ]
-            crashes = 1 + sum(bool(e.user_attrs.get(CRASHED)) for e in earlier)
+            crashes = 1 + sum(bool(get(e, CRASHED)) for e in earlier)
             reason = f"its worker (pid {pid}) was killed by {how} while it ran {_candidate(t)}"
-            private.storage_of(study).set_trial_user_attr(
-                private.trial_id(t), CRASHED, how.split()[0]
-            )
+            put_stored(study, t, {CRASHED: how.split()[0]})
             if crashes >= MAX_CRASHES:
-                private.storage_of(study).set_trial_user_attr(
-                    private.trial_id(t),
-                    "failure_reason",
-                    f"{reason}; it crashed {crashes} times, so it is not tried again",
-                )
+                why = f"{reason}; it crashed {crashes} times, so it is not tried again"
+                put_stored(study, t, {FAILURE: why})
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             else:
                 retry(study, t.number, reason)
@@ -141,14 +136,13 @@ def record_crash(study: optuna.Study, pid: int, exitcode: int) -> list[int]:
 
 
 def _ran_in(trial: FrozenTrial, pid: int) -> bool:
-    host, worker_pid, _ = parse_worker(str(trial.user_attrs.get(WORKER) or ""))
+    host, worker_pid, _ = parse_worker(str(get(trial, WORKER) or ""))
     return host == socket.gethostname() and worker_pid == str(pid)
 
 
 def _candidate(trial: FrozenTrial) -> str:
-    a = trial.user_attrs
-    loss = (a.get(CANDIDATE) or {}).get("loss")
-    if a.get(ARCH):
-        return f"trial {trial.number}, {a[ARCH]}" + (f" with {loss}" if loss else "")
+    loss = (get(trial, CANDIDATE) or {}).get("loss")
+    if get(trial, ARCH):
+        return f"trial {trial.number}, {get(trial, ARCH)}" + (f" with {loss}" if loss else "")
     params = ", ".join(f"{k}={v}" for k, v in sorted(trial.params.items()))
     return f"trial {trial.number} ({params or 'not sampled yet'})"

@@ -47,7 +47,7 @@ from autodistill.study.opening import (
     record_latency_reference,
 )
 from autodistill.study.promotion import rungs_for
-from autodistill.study.record import CANDIDATE, LATENCY, value
+from autodistill.study.record import CANDIDATE, LATENCY, get, value
 from autodistill.study.results import front_trials
 from autodistill.study.storage import quiet_optuna_logs
 from autodistill.study.supervisor import supervise
@@ -183,13 +183,13 @@ def retime_front(config: SearchConfig, study: optuna.Study, prep: Prepared) -> N
     doc = latency_reference(study)
     if doc is None or not latency_timed(config) or config.latency_target.precision != "fp32":
         return
-    front = {t.number: t for t in front_trials(study) if t.user_attrs.get(CANDIDATE)}
+    front = {t.number: t for t in front_trials(study) if get(t, CANDIDATE)}
     before = (front_retimed(study) or {}).get("trials", {})
     if not front or {int(n) for n in before} == set(front):
         return
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
     models = {
-        n: build(Candidate.from_dict(t.user_attrs[CANDIDATE]), spec, seed=config.seed)
+        n: build(Candidate.from_dict(get(t, CANDIDATE)), spec, seed=config.seed)
         for n, t in front.items()
     }
     timed = _reference(config, prep).side_by_side(models, ReferenceRecord.from_dict(doc).quiet_ms)
