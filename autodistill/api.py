@@ -44,6 +44,7 @@ from autodistill.study.workers import (
     work,
 )
 from autodistill.teacher import better_teacher, undertrained, weak_teacher
+from autodistill.teacher_sources import module_key
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ def search(
     process is recorded and the search goes on; ``in_process`` runs them in this process
     instead (one worker), where a debugger can follow them and a native crash ends the search.
     """
+    if isinstance(options.get("teacher"), nn.Module):  # kept as a program in the cache
+        options = {**options, "teacher": module_key(options["teacher"])}
     config = build(SearchConfig, options)
     if in_process and config.jobs != 1:
         raise UserError(

@@ -167,9 +167,43 @@ class SearchConfig:
         metavar="PX",
     )
     space: str = option("default", "search space name or YAML path")
-    teacher: str = option("resnet18", "timm model name of the teacher")
-    teacher_checkpoint: str | None = option(None, "teacher weights (.safetensors or .pt)")
-    teacher_epochs: int = option(10, "epochs to train the teacher when no checkpoint is given")
+    teacher: str = option(
+        "resnet18",
+        "the teacher: a timm model name (built for the data and trained here), or one you "
+        "have: timm:NAME or torchvision:NAME (with --teacher-weights), hf:FOLDER, "
+        "onnx:FILE, pt2:FILE (a torch.export program); in the Python API also an nn.Module",
+    )
+    teacher_checkpoint: str | None = option(
+        None, "weights of a bare-name teacher trained here before (.safetensors or .pt)"
+    )
+    teacher_weights: str | None = option(
+        None,
+        "weights of a timm: or torchvision: teacher, pretrained or fine-tuned, of the "
+        "unmodified architecture (.safetensors, or .pt/.pth read without unpickling code)",
+        metavar="FILE",
+    )
+    teacher_size: int | None = option(
+        None,
+        "the side, in pixels, of a given teacher's input (by default its own config's, or its "
+        "graph's; else the data's): each view is resized to it",
+        metavar="PX",
+    )
+    teacher_mean: str | None = option(
+        None,
+        "the per-channel mean a given teacher's input is normalised with, e.g. "
+        "0.485,0.456,0.406 (by default its own config's; else the data's)",
+        metavar="M[,M,M]",
+    )
+    teacher_std: str | None = option(
+        None,
+        "the per-channel std of a given teacher's input (as --teacher-mean)",
+        metavar="S[,S,S]",
+    )
+    teacher_epochs: int = option(
+        10,
+        "epochs to train the teacher when no checkpoint is given, or to fine-tune a given "
+        "teacher whose classes are not the data's",
+    )
     views: int = option(4, "augmented views per training image in the teacher cache")
     epochs: int = option(
         3, "brief training epochs per trial (the first rung with --fidelity multi)"

@@ -43,13 +43,17 @@ def forward_outputs(
 
     Uses timm's ``forward_intermediates`` / ``forward_head(pre_logits=True)`` /
     ``get_classifier`` so it works for every timm family; plain ``model(x)`` when only logits
-    are wanted.
+    are wanted. A model that names its own outputs (a teacher the user gave,
+    ``teacher_input.AdaptedTeacher``) is asked for them.
     """
     unknown = set(kinds) - set(OUTPUT_KINDS)
     if unknown:
         raise ValueError(f"unknown output kinds {sorted(unknown)}; known: {OUTPUT_KINDS}")
     if not (set(kinds) - {"logits"}):
         return {"logits": model(x)}
+    named = getattr(model, "named_outputs", None)
+    if callable(named):
+        return named(x, kinds, size)
     out: Named = {}
     if "attention" in kinds:
         k = min(ATTENTION_STAGES, len(model.feature_info))

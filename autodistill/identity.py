@@ -23,6 +23,10 @@ LATER_DEFINING = {
     "fidelity": "brief",
     "group_by": None,
     "search_subset": None,
+    "teacher_weights": None,
+    "teacher_size": None,
+    "teacher_mean": None,
+    "teacher_std": None,
 }
 
 
@@ -37,6 +41,10 @@ def settings(config: SearchConfig) -> dict[str, Any]:
         "space": config.space,
         "teacher": config.teacher,
         "teacher_checkpoint": config.teacher_checkpoint,
+        "teacher_weights": config.teacher_weights,
+        "teacher_size": config.teacher_size,
+        "teacher_mean": config.teacher_mean,
+        "teacher_std": config.teacher_std,
         "teacher_epochs": config.teacher_epochs,
         "views": config.views,
         "epochs": config.epochs,

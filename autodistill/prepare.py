@@ -23,8 +23,9 @@ from autodistill.data.sources import load_dataset
 from autodistill.data.splits import DatasetSplits
 from autodistill.latency import LatencyTarget, measure_on_target
 from autodistill.progress import Progress, silent
-from autodistill.teacher import TeacherInfo, TeacherRecipe
-from autodistill.teacher_store import dataset_fingerprint, prepare_teacher
+from autodistill.teacher import TeacherInfo, TeacherRecipe, TransferRecipe
+from autodistill.teacher_sources import TeacherSpec, parse_spec
+from autodistill.teacher_store import dataset_fingerprint, prepare_given, prepare_teacher
 
 log = logging.getLogger(__name__)
 BUILD_LOCK = "build.lock"
@@ -100,20 +101,36 @@ def prepare(
     except Timeout:
         log.warning("another worker is building the teacher cache in %s; waiting", cache_dir)
         lock.acquire()
+    spec = teacher_spec(config)
     try:
-        info, load_teacher = prepare_teacher(
-            config.teacher,
-            data,
-            aug,
-            cache_dir=cache_dir,
-            threads=threads,
-            device=device,
-            checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
-            recipe=TeacherRecipe(epochs=config.teacher_epochs, seed=config.seed),
-            precision=config.resolved_precision,
-            progress=progress,
-            expected_sha256=teacher_sha256,
-        )
+        if spec.given:
+            info, load_teacher = prepare_given(
+                spec,
+                data,
+                aug,
+                cache_dir=cache_dir,
+                threads=threads,
+                device=device,
+                recipe=TransferRecipe(epochs=config.teacher_epochs, seed=config.seed),
+                precision=config.resolved_precision,
+                progress=progress,
+                expected_sha256=teacher_sha256,
+            )
+            kinds = _given_outputs(kinds, info)
+        else:
+            info, load_teacher = prepare_teacher(
+                config.teacher,
+                data,
+                aug,
+                cache_dir=cache_dir,
+                threads=threads,
+                device=device,
+                checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
+                recipe=TeacherRecipe(epochs=config.teacher_epochs, seed=config.seed),
+                precision=config.resolved_precision,
+                progress=progress,
+                expected_sha256=teacher_sha256,
+            )
         key = cache_key(
             info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, config.views
         )
@@ -133,3 +150,30 @@ def prepare(
         lock.release()
     log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
     return Prepared(data, aug, info, views, device, load_teacher, config.resolved_precision)
+
+
+def teacher_spec(config: SearchConfig) -> TeacherSpec:
+    """``--teacher`` with its options; a teacher given as a module (the Python API's) is kept
+    as a program in the cache folder."""
+    return parse_spec(
+        config.teacher,
+        weights=config.teacher_weights,
+        size=config.teacher_size,
+        mean=config.teacher_mean,
+        std=config.teacher_std,
+        home=str(config.resolved_cache_dir / "teachers"),
+    )
+
+
+def _given_outputs(kinds: tuple[str, ...], info: TeacherInfo) -> tuple[str, ...]:
+    """The outputs a space's losses read that a given teacher gives (the others are said once:
+    trials of the losses that read them are ruled out before training)."""
+    missing = [k for k in kinds if k not in info.outputs]
+    if missing:
+        log.warning(
+            "the teacher %s gives no %s: losses that read %s are ruled out",
+            info.name,
+            "/".join(missing),
+            "them" if len(missing) > 1 else "it",
+        )
+    return tuple(k for k in kinds if k in info.outputs)

@@ -29,7 +29,18 @@ def to_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     two graphs equally fast (results/benchmarks/target_latency.md); the search exports every
     candidate, so the cheap one is what both the search and ``export`` use. Where it is gone,
     torch.export's.
+
+    A model that is itself a graph (a teacher given as ONNX) gives its own (``onnx_graph``).
     """
+    own = getattr(model, "onnx_graph", None)
+    graph = own(input_shape) if callable(own) else None
+    if graph is not None:
+        return graph
+    return export_module(model, input_shape)
+
+
+def export_module(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    """``model`` exported as it is (see ``to_onnx``)."""
     was_training = model.training
     try:
         return _export(_cpu_eval_copy(model), input_shape)
@@ -159,4 +170,13 @@ def run(sess: Any, x: np.ndarray, batch: int = 500) -> np.ndarray:
     return np.concatenate(out)
 
 
-__all__ = ["OPSET", "check_provider", "fix_batch", "run", "session", "to_onnx", "write_onnx"]
+__all__ = [
+    "OPSET",
+    "check_provider",
+    "export_module",
+    "fix_batch",
+    "run",
+    "session",
+    "to_onnx",
+    "write_onnx",
+]

@@ -6,7 +6,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import timm
@@ -47,9 +47,14 @@ class TeacherInfo:
     # Validation accuracy after each epoch of its training (empty for a checkpoint, or a
     # teacher cached before it was recorded): whether it was still learning when it stopped.
     val_history: tuple[float, ...] = ()
+    # The outputs it gives (forward.OUTPUT_KINDS); empty: all of them (a timm teacher).
+    outputs: tuple[str, ...] = ()
+    # A given teacher's own input (teacher_input.TeacherInput as a dict); empty: the data's.
+    input: dict = field(default_factory=dict)
 
-    def __post_init__(self) -> None:  # read back from JSON as a list
+    def __post_init__(self) -> None:  # read back from JSON as lists
         object.__setattr__(self, "val_history", tuple(self.val_history))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,6 +171,77 @@ class TeacherRecipe:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class TransferRecipe:
+    """How a given teacher with other classes than the data's is fine-tuned on it: a new head
+    at ``lr``, the pretrained body at ``lr * body_lr_scale``, AdamW, one cycle (its first 15%
+    a warm-up). Part of the fine-tuned teacher's cache key."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    body_lr_scale: float = 0.1
+    weight_decay: float = 0.05
+    seed: int = 0
+
+
+def class_order(
+    names: tuple[str, ...] | None, classes: int, data: DatasetSplits
+) -> tuple[list[int] | None, str | None]:
+    """How a given teacher's classes map onto the data's: (the teacher's column of each data
+    class, or None when they agree as they are; why they do not fit, or None).
+
+    Names the teacher states are matched by name (another order is reordered); without names,
+    the same number of classes is taken to be the same classes in the same order."""
+    if names is not None and len(names) == classes:
+        if list(names) == list(data.classes):
+            return None, None
+        if sorted(names) == sorted(data.classes):
+            return [names.index(c) for c in data.classes], None
+        unknown = [c for c in data.classes if c not in names]
+        return None, (
+            f"its {classes} classes ({_few(names)}) are not the data's {data.num_classes} "
+            f"({_few(data.classes)}; {len(unknown)} not among its own, e.g. {unknown[0]!r})"
+            if unknown
+            else f"its {classes} classes ({_few(names)}) are not the data's ({_few(data.classes)})"
+        )
+    if classes == data.num_classes:
+        return None, None
+    return None, f"it has {classes} classes but the data has {data.num_classes}"
+
+
+def _few(names: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def fine_tune(
+    model: nn.Module,
+    head: str,
+    data: DatasetSplits,
+    aug: Augmentation,
+    recipe: TransferRecipe,
+    device: torch.device | str,
+    precision: str,
+    progress: Progress,
+    name: str,
+) -> tuple[float, tuple[float, ...]]:
+    """Fine-tune ``model`` (a given teacher with a new head, parameters under ``head``) on the
+    data in place; the seconds it took and its validation accuracy after each epoch."""
+    cfg = TrainConfig(
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        seed=recipe.seed,
+        optimizer="adamw",
+        device=str(device),
+        precision=precision,
+        head=head,
+        body_lr_scale=recipe.body_lr_scale,
+    )
+    return _fit_teacher(model, name, data, aug, cfg, progress, "fine-tuning")
+
+
 def train_teacher(
     name: str,
     spec: InputSpec,
@@ -184,7 +260,6 @@ def train_teacher(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         model = build_teacher(name, spec)
-    start = time.perf_counter()
     cfg = TrainConfig(
         epochs=recipe.epochs,
         batch_size=recipe.batch_size,
@@ -195,8 +270,24 @@ def train_teacher(
         device=str(device),
         precision=precision,
     )
+    seconds, history = _fit_teacher(model, name, data, aug, cfg, progress, "training")
+    return model, seconds, history
+
+
+def _fit_teacher(
+    model: nn.Module,
+    name: str,
+    data: DatasetSplits,
+    aug: Augmentation,
+    cfg: TrainConfig,
+    progress: Progress,
+    doing: str,
+) -> tuple[float, tuple[float, ...]]:
+    """Train a teacher by ``cfg`` with fresh random views, reporting validation accuracy after
+    every epoch; the seconds it took and that history."""
+    start = time.perf_counter()
     task = f"teacher {name}"
-    progress(task, 0, recipe.epochs, unit="epoch")
+    progress(task, 0, cfg.epochs, unit="epoch")
     history: list[float] = []
 
     def on_epoch(epoch: int, losses: dict[str, float]) -> None:
@@ -205,17 +296,17 @@ def train_teacher(
         val = evaluate(model, data.val, data.stats)
         history.append(round(val, 5))
         note = f"loss {sum(losses.values()):.3f} | val {100 * val:.1f}%"
-        progress(task, epoch + 1, recipe.epochs, unit="epoch", note=note)
+        progress(task, epoch + 1, cfg.epochs, unit="epoch", note=note)
 
     try:
-        with deterministic(device):  # a retrain on a GPU gives the same weights, too
+        with deterministic(cfg.device):  # a retrain on a GPU gives the same weights, too
             fit(model, data.train, aug, data.stats, cfg, on_epoch=on_epoch)
     except TrainingDiverged as exc:
         raise UserError(
-            f"training the teacher {name} diverged ({exc}); choose another "
+            f"{doing} the teacher {name} diverged ({exc}); choose another "
             "--teacher, or give a --teacher-checkpoint"
         ) from None
-    return model, time.perf_counter() - start, tuple(history)
+    return time.perf_counter() - start, tuple(history)
 
 
 def describe(
@@ -226,6 +317,9 @@ def describe(
     secs: float,
     threads: int,
     val_history: tuple[float, ...] = (),
+    sha256: str | None = None,
+    outputs: tuple[str, ...] = (),
+    own_input: dict | None = None,
 ) -> TeacherInfo:
     _refuse_broken(model, data, source)
     shape = (data.in_chans, data.image_size, data.image_size)
@@ -235,16 +329,20 @@ def describe(
     latency = measure_latency(copy.deepcopy(model).cpu(), shape, threads=threads, device=cpu)
     return TeacherInfo(
         name=name,
-        params=count_params(model),
+        params=model.parameter_count()
+        if hasattr(model, "parameter_count")
+        else count_params(model),
         val_accuracy=evaluate(model, data.val, data.stats),
         test_accuracy=evaluate(model, data.test, data.stats),
         latency_ms=latency.median_ms,
         latency_threads=latency.threads,
-        weights_sha256=weights_sha256(model),
+        weights_sha256=sha256 or weights_sha256(model),
         source=source,
         train_seconds=round(secs, 1),
         latency_device=device_name(cpu),
         val_history=tuple(val_history),
+        outputs=outputs,
+        input=own_input or {},
     )
 
 
@@ -252,6 +350,10 @@ def better_teacher(info: TeacherInfo) -> str:
     """What to do about a teacher that teaches little."""
     if info.source.startswith("checkpoint"):
         return "give a better --teacher-checkpoint"
+    if info.source.startswith("given"):
+        return "give a better --teacher"
+    if info.source.startswith("fine-tuned"):
+        return "fine-tune it longer (--teacher-epochs), or give a better --teacher"
     return "train it longer (--teacher-epochs), or give a --teacher-checkpoint"
 
 
@@ -297,6 +399,9 @@ def _refuse_broken(model: nn.Module, data: DatasetSplits, source: str) -> None:
     if source.startswith("checkpoint: "):
         what = f"teacher checkpoint {source.removeprefix('checkpoint: ')}"
         fix = "give a --teacher-checkpoint that works, or leave it out to train one"
+    elif source.startswith(("given: ", "fine-tuned: ")):
+        what = f"the teacher {source.partition(': ')[2]}"
+        fix = "check its --teacher-size, --teacher-mean and --teacher-std, or give another"
     else:
         what, fix = "the teacher trained here", "choose another --teacher, or more --teacher-epochs"
     logits = predict(model, data.val.images, data.stats)

@@ -23,7 +23,10 @@ from autodistill.data.splits import DatasetSplits
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
+from autodistill.forward import map_size
 from autodistill.progress import Progress, silent
+from autodistill.teacher_input import AdaptedTeacher
+from autodistill.teacher_sources import Given, TeacherSpec, load_given
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,133 @@ def prepare_teacher(
     return info, (lambda: model.eval())
 
 
+def prepare_given(
+    spec: TeacherSpec,
+    data: DatasetSplits,
+    aug: Augmentation,
+    *,
+    cache_dir: Path,
+    threads: int,
+    device: torch.device | str = "cpu",
+    recipe: teacher.TransferRecipe | None = None,
+    precision: str = "fp32",
+    progress: Progress = silent,
+    expected_sha256: str | None = None,
+) -> tuple[teacher.TeacherInfo, TeacherLoader]:
+    """A teacher the user gave (``teacher_sources``): its description, and a function that
+    loads it behind its input adapter (``teacher_input.AdaptedTeacher``).
+
+    Its classes are matched to the data's by name where it states them (and reordered).
+    One whose classes are not the data's is given a new head and fine-tuned on the data by
+    ``recipe`` (cached like a trained teacher); one that cannot take a new head (ONNX, pt2) is
+    refused in one line. The description records what it gives (logits; features and
+    attention maps where it shows them) and its own input."""
+    recipe = recipe or teacher.TransferRecipe()
+    given = load_given(spec, data)
+    order, misfit = teacher.class_order(given.names, given.classes, data)
+    tune = misfit is not None
+    if tune and given.new_head is None:
+        raise UserError(
+            f"the teacher {given.what} does not fit the data: {misfit}; a teacher of this kind "
+            "cannot be given a new head here: give one made for the data's classes"
+        )
+    if tune:
+        log.warning(
+            "the teacher %s: %s; fine-tuning it on the data with a new head for %d epochs "
+            "(--teacher-epochs)",
+            given.what,
+            misfit,
+            recipe.epochs,
+        )
+    h = hashlib.sha256()
+    h.update(
+        json.dumps(
+            [spec.kind, given.fingerprint, given.input.to_dict(), order]
+            + ([asdict(recipe), precision] if tune else [])
+        ).encode()
+    )
+    h.update(dataset_fingerprint(data).encode())
+    key = h.hexdigest()[:16]
+    stem = f"{spec.kind}-{Path(spec.target).name}-{key}".replace(" ", "_")
+    meta = cache_dir / "teachers" / f"{stem}.json"
+    weights = cache_dir / "teachers" / f"{stem}.safetensors"
+
+    def build(g: Given | None = None) -> tuple[AdaptedTeacher, str]:
+        g = g or load_given(spec, data)
+        head = g.new_head(g.model, data.num_classes) if tune and g.new_head else ""
+        classes = data.num_classes if tune else g.classes
+        model = AdaptedTeacher(g.model, g.input, data.stats, data.in_chans, classes, order)
+        return model, head
+
+    def sha(model: nn.Module) -> str:  # the file it came from, and the weights it holds now
+        both = given.fingerprint + tensors_sha256(model.state_dict())
+        return hashlib.sha256(both.encode()).hexdigest()
+
+    cached = _read_info(meta)
+    if cached is not None and not tune:
+        log.info("teacher %s found in cache (%s)", spec.text, meta)
+        return cached, lambda: build()[0].eval()
+    if cached is not None:
+        state = _verified_weights(weights, cached.weights_sha256, sha)
+        if state is not None:
+            log.info("teacher %s found in cache (%s)", spec.text, meta)
+            return cached, lambda: _loaded(build()[0], state)
+    model, head = build(given)
+    model = model.to(device)
+    outputs = model.provides(
+        torch.zeros(2, data.in_chans, data.image_size, data.image_size, device=model_device(model)),
+        map_size(data.image_size),
+    )
+    own = given.input.to_dict()
+    if not tune:
+        info = teacher.describe(
+            model,
+            spec.text,
+            data,
+            f"given: {given.what}",
+            0.0,
+            threads,
+            sha256=sha(model),
+            outputs=tuple(sorted(outputs)),
+            own_input=own,
+        )
+    else:
+        seconds, history = teacher.fine_tune(
+            model, f"model.{head}", data, aug, recipe, device, precision, progress, spec.text
+        )
+        how = json.dumps(asdict(recipe))
+        info = teacher.describe(
+            model,
+            spec.text,
+            data,
+            f"fine-tuned: {given.what} ({how})",
+            seconds,
+            threads,
+            val_history=history,
+            sha256=sha(model),
+            outputs=tuple(sorted(outputs)),
+            own_input=own,
+        )
+        _check_expected(info.weights_sha256, expected_sha256, cache_dir, damaged=cached is not None)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(weights) as tmp:
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)
+            )
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(meta, json.dumps(info.to_dict(), indent=2))
+    return info, (lambda: model.eval())
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(iter(model.buffers()), torch.zeros(0)).device
+
+
+def _loaded(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def _check_expected(got: str, expected: str | None, cache_dir: Path, *, damaged: bool) -> None:
     """A retrained teacher is the study's only if its weights hash to what the study recorded."""
     if expected is None:
@@ -141,18 +271,33 @@ def _read_info(meta: Path) -> teacher.TeacherInfo | None:
         return None
 
 
-def _verified_weights(path: Path, sha256: str) -> dict[str, Tensor] | None:
-    """A cached teacher's weights if they hash to what was recorded when they were written."""
+def _verified_weights(
+    path: Path, sha256: str, hashed: Callable[[nn.Module], str] | None = None
+) -> dict[str, Tensor] | None:
+    """A cached teacher's weights if they hash to what was recorded when they were written
+    (``hashed``: how a given teacher's hash is made from them)."""
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:  # missing, truncated, or not safetensors at all
         problem = f"is unreadable ({exc})"
     else:
-        if tensors_sha256(state) == sha256:
+        got = tensors_sha256(state) if hashed is None else hashed(_Holder(state))
+        if got == sha256:
             return state
         problem = "fails its checksum: its contents changed after it was written"
     log.warning("cached teacher weights %s %s; training the teacher again", path, problem)
     return None
+
+
+class _Holder(nn.Module):
+    """Tensors with a ``state_dict``: what a hash of a model's weights reads."""
+
+    def __init__(self, state: dict[str, Tensor]) -> None:
+        super().__init__()
+        self._state = state
+
+    def state_dict(self, *args: object, **kwargs: object) -> dict[str, Tensor]:  # type: ignore[override]
+        return self._state
 
 
 def _from_state(name: str, spec: InputSpec, state: dict[str, Tensor]) -> nn.Module:

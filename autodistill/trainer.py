@@ -52,10 +52,20 @@ class TrainConfig:
     schedule: str = "onecycle"
     stable_epochs: int = 0  # wsd: epochs before the linear decay to zero
     warmup_epochs: float = 0.0  # wsd: the same in every run that continues another
+    # Transfer learning: parameters under the ``head`` prefix train at ``lr``, the others at
+    # ``lr * body_lr_scale`` (a pretrained body learns slower than its new classifier).
+    head: str = ""
+    body_lr_scale: float = 1.0
 
     def settings(self) -> dict[str, Any]:
-        """What a checkpoint must have been made with to be resumed."""
-        return {k: v for k, v in asdict(self).items() if k not in ("device", "precision")}
+        """What a checkpoint must have been made with to be resumed (the transfer fields only
+        where set: checkpoints made before them still resume)."""
+        unset = {"head": "", "body_lr_scale": 1.0}
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("device", "precision") and (k not in unset or v != unset[k])
+        }
 
     def branch_settings(self) -> dict[str, Any]:
         """What a shorter run's stable state must share with this one to be continued."""
@@ -260,7 +270,7 @@ def _scheduler(
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=0.15
         )
     if cfg.schedule != "wsd":
         raise ValueError(f"unknown schedule {cfg.schedule!r}")
@@ -363,13 +373,19 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 def _optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.Optimizer:
     # No weight decay on norms and biases: decaying them only hurts small models.
-    params = [p for m in modules for p in m.parameters()]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    named = [(n, p) for m in modules for n, p in m.named_parameters() if p.requires_grad]
+    groups = []
+    for body in (False, True) if cfg.head else (False,):
+        scale = cfg.body_lr_scale if body else 1.0
+        part = [p for n, p in named if not cfg.head or n.startswith(cfg.head) != body]
+        groups += [
+            {"params": [p for p in part if p.ndim > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in part if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+        for g in groups[-2:]:
+            g["lr"] = cfg.lr * scale
+    if cfg.head:  # a body or head with no parameters of a kind: no group for them
+        groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
     if cfg.optimizer == "adamw":

@@ -16,6 +16,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, Trial
 
+from autodistill.losses import get_loss
 from autodistill.objectives import get_objective
 from autodistill.spaces import Candidate, Param, SearchSpace
 from autodistill.study import early_stop, private, promotion, record
@@ -86,6 +87,14 @@ def _evaluate(trial: Trial, space: SearchSpace, ctx: TrialContext) -> list[float
         rung = Rung(ctx.rungs[0], trial.number)
     candidate = space.sample(_suggest(trial))
     record.put(trial, {record.CANDIDATE: candidate.to_dict()})
+    lacking = get_loss(candidate.loss).needs - ctx.views.kinds
+    if lacking:  # a given teacher that shows no features or maps: nothing to distil them from
+        record.reject(
+            trial,
+            {record.TEACHER_GIVES: 1.0},
+            f"the loss {candidate.loss} reads the teacher's {'/'.join(sorted(lacking))}, "
+            "which this teacher does not give",
+        )
     try:
         model, cost = measure_candidate(candidate, ctx, known=_known(trial, candidate))
     except InfeasibleArchitecture as exc:

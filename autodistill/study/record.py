@@ -35,6 +35,8 @@ BELOW_FLOOR = "below_floor"  # under --min-accuracy, trained or stopped
 FAILURE = "failure_reason"  # an exception
 # A constraint an untrained candidate broke because it cannot run on the input size.
 RUNS_ON_INPUT = "runs_on_input"
+# A constraint broken by a candidate whose loss reads an output the given teacher lacks.
+TEACHER_GIVES = "teacher_gives"
 # Each measured or trained objective is recorded under its own name (``val_accuracy``,
 # ``params``, ``latency_ms``, ...); a latency's details under ``latency_*`` beside it.
 ACCURACY = "val_accuracy"  # also the accuracy at the rung a stopped trial reached
