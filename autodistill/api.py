@@ -206,7 +206,7 @@ def _teacher_warnings(prep: Prepared, trials: pd.DataFrame, epochs: int) -> tupl
     teacher = prep.teacher
     gap = gap_warning(_teacher_gap(prep), f"the teacher {teacher.name}")
     still = undertrained(teacher, len(prep.data.val))
-    out = [w for w in [weak_teacher(teacher, prep.data), still, gap] if w]
+    out = [w for w in [weak_teacher(teacher, prep.data), still, gap, prep.lacking_line()] if w]
     trained = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
     if not trained.empty and trained["val_accuracy"].max() > teacher.val_accuracy:
         best = trained.loc[trained["val_accuracy"].idxmax()]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,18 @@ class Prepared:
     device: torch.device
     load_teacher: Callable[[], nn.Module] | None = None  # the teacher model, loaded when asked
     precision: str = "fp32"  # students train in it (device.resolve_precision)
+    # Outputs the space's losses read that a given teacher does not give (its trials with
+    # such a loss are ruled out before training).
+    lacking: tuple[str, ...] = ()
+
+    def lacking_line(self) -> str | None:
+        """One line saying which outputs the teacher lacks, or None."""
+        if not self.lacking:
+            return None
+        return (
+            f"the teacher {self.teacher.name} gives no {'/'.join(self.lacking)}: trials of the "
+            "losses that read them are ruled out before training"
+        )
 
     @property
     def identity(self) -> dict[str, str]:
@@ -102,6 +114,7 @@ def prepare(
         log.warning("another worker is building the teacher cache in %s; waiting", cache_dir)
         lock.acquire()
     spec = teacher_spec(config)
+    lacking: tuple[str, ...] = ()
     try:
         if spec.given:
             info, load_teacher = prepare_given(
@@ -116,7 +129,8 @@ def prepare(
                 progress=progress,
                 expected_sha256=teacher_sha256,
             )
-            kinds = _given_outputs(kinds, info)
+            lacking = tuple(k for k in kinds if k not in info.outputs)
+            kinds = tuple(k for k in kinds if k in info.outputs)
         else:
             info, load_teacher = prepare_teacher(
                 config.teacher,
@@ -149,7 +163,11 @@ def prepare(
     finally:
         lock.release()
     log.info("teacher cache: %s, %.1f MB on disk", "/".join(kinds), views.nbytes() / 1e6)
-    return Prepared(data, aug, info, views, device, load_teacher, config.resolved_precision)
+    prep = Prepared(data, aug, info, views, device, load_teacher, config.resolved_precision)
+    prep = replace(prep, lacking=lacking)
+    if lacking:
+        log.info(prep.lacking_line())
+    return prep
 
 
 def teacher_spec(config: SearchConfig) -> TeacherSpec:
@@ -163,17 +181,3 @@ def teacher_spec(config: SearchConfig) -> TeacherSpec:
         std=config.teacher_std,
         home=str(config.resolved_cache_dir / "teachers"),
     )
-
-
-def _given_outputs(kinds: tuple[str, ...], info: TeacherInfo) -> tuple[str, ...]:
-    """The outputs a space's losses read that a given teacher gives (the others are said once:
-    trials of the losses that read them are ruled out before training)."""
-    missing = [k for k in kinds if k not in info.outputs]
-    if missing:
-        log.warning(
-            "the teacher %s gives no %s: losses that read %s are ruled out",
-            info.name,
-            "/".join(missing),
-            "them" if len(missing) > 1 else "it",
-        )
-    return tuple(k for k in kinds if k in info.outputs)

@@ -12,6 +12,7 @@ from autodistill.render import front_table, state_counts
 from autodistill.render.tables import teacher_timing, times
 from autodistill.ship import CompressOutcome, ExportOutcome, FullTrainOutcome
 from autodistill.spaces import SearchSpace
+from autodistill.teacher_input import TeacherInput
 
 
 class Bars:
@@ -55,6 +56,9 @@ def print_search(out: SearchResult) -> None:
         f"test {100 * t['test_accuracy']:.2f}%, {t['latency_ms']:.3f} ms"
         f" ({teacher_timing(t)})"
     )
+    if t.get("input"):  # a given teacher: what it saw, and where it came from
+        own = TeacherInput(**t["input"])
+        print(f"teacher input: {own.describe()} ({t['source']})")
     print(f"teacher cache: {out.cache}")
     ref = out.latency_reference
     if ref is not None:

@@ -165,8 +165,10 @@ def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
 
 def teacher_timing(teacher: dict[str, Any]) -> str:
     """How the teacher's ``latency_ms`` was timed: on the students' target when it was
-    (``latency_target``), else eager PyTorch on the CPU its description names."""
+    (``latency_target``), else eager PyTorch (an ONNX teacher: ONNX Runtime) on the CPU its
+    description names."""
     if "latency_target" in teacher:
         return str(teacher["latency_target"])
     where = teacher.get("latency_device")
-    return "PyTorch eager" + (f" on {where}" if where else "")
+    how = "ONNX Runtime" if str(teacher.get("name", "")).startswith("onnx:") else "PyTorch eager"
+    return how + (f" on {where}" if where else "")
