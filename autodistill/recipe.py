@@ -25,17 +25,24 @@ DECAY_FRACTION = 0.2  # of a multi-fidelity rung's epochs: the decay branched of
 WARMUP_FRACTION = 0.15  # of the first rung, as one cycle warms up over 15% of a brief trial
 
 
-def build(candidate: Candidate, spec: InputSpec, *, seed: int) -> nn.Module:
+def build(
+    candidate: Candidate,
+    spec: InputSpec,
+    *,
+    seed: int,
+    teacher: Callable[[], nn.Module] | None = None,
+) -> nn.Module:
     """The candidate's student with its initial weights drawn from ``seed`` (on the CPU), so a
     trial, its full training and ``load_student`` start from the same weights, whatever ran
-    before in the process.
+    before in the process; a student derived from the teacher (``from_teacher``) starts from
+    the weights ``teacher`` loads.
 
     Raises:
         InfeasibleArchitecture: it cannot run on this input.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_student(candidate.family, candidate.arch, spec)
+        return build_student(candidate.family, candidate.arch, spec, teacher)
 
 
 def recipe_for(

@@ -157,3 +157,14 @@ def shipped_run(tmp_path_factory, searched_run) -> Path:
     assert main(["export", str(run_dir), "--int8"]) == 0
     assert main(["report", str(run_dir)]) == 0
     return run_dir
+
+
+def teacher_of(family: str, spec):
+    """What ``build_student`` needs to build a student of ``family`` for ``spec``: for a family
+    derived from the teacher (from_teacher), a loader of a small timm teacher; else None."""
+    from autodistill.families import get_family
+    from autodistill.teacher import build_teacher
+
+    if not get_family(family).derived:
+        return None
+    return lambda: build_teacher("test_resnet", spec)

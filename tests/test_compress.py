@@ -19,6 +19,7 @@ from autodistill.cli import main
 from autodistill.errors import UserError
 from autodistill.families import FAMILIES, InputSpec, build_student
 from autodistill.ship.compress import RECIPE
+from tests.conftest import teacher_of
 
 SPEC = InputSpec(in_chans=1, image_size=16, num_classes=10)
 
@@ -48,12 +49,13 @@ ARCHS = {
     },
     "convnext": {"patch_size": 1, "depths": [1, 1, 1, 1], "width": [32, 32, 64, 64], "kernel": 3},
     "vit": {"patch_size": 4, "depth": 2, "heads": 4, "head_dim": 16, "mlp_ratio": 2},
+    "from_teacher": {"keep": [1.0, 0.5, 0.5, 0.5], "depths": 1},
 }
 
 
 def _built(family: str) -> nn.Module:
     torch.manual_seed(0)
-    model = build_student(family, ARCHS[family], SPEC)
+    model = build_student(family, ARCHS[family], SPEC, teacher_of(family, SPEC))
     with torch.no_grad():  # batch norms with statistics of their own, as a trained student has
         for _ in range(3):
             model(torch.randn(8, *SHAPE))
@@ -87,7 +89,7 @@ def test_pruning_half_the_channels_really_shrinks_every_family(family):
     # Rebuilt from its shapes (JSON) and tensors alone, on a fresh build: the same function.
     shapes = json.loads(json.dumps(prune.structure(model)))
     fresh = prune.rebuild(
-        build_student(family, ARCHS[family], SPEC),
+        build_student(family, ARCHS[family], SPEC, teacher_of(family, SPEC)),
         shapes,
         {k: v.clone() for k, v in model.state_dict().items()},
     )

@@ -7,6 +7,7 @@ import torch
 
 from autodistill.families import FAMILIES, InfeasibleArchitecture, InputSpec, build_student
 from autodistill.spaces import load_space
+from tests.conftest import teacher_of
 from tests.test_spaces import random_suggest
 
 
@@ -19,7 +20,7 @@ def test_every_family_builds_or_is_declared_infeasible(family, size):
     for seed in range(6):
         cand = space.sample(random_suggest(seed))
         try:
-            model = build_student(family, cand.arch, spec)
+            model = build_student(family, cand.arch, spec, teacher_of(family, spec))
         except InfeasibleArchitecture as exc:
             assert str(exc)
             continue
@@ -54,7 +55,7 @@ def test_resnet_stem_stride_sets_the_resolution_of_the_first_stage():
 def test_unknown_family_is_a_user_error():
     from autodistill.errors import UserError
 
-    with pytest.raises(UserError, match="unknown family 'resnt'; known: convnext, mobilenetv3"):
+    with pytest.raises(UserError, match="unknown family 'resnt'; known: convnext, from_teacher, mobilenetv3"):
         build_student("resnt", {}, InputSpec(1, 28, 10))
 
 

@@ -10,6 +10,7 @@ from autodistill.families import FAMILIES, InfeasibleArchitecture, InputSpec, bu
 from autodistill.forward import ATTENTION_STAGES, forward_outputs, map_size
 from autodistill.spaces import load_space
 from autodistill.teacher import build_teacher
+from tests.conftest import teacher_of
 from tests.test_spaces import random_suggest
 
 
@@ -17,7 +18,8 @@ def _feasible(family: str, spec: InputSpec):
     space = load_space(family)
     for seed in range(20):
         try:
-            return build_student(family, space.sample(random_suggest(seed)).arch, spec)
+            arch = space.sample(random_suggest(seed)).arch
+            return build_student(family, arch, spec, teacher_of(family, spec))
         except InfeasibleArchitecture:
             continue
     raise AssertionError(f"no feasible {family} in 20 samples")

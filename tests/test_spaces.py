@@ -234,12 +234,14 @@ def test_shipped_spaces_build_students_whose_widths_are_multiples_of_8(name):
     from torch import nn
 
     from autodistill.families import InfeasibleArchitecture, InputSpec, build_student
+    from tests.conftest import teacher_of
 
     space = load_space(name)
     for seed in range(8):
         cand = space.sample(random_suggest(seed))
         try:
-            model = build_student(cand.family, cand.arch, InputSpec(3, 32, 10))
+            spec = InputSpec(3, 32, 10)
+            model = build_student(cand.family, cand.arch, spec, teacher_of(cand.family, spec))
         except InfeasibleArchitecture:  # a ViT patch of 7 on 32 px: refused, never built
             continue
         for where, layer in model.named_modules():

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from autodistill.families import convnext, mobilenetv3, resnet, vit  # noqa: F401  (registers)
+from autodistill.families import (  # noqa: F401  (registers)
+    convnext,
+    from_teacher,
+    mobilenetv3,
+    resnet,
+    vit,
+)
 from autodistill.families.registry import (
     FAMILIES,
     Family,

@@ -27,7 +27,7 @@ class InputSpec:
     num_classes: int
 
 
-Builder = Callable[[Mapping[str, Any], InputSpec], nn.Module]
+Builder = Callable[..., nn.Module]  # (arch, spec), or (arch, spec, teacher) when derived
 Describer = Callable[[Mapping[str, Any]], str]
 
 
@@ -43,6 +43,8 @@ class Family:
     # Train in NHWC. Off for every family: on the 2-core Xeon (torch 2.15, oneDNN) the trial
     # loop ran within +-5% either way (results/benchmarks/training_efficiency.md).
     channels_last: bool = False
+    # Built from the teacher: ``build(arch, spec, teacher)`` (families.from_teacher).
+    derived: bool = False
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -58,13 +60,16 @@ def register_family(
     params: Mapping[str, Domain],
     describe: Describer,
     channels_last: bool = False,
+    derived: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Register ``build(arch, spec) -> nn.Module`` as the family ``name``; ``params`` maps each
-    architecture argument to the values a space may give it."""
+    architecture argument to the values a space may give it. A ``derived`` family's students
+    are made from the teacher: ``build(arch, spec, teacher)``."""
 
     def wrap(build: Builder) -> Builder:
         doc = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
-        FAMILIES.register(name, Family(name, dict(params), build, describe, doc, channels_last))
+        family = Family(name, dict(params), build, describe, doc, channels_last, derived)
+        FAMILIES.register(name, family)
         return build
 
     return wrap
@@ -75,15 +80,23 @@ def get_family(name: str) -> Family:
     return FAMILIES.get(name)
 
 
-def build_student(family: str, arch: Mapping[str, Any], spec: InputSpec) -> nn.Module:
-    """Build a student and prove it runs on one input of the data's shape.
+def build_student(
+    family: str,
+    arch: Mapping[str, Any],
+    spec: InputSpec,
+    teacher: Callable[[], nn.Module] | None = None,
+) -> nn.Module:
+    """Build a student and prove it runs on one input of the data's shape; a derived family's
+    from the teacher ``teacher`` loads.
 
     Raises:
         InfeasibleArchitecture: the arguments cannot make a model for this input size.
     """
     fam = get_family(family)
+    if fam.derived and teacher is None:
+        raise ValueError(f"a {family} student is derived from the teacher: pass teacher=")
     try:
-        model = fam.build(arch, spec)
+        model = fam.build(arch, spec, teacher()) if fam.derived else fam.build(arch, spec)
         model.eval()
         with torch.inference_mode():
             out = model(torch.zeros(1, spec.in_chans, spec.image_size, spec.image_size))

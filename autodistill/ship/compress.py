@@ -95,7 +95,7 @@ def compress_student(
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
     shape = (spec.in_chans, spec.image_size, spec.image_size)
     home = student_dir(run_dir, number)
-    base = build(trained, spec, seed=config.seed)
+    base = build(trained, spec, seed=config.seed, teacher=prep.load_teacher)
     base.load_state_dict(load_file(str(home / WEIGHTS)))
     cfg = recipe_for(
         trained, epochs=options.epochs, seed=seed, device=prep.device, precision=prep.precision
@@ -327,7 +327,7 @@ class _Stages:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         try:
-            model = build(self.cand, self.spec, seed=0)
+            model = build(self.cand, self.spec, seed=0, teacher=self.prep.load_teacher)
             if folded:
                 qat.fold_batchnorms(model)
             shapes = json.loads(meta["structure"])

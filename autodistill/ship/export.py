@@ -20,7 +20,7 @@ from autodistill import runtime
 from autodistill.data.augment import normalize
 from autodistill.data.sources import load_dataset
 from autodistill.data.splits import DatasetSplits
-from autodistill.families import InputSpec, build_student
+from autodistill.families import InputSpec, build_student, get_family
 from autodistill.files import write_text_atomic
 from autodistill.measure import device_name, measure_latency, time_call
 from autodistill.ship.options import ExportOptions
@@ -50,7 +50,8 @@ def export_student(run_dir: Path, options: ExportOptions | None = None) -> Expor
     trial, int8, tolerance = options.trial, options.int8, options.int8_tolerance
     dynamic_batch = options.dynamic_batch
     run_dir = Path(run_dir)
-    config = Run.open(run_dir).config
+    run = Run.open(run_dir)
+    config = run.config
     number, metrics = trained_student(run_dir, trial)
     threads = options.threads or config.target_threads
     batch = config.latency.batch
@@ -63,7 +64,9 @@ def export_student(run_dir: Path, options: ExportOptions | None = None) -> Expor
     )
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
     cand = Candidate.from_dict(metrics["candidate"])
-    model = build_student(cand.family, cand.arch, spec)
+    # A student cut from the teacher (from_teacher) is rebuilt from it, then given its weights.
+    teacher = run.prepare().load_teacher if get_family(cand.family).derived else None
+    model = build_student(cand.family, cand.arch, spec, teacher)
     # The weights beside the metrics, wherever the run directory now is.
     out_dir = student_dir(run_dir, number)
     model.load_state_dict(load_file(str(out_dir / WEIGHTS)))

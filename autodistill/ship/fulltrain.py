@@ -200,7 +200,7 @@ def _train_one(
             return {**previous, "reused": True}
     data = prep.data
     spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
-    model = build(cand, spec, seed=seed)  # the trial's own initial weights
+    model = build(cand, spec, seed=seed, teacher=prep.load_teacher)  # the trial's own start
     task = f"trial {number}"
     progress(task, 0, epochs, unit="epoch")
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from torch import nn
 from autodistill.config import SearchConfig
 from autodistill.data.sources import load_dataset
 from autodistill.errors import UserError, first_line
-from autodistill.families import InputSpec
+from autodistill.families import InputSpec, get_family
 from autodistill.identity import INPUT_ATTR
 from autodistill.recipe import build
 from autodistill.rundir import STUDENTS_DIR
@@ -79,7 +79,11 @@ def load_student(run_dir: Path, trial: int) -> nn.Module:
     run = Run.open(run_dir)
     run_dir, config, study = run.run_dir, run.config, run.study
     candidate, _ = trial_candidate(study, trial, trained=False)  # stopped early: built fresh
-    model = build(candidate, input_spec(config, study.user_attrs), seed=config.seed)
+    # A student cut from the teacher (from_teacher) is rebuilt from it.
+    teacher = run.prepare().load_teacher if get_family(candidate.family).derived else None
+    model = build(
+        candidate, input_spec(config, study.user_attrs), seed=config.seed, teacher=teacher
+    )
     weights = student_dir(run_dir, trial) / WEIGHTS
     if (student_dir(run_dir, trial) / METRICS).is_file():
         try:

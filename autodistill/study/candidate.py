@@ -80,6 +80,8 @@ class TrialContext:
     checkpoints: Path | None = None
     # Latency relative to the study's reference (objectives.Probe.relative); None: absolute.
     relative: Callable[..., Any] | None = None
+    # Loads the teacher, which students of a derived family (from_teacher) are cut from.
+    teacher: Callable[[], nn.Module] | None = None
 
     @property
     def spec(self) -> InputSpec:
@@ -125,7 +127,7 @@ def measure_candidate(
     Raises:
         InfeasibleArchitecture: it cannot run on this input.
     """
-    model = build(candidate, ctx.spec, seed=ctx.seed).to(ctx.device)
+    model = build(candidate, ctx.spec, seed=ctx.seed, teacher=ctx.teacher).to(ctx.device)
     calibration = None
     if ctx.target.precision == "int8":  # int8 ranges calibrated on training images
         calibration = ctx.data.calibration(64)

@@ -118,6 +118,7 @@ def work(
         rungs=rungs_for(config.epochs) if config.fidelity.kind == "multi" else (),
         checkpoints=config.run_dir / CHECKPOINTS_DIR,
         relative=relative_timing(config, study, prep),
+        teacher=prep.load_teacher,
     )
     return run(
         study,
@@ -189,7 +190,12 @@ def retime_front(config: SearchConfig, study: optuna.Study, prep: Prepared) -> N
         return
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
     models = {
-        n: build(Candidate.from_dict(get(t, CANDIDATE)), spec, seed=config.seed)
+        n: build(
+            Candidate.from_dict(get(t, CANDIDATE)),
+            spec,
+            seed=config.seed,
+            teacher=prep.load_teacher,
+        )
         for n, t in front.items()
     }
     timed = _reference(config, prep).side_by_side(models, ReferenceRecord.from_dict(doc).quiet_ms)
