@@ -55,7 +55,8 @@ def test_resnet_stem_stride_sets_the_resolution_of_the_first_stage():
 def test_unknown_family_is_a_user_error():
     from autodistill.errors import UserError
 
-    with pytest.raises(UserError, match="unknown family 'resnt'; known: convnext, from_teacher, mobilenetv3"):
+    known = "known: convnext, from_teacher, mobilenetv3"
+    with pytest.raises(UserError, match=f"unknown family 'resnt'; {known}"):
         build_student("resnt", {}, InputSpec(1, 28, 10))
 
 
