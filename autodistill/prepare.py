@@ -21,6 +21,7 @@ from autodistill.config import SearchConfig
 from autodistill.data.augment import Augmentation, default_augmentation
 from autodistill.data.sources import load_dataset
 from autodistill.data.splits import DatasetSplits
+from autodistill.errors import UserError
 from autodistill.latency import LatencyTarget, measure_on_target
 from autodistill.progress import Progress, silent
 from autodistill.teacher import TeacherInfo, TeacherRecipe, TransferRecipe
@@ -173,7 +174,7 @@ def prepare(
 def teacher_spec(config: SearchConfig) -> TeacherSpec:
     """``--teacher`` with its options; a teacher given as a module (the Python API's) is kept
     as a program in the cache folder."""
-    return parse_spec(
+    spec = parse_spec(
         config.teacher,
         weights=config.teacher_weights,
         size=config.teacher_size,
@@ -181,3 +182,10 @@ def teacher_spec(config: SearchConfig) -> TeacherSpec:
         std=config.teacher_std,
         home=str(config.resolved_cache_dir / "teachers"),
     )
+    if spec.given and config.teacher_checkpoint:
+        raise UserError(
+            f"--teacher-checkpoint goes with a bare timm name trained here; --teacher "
+            f"{spec.text} takes its weights from --teacher-weights (timm:, torchvision:) or "
+            "from its own file"
+        )
+    return spec

@@ -153,7 +153,7 @@ CASES = {
         {"space.yaml": _space("resnet:", "resnt:")},
         [],
         ("space.yaml: families: unknown family 'resnt'",),
-        ("known: convnext, mobilenetv3, resnet, vit",),
+        ("known: convnext, from_teacher, mobilenetv3, resnet, vit",),
     ),
     "unknown parameter": (
         {"space.yaml": _space("stem_stride:", "stem_strde:")},

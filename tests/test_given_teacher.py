@@ -271,6 +271,7 @@ def test_class_names_that_are_not_the_datas_are_said(digits):
         ("hf:{tmp}", [], "no Hugging Face model folder"),
         ("resnet18", ["--teacher-size", "224"], "describe a given teacher's input"),
         ("nosuchkind:x", [], "unknown kind of teacher"),
+        ("onnx:{tmp}/junk.onnx", ["--teacher-checkpoint", "{tmp}/t.safetensors"], "goes with"),
     ],
 )
 def test_a_wrong_teacher_is_one_line_and_never_runs_a_pickle(

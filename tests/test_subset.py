@@ -53,7 +53,7 @@ def test_trials_train_on_the_subset_and_it_defines_the_study(tmp_path, shared_ca
     args = dict(
         data="digits",
         budget=2,
-        epochs=1,
+        epochs=3,  # a quarter of digits is 5 steps an epoch: one epoch may not leave chance
         teacher="test_resnet",
         teacher_epochs=1,
         views=2,
