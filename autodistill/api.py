@@ -133,6 +133,11 @@ def _search(config: SearchConfig, progress: Progress, *, in_process: bool) -> Se
     # One worker builds the teacher and its cache (under a lock); the others load them. A
     # study being resumed names its teacher.
     prep = run.prepare(progress=progress)
+    # Said the moment the teacher is ready, before trials rank students on validation (and
+    # again with the other warnings at the end).
+    early = gap_warning(_teacher_gap(prep), f"the teacher {prep.teacher.name}")
+    if early:
+        log.warning(early)
     _make_run_dir(config)
     the_study = join_study(run, prep, space, samples=in_process)
     start_reference(config, the_study, prep)  # a new study's latencies are relative to it

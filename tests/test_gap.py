@@ -46,7 +46,7 @@ def _write_folder(root, *, shift_test: bool) -> None:
 
 
 def test_a_search_says_when_test_is_shifted_from_validation_and_not_otherwise(
-    tmp_path, shared_cache, capsys
+    tmp_path, shared_cache, capsys, caplog
 ):
     import json
 
@@ -92,6 +92,10 @@ def test_a_search_says_when_test_is_shifted_from_validation_and_not_otherwise(
         printed = capsys.readouterr().out
         assert code == 0
         assert ("warning: the teacher test_resnet scores" in printed) is shifted, printed
+        # said as soon as the teacher is ready, too: before any trial ranks on validation
+        said = [r for r in caplog.records if r.name == "autodistill.api" and "scores" in r.message]
+        assert bool(said) is shifted
+        caplog.clear()
         run_dir = next(out.iterdir())
         lines[shifted] = json.loads((run_dir / "teacher.json").read_text())["validation_gap"]
     assert lines[True]["beyond_noise"] and lines[True]["test_accuracy"] < 0.5
