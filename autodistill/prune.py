@@ -61,6 +61,20 @@ def _attentions(model: nn.Module) -> list[nn.Module]:
     ]
 
 
+def magnitude_pruner(model: nn.Module, example: Tensor, **settings: Any) -> Any:
+    """Torch-Pruning's pruner that removes channels by their groups' L2 magnitude, keeping
+    widths multiples of ``ROUND_TO`` (``settings``: ratios, ignored layers, heads)."""
+    import torch_pruning as tp
+
+    return tp.pruner.BasePruner(
+        model,
+        example,
+        importance=tp.importance.GroupMagnitudeImportance(p=2),
+        round_to=ROUND_TO,
+        **settings,
+    )
+
+
 def prune_step(model: nn.Module, ratio: float, input_shape: tuple[int, ...]) -> nn.Module:
     """Remove ``ratio`` of the channels (and heads) of every prunable group of ``model``, in
     place, by their L2 magnitude; the classifier keeps its outputs.
@@ -68,7 +82,6 @@ def prune_step(model: nn.Module, ratio: float, input_shape: tuple[int, ...]) -> 
     Raises:
         UserError: Torch-Pruning cannot trace or prune this student (one line, why).
     """
-    import torch_pruning as tp
 
     was_training = model.training
     model.eval()
@@ -81,12 +94,10 @@ def prune_step(model: nn.Module, ratio: float, input_shape: tuple[int, ...]) -> 
             # It warns about every bare parameter (position embeddings, layer scales) that it
             # prunes along its last dimension, which is the channel dimension in timm.
             warnings.simplefilter("ignore")
-            pruner = tp.pruner.BasePruner(
+            pruner = magnitude_pruner(
                 model,
                 example,
-                importance=tp.importance.GroupMagnitudeImportance(p=2),
                 pruning_ratio=ratio,
-                round_to=ROUND_TO,
                 ignored_layers=[model.get_classifier(), *single],
                 num_heads={a.qkv: a.num_heads for a in attentions},
                 prune_num_heads=bool(attentions),

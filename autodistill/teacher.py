@@ -227,18 +227,7 @@ def fine_tune(
 ) -> tuple[float, tuple[float, ...]]:
     """Fine-tune ``model`` (a given teacher with a new head, parameters under ``head``) on the
     data in place; the seconds it took and its validation accuracy after each epoch."""
-    cfg = TrainConfig(
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        weight_decay=recipe.weight_decay,
-        seed=recipe.seed,
-        optimizer="adamw",
-        device=str(device),
-        precision=precision,
-        head=head,
-        body_lr_scale=recipe.body_lr_scale,
-    )
+    cfg = _config(recipe, "adamw", device, precision, head=head, body_lr_scale=recipe.body_lr_scale)
     return _fit_teacher(model, name, data, aug, cfg, progress, "fine-tuning")
 
 
@@ -260,18 +249,30 @@ def train_teacher(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         model = build_teacher(name, spec)
-    cfg = TrainConfig(
+    cfg = _config(recipe, "sgd", device, precision)
+    seconds, history = _fit_teacher(model, name, data, aug, cfg, progress, "training")
+    return model, seconds, history
+
+
+def _config(
+    recipe: TeacherRecipe | TransferRecipe,
+    optimizer: str,
+    device: torch.device | str,
+    precision: str,
+    **transfer: object,
+) -> TrainConfig:
+    """A teacher recipe as training settings (``transfer``: the fine-tuning ones)."""
+    return TrainConfig(
         epochs=recipe.epochs,
         batch_size=recipe.batch_size,
         lr=recipe.lr,
         weight_decay=recipe.weight_decay,
         seed=recipe.seed,
-        optimizer="sgd",
+        optimizer=optimizer,
         device=str(device),
         precision=precision,
+        **transfer,  # type: ignore[arg-type]
     )
-    seconds, history = _fit_teacher(model, name, data, aug, cfg, progress, "training")
-    return model, seconds, history
 
 
 def _fit_teacher(

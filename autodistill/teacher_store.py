@@ -100,11 +100,7 @@ def prepare_teacher(
             model, name, data, f"trained: {how}", seconds, threads, val_history=history
         )
         _check_expected(info.weights_sha256, expected_sha256, cache_dir, damaged=cached is not None)
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(weights) as tmp:
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)
-            )
+        _save_weights(weights, model)
     meta.parent.mkdir(parents=True, exist_ok=True)
     # Written last: a description on disk means its weights are complete.
     write_text_atomic(meta, json.dumps(info.to_dict(), indent=2))
@@ -219,11 +215,7 @@ def prepare_given(
             own_input=own,
         )
         _check_expected(info.weights_sha256, expected_sha256, cache_dir, damaged=cached is not None)
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(weights) as tmp:
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)
-            )
+        _save_weights(weights, model)
     meta.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(meta, json.dumps(info.to_dict(), indent=2))
     return info, (lambda: model.eval())
@@ -236,6 +228,15 @@ def model_device(model: nn.Module) -> torch.device:
 def _loaded(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
     model.load_state_dict(state)
     return model.eval()
+
+
+def _save_weights(path: Path, model: nn.Module) -> None:
+    """The model's weights written to ``path`` from the CPU, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)
+        )
 
 
 def _check_expected(got: str, expected: str | None, cache_dir: Path, *, damaged: bool) -> None:

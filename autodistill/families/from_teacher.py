@@ -21,7 +21,7 @@ from torch import nn
 from autodistill.domain import integer, real
 from autodistill.errors import UserError, first_line
 from autodistill.families.registry import InputSpec, register_family, stage_list
-from autodistill.prune import ROUND_TO
+from autodistill.prune import magnitude_pruner
 
 
 def _text(values: Any, fmt: str) -> str:
@@ -65,8 +65,6 @@ def _classifier(model: nn.Module) -> list[nn.Module]:
 def derive(a: Mapping[str, Any], spec: InputSpec, teacher: nn.Module) -> nn.Module:
     """The teacher, its stages cut to ``depths`` blocks and ``keep`` of their channels, with
     its weights in what is left."""
-    import torch_pruning as tp
-
     model = copy.deepcopy(teacher).cpu().eval()
     found = stages(model)
     if not found:
@@ -86,13 +84,11 @@ def derive(a: Mapping[str, Any], spec: InputSpec, teacher: nn.Module) -> nn.Modu
         try:
             with warnings.catch_warnings(), torch.enable_grad():
                 warnings.simplefilter("ignore")
-                pruner = tp.pruner.BasePruner(
+                pruner = magnitude_pruner(
                     model,
                     example,
-                    importance=tp.importance.GroupMagnitudeImportance(p=2),
                     pruning_ratio=0.0,
                     pruning_ratio_dict=ratios,
-                    round_to=ROUND_TO,
                     ignored_layers=_classifier(model),
                 )
                 pruner.step()
