@@ -206,7 +206,8 @@ def hooked_outputs(
 
 def _keep_maps(seen: list[Tensor]) -> Callable:
     def hook(_module: nn.Module, _args: object, out: object) -> None:
-        if isinstance(out, Tensor) and out.ndim == 4:
+        # a pooled [B, C, 1, 1] is no map: it would be the "deepest stage" of every CNN
+        if isinstance(out, Tensor) and out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1:
             seen.append(out)
 
     return hook

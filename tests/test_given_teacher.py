@@ -118,6 +118,8 @@ def test_a_torchvision_teacher_gives_features_and_maps_through_hooks(tmp_path, s
     out = hooked_outputs(model.eval(), torch.randn(2, 3, 64, 64), {"features", "attention"}, 8, 10)
     assert out["logits"].shape == (2, 10) and out["features"].shape == (2, 512)
     assert out["attention"].shape == (2, 3, 64)  # the deepest three stages, on an 8x8 grid
+    # layer2-4 (8, 4, 2 px here), not the pooled 1x1: every map varies over the grid
+    assert (out["attention"].std(dim=-1) > 0).all()
     save_file(model.state_dict(), str(tmp_path / "tv.safetensors"))
     run = _search(
         tmp_path,
