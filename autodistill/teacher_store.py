@@ -137,14 +137,6 @@ def prepare_given(
             f"the teacher {given.what} does not fit the data: {misfit}; a teacher of this kind "
             "cannot be given a new head here: give one made for the data's classes"
         )
-    if tune:
-        log.warning(
-            "the teacher %s: %s; fine-tuning it on the data with a new head for %d epochs "
-            "(--teacher-epochs)",
-            given.what,
-            misfit,
-            recipe.epochs,
-        )
     h = hashlib.sha256()
     h.update(
         json.dumps(
@@ -178,6 +170,14 @@ def prepare_given(
         if state is not None:
             log.info("teacher %s found in cache (%s)", spec.text, meta)
             return cached, lambda: _loaded(build()[0], state)
+    if tune:  # said when it happens, not each time the fine-tuned teacher is read back
+        log.warning(
+            "the teacher %s: %s; fine-tuning it on the data with a new head for %d epochs "
+            "(--teacher-epochs)",
+            given.what,
+            misfit,
+            recipe.epochs,
+        )
     model, head = build(given)
     model = model.to(device)
     outputs = model.provides(
