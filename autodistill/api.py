@@ -258,6 +258,9 @@ def _nothing_feasible(trials: pd.DataFrame, config: SearchConfig) -> str:
     shapes = int(_broke(trials, study.RUNS_ON_INPUT).sum())
     if shapes:
         parts.append(f"{shapes} cannot run on the input size")
+    lacking = int(_broke(trials, study.TEACHER_GIVES).sum())
+    if lacking:
+        parts.append(f"{lacking} sampled a loss that reads what the teacher does not give")
     return (
         f"all {len(trials)} trials were infeasible, none was trained: {'; '.join(parts)}; "
         f"loosen the limits or choose another --space (results kept in {config.run_dir})"

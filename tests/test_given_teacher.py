@@ -187,6 +187,31 @@ def test_an_onnx_teacher_runs_in_onnx_runtime_with_logits_only(tmp_path, shared_
     assert np.allclose(joined, adapted(x).numpy(), atol=1e-4)
 
 
+def test_a_teacher_file_changed_after_the_study_is_said_so(tmp_path, capsys, shared_cache):
+    torch.manual_seed(0)
+    path = _onnx(
+        tmp_path / "t.onnx",
+        timm.create_model("test_resnet", num_classes=10, in_chans=1),
+        (1, 1, 8, 8),
+    )
+    args = ["search", "--data", "digits", "--teacher", f"onnx:{path}", "--budget", "1"]
+    args += ["--epochs", "1", "--views", "1", "--objectives", "val_accuracy,params", "--quiet"]
+    space = tmp_path / "kd.yaml"  # a loss that reads logits only: what an ONNX teacher gives
+    space.write_text(
+        "families:\n  resnet: {stem_stride: 1, depths: 1, width: 8}\n"
+        "distill:\n  kd: {temperature: 4.0, alpha: 0.5}\ntrain:\n  lr: 0.01\n"
+    )
+    args += ["--space", str(space), "--out", str(tmp_path / "out")]
+    args += ["--cache-dir", str(shared_cache), "--in-process"]
+    assert main(args) == 0
+    torch.manual_seed(1)
+    _onnx(path, timm.create_model("test_resnet", num_classes=10, in_chans=1), (1, 1, 8, 8))
+    capsys.readouterr()
+    assert main([*args[:-1], "--budget", "2", "--in-process"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its file (or --teacher-weights) changed" in err, err
+
+
 def test_a_module_given_to_the_api_is_kept_as_a_program(tmp_path, shared_cache, digits):
     """A 224 px colour teacher (a module, cheap: its first layer strides by 16) distils 8 px
     grayscale students; the module is kept as a torch.export program for later runs."""

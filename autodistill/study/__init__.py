@@ -22,7 +22,7 @@ from autodistill.study.opening import (
     record_latency_reference,
     study_objectives,
 )
-from autodistill.study.record import RUNS_ON_INPUT, TrialRecord, limit_key
+from autodistill.study.record import RUNS_ON_INPUT, TEACHER_GIVES, TrialRecord, limit_key
 from autodistill.study.results import (
     front_summary,
     hypervolume,
@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_STORAGE_FILE",
     "HEARTBEAT_S",
     "RUNS_ON_INPUT",
+    "TEACHER_GIVES",
     "Run",
     "SAMPLERS",
     "TrialRecord",

@@ -86,6 +86,13 @@ class Run:
         got = prep.teacher.weights_sha256
         if expected is None or got == expected:
             return prep
+        if not other_teacher and ":" in config.teacher:  # a teacher the user gave: its file
+            raise UserError(
+                f"the teacher {config.teacher} ({got[:12]}) is not the one the study distilled "
+                f"from ({expected[:12]}): its file (or --teacher-weights) changed since; give "
+                "the study's teacher back, or add --other-teacher to distil from this one "
+                "(recorded with the student)"
+            )
         if not other_teacher:
             raise UserError(
                 f"the teacher in {config.resolved_cache_dir} ({got[:12]}) is not the one the "
