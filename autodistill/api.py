@@ -44,7 +44,7 @@ from autodistill.study.workers import (
     work,
 )
 from autodistill.teacher import better_teacher, undertrained, weak_teacher
-from autodistill.teacher_sources import module_key
+from autodistill.teacher_graphs import module_key
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,9 @@ from autodistill.cli import main
 from autodistill.data import load_dataset
 from autodistill.errors import UserError
 from autodistill.teacher import class_order
+from autodistill.teacher_graphs import _no_unpickling
 from autodistill.teacher_input import AdaptedTeacher, OnnxTeacher, TeacherInput, hooked_outputs
-from autodistill.teacher_sources import _no_unpickling, load_given, parse_spec
+from autodistill.teacher_sources import load_given, parse_spec
 from autodistill.trainer import TrainConfig, _optimizer
 
 TINY = dict(

@@ -41,6 +41,7 @@ LAYERS = {
     "teacher_input": 4,
     "teacher": 5,
     "teacher_sources": 5,
+    "teacher_graphs": 5,
     "teacher_store": 5,
     "reference": 5,
     "config": 6,
