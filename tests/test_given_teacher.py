@@ -213,6 +213,23 @@ def test_a_teacher_file_changed_after_the_study_is_said_so(tmp_path, capsys, sha
     assert len(err.splitlines()) == 1 and "its file (or --teacher-weights) changed" in err, err
 
 
+def test_a_search_whose_losses_all_need_what_the_teacher_lacks_says_so(
+    tmp_path, capsys, shared_cache
+):
+    net = timm.create_model("test_resnet", num_classes=10, in_chans=1)
+    path = _onnx(tmp_path / "t.onnx", net, (1, 1, 8, 8))
+    space = tmp_path / "hint.yaml"  # the only loss reads features: an ONNX graph of logits
+    space.write_text(
+        "families:\n  resnet: {stem_stride: 1, depths: 1, width: 8}\n"
+        "distill:\n  hint: {weight: 1.0}\ntrain:\n  lr: 0.01\n"
+    )
+    args = ["search", "--data", "digits", "--teacher", f"onnx:{path}", "--budget", "1"]
+    args += ["--space", str(space), "--out", str(tmp_path / "out"), "--quiet", "--in-process"]
+    assert main([*args, "--cache-dir", str(shared_cache), "--views", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "1 sampled a loss that reads what the teacher does not give" in err, err
+
+
 def test_a_module_given_to_the_api_is_kept_as_a_program(tmp_path, shared_cache, digits):
     """A 224 px colour teacher (a module, cheap: its first layer strides by 16) distils 8 px
     grayscale students; the module is kept as a torch.export program for later runs."""
