@@ -61,18 +61,25 @@ def _attentions(model: nn.Module) -> list[nn.Module]:
     ]
 
 
-def magnitude_pruner(model: nn.Module, example: Tensor, **settings: Any) -> Any:
-    """Torch-Pruning's pruner that removes channels by their groups' L2 magnitude, keeping
-    widths multiples of ``ROUND_TO`` (``settings``: ratios, ignored layers, heads)."""
+def magnitude_prune(model: nn.Module, example: Tensor, **settings: Any) -> Any:
+    """Remove channels of ``model`` in place by their groups' L2 magnitude with Torch-Pruning,
+    keeping widths multiples of ``ROUND_TO`` (``settings``: ratios, ignored layers, heads);
+    returns the pruner, which knows what it removed."""
     import torch_pruning as tp
 
-    return tp.pruner.BasePruner(
-        model,
-        example,
-        importance=tp.importance.GroupMagnitudeImportance(p=2),
-        round_to=ROUND_TO,
-        **settings,
-    )
+    with warnings.catch_warnings(), torch.enable_grad():
+        # It warns about every bare parameter (position embeddings, layer scales) that it
+        # prunes along its last dimension, which is the channel dimension in timm.
+        warnings.simplefilter("ignore")
+        pruner = tp.pruner.BasePruner(
+            model,
+            example,
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            round_to=ROUND_TO,
+            **settings,
+        )
+        pruner.step()
+    return pruner
 
 
 def prune_step(model: nn.Module, ratio: float, input_shape: tuple[int, ...]) -> nn.Module:
@@ -90,21 +97,16 @@ def prune_step(model: nn.Module, ratio: float, input_shape: tuple[int, ...]) -> 
     single = [a.qkv for a in _attentions(model) if a.num_heads <= 1]
     example = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
     try:
-        with warnings.catch_warnings(), torch.enable_grad():
-            # It warns about every bare parameter (position embeddings, layer scales) that it
-            # prunes along its last dimension, which is the channel dimension in timm.
-            warnings.simplefilter("ignore")
-            pruner = magnitude_pruner(
-                model,
-                example,
-                pruning_ratio=ratio,
-                ignored_layers=[model.get_classifier(), *single],
-                num_heads={a.qkv: a.num_heads for a in attentions},
-                prune_num_heads=bool(attentions),
-                prune_head_dims=False,
-                head_pruning_ratio=ratio,
-            )
-            pruner.step()
+        pruner = magnitude_prune(
+            model,
+            example,
+            pruning_ratio=ratio,
+            ignored_layers=[model.get_classifier(), *single],
+            num_heads={a.qkv: a.num_heads for a in attentions},
+            prune_num_heads=bool(attentions),
+            prune_head_dims=False,
+            head_pruning_ratio=ratio,
+        )
         for a in attentions:  # whole heads go: head_dim (and the softmax scale) stay
             a.num_heads = int(pruner.num_heads.get(a.qkv, a.num_heads))
             a.attn_dim = a.qkv.out_features // 3

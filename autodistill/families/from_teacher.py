@@ -11,7 +11,6 @@ timm CNN; a teacher without such stages is refused for this family in one line.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ from torch import nn
 from autodistill.domain import integer, real
 from autodistill.errors import UserError, first_line
 from autodistill.families.registry import InputSpec, register_family, stage_list
-from autodistill.prune import magnitude_pruner
+from autodistill.prune import magnitude_prune
 
 
 def _text(values: Any, fmt: str) -> str:
@@ -82,16 +81,13 @@ def derive(a: Mapping[str, Any], spec: InputSpec, teacher: nn.Module) -> nn.Modu
     if ratios:
         example = torch.zeros(1, spec.in_chans, spec.image_size, spec.image_size)
         try:
-            with warnings.catch_warnings(), torch.enable_grad():
-                warnings.simplefilter("ignore")
-                pruner = magnitude_pruner(
-                    model,
-                    example,
-                    pruning_ratio=0.0,
-                    pruning_ratio_dict=ratios,
-                    ignored_layers=_classifier(model),
-                )
-                pruner.step()
+            magnitude_prune(
+                model,
+                example,
+                pruning_ratio=0.0,
+                pruning_ratio_dict=ratios,
+                ignored_layers=_classifier(model),
+            )
         except Exception as exc:  # noqa: BLE001 - whatever the tracer trips on is one line
             raise UserError(
                 f"Torch-Pruning cannot prune the teacher for a from_teacher student "
