@@ -42,7 +42,31 @@ def build(
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_student(candidate.family, candidate.arch, spec, teacher)
+        return build_student(
+            candidate.family, candidate.arch, student_spec(candidate, spec), teacher
+        )
+
+
+def student_size(candidate: Candidate) -> int | None:
+    """The input size the candidate was sampled with (``image_size`` in a space's ``train``
+    group), or None: the data's."""
+    size = candidate.train.get("image_size")
+    return None if size is None else int(size)
+
+
+def describe(candidate: Candidate) -> str:
+    """The candidate's architecture as trials.csv names it, with its input size where it has
+    its own (``resnet s1 d1-1-1-1 w16 @24px``): one latency per name."""
+    text = get_family(candidate.family).describe(candidate.arch)
+    size = student_size(candidate)
+    return text if size is None else f"{text} @{size}px"
+
+
+def student_spec(candidate: Candidate, spec: InputSpec) -> InputSpec:
+    """The input the candidate's student takes, given the data's ``spec``: at its own size
+    where it was sampled one."""
+    size = student_size(candidate)
+    return spec if size is None else replace(spec, image_size=size)
 
 
 def recipe_for(
@@ -62,6 +86,7 @@ def recipe_for(
         lr=float(hp["lr"]),
         weight_decay=float(hp.get("weight_decay", 0.0)),
         batch_size=int(hp.get("batch_size", 64)),
+        image_size=student_size(candidate),
         seed=seed,
         channels_last=get_family(candidate.family).channels_last,
         device=str(device),
@@ -92,8 +117,9 @@ def rung_recipe(
 
 
 def recipe_record(cfg: TrainConfig) -> dict[str, Any]:
-    """The recipe as recorded with a trial and in ``metrics.json``."""
-    return asdict(cfg)
+    """The recipe as recorded with a trial and in ``metrics.json`` (the input size only where
+    the candidate has its own, so records made before it still match)."""
+    return {k: v for k, v in asdict(cfg).items() if not (k == "image_size" and v is None)}
 
 
 def distil(
@@ -112,7 +138,8 @@ def distil(
     """Train ``model`` in place with the candidate's loss against the cached teacher views
     (``checkpoint``, ``branch``, ``start_from``: as ``trainer.fit``)."""
     model.to(cfg.device)
-    shape = (data.in_chans, data.image_size, data.image_size)
+    size = cfg.image_size or data.image_size
+    shape = (data.in_chans, size, size)
     distiller = make_distiller(
         candidate.loss, candidate.distill, model, shape, data.num_classes, views
     )

@@ -91,20 +91,24 @@ class Reference:
             self._call = self._timer()
         return self._call()
 
-    def _timer(self, model: nn.Module | None = None) -> Callable[[], float]:
-        """A function timing ``model`` (the reference by default) as the target runs it."""
+    def _timer(
+        self, model: nn.Module | None = None, shape: tuple[int, ...] | None = None
+    ) -> Callable[[], float]:
+        """A function timing ``model`` (the reference by default) on inputs of ``shape`` (the
+        reference's by default) as the target runs it."""
         t, model = self.target, self.model if model is None else model
+        shape = shape or self.shape
         if t.runtime == "torch":
             device = torch.device(t.device)
             model = copy.deepcopy(model).to(device)
             return lambda: (
                 measure_latency(
-                    model, self.shape, threads=t.threads, device=device, batch=t.batch, **SHORT
+                    model, shape, threads=t.threads, device=device, batch=t.batch, **SHORT
                 ).median_ms
             )
-        graph = runtime.fix_batch(runtime.to_onnx(model, self.shape), t.batch)
+        graph = runtime.fix_batch(runtime.to_onnx(model, shape), t.batch)
         sess = runtime.session(graph, threads=t.threads, device=t.device)
-        x = np.zeros((t.batch, *self.shape), dtype=np.float32)
+        x = np.zeros((t.batch, *shape), dtype=np.float32)
         hardware = t.hardware()
         return lambda: (
             time_call(
@@ -112,7 +116,12 @@ class Reference:
             ).median_ms
         )
 
-    def side_by_side(self, models: dict[int, nn.Module], quiet_ms: float) -> dict[int, dict]:
+    def side_by_side(
+        self,
+        models: dict[int, nn.Module],
+        quiet_ms: float,
+        shapes: dict[int, tuple[int, ...]] | None = None,
+    ) -> dict[int, dict]:
         """``models`` and the reference timed in ``PASSES`` rotated passes (each pass every one
         in turn, as ``compress`` times its variants): each model's ratio to the reference is
         the median of its per-pass ratios, its latency that ratio times ``quiet_ms``.
@@ -121,7 +130,8 @@ class Reference:
         ``BOUND`` (a slow mode, which need not slow every graph alike) is timed again after a
         pause, up to ``TRIES`` rounds; the round nearest the quiet figure is kept, flagged
         ``disturbed`` if it is still off."""
-        timers = {key: self._timer(model) for key, model in models.items()}
+        shapes = shapes or {}
+        timers = {key: self._timer(model, shapes.get(key)) for key, model in models.items()}
         order: list[int | None] = [None, *timers]
         rounds = []
         for attempt in range(TRIES):

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autodistill.data.resize import resize
 from autodistill.forward import ATTENTION_STAGES, attention_map, forward_outputs
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
@@ -80,12 +80,7 @@ class InputAdapter(nn.Module):
                 x = x.mean(dim=1, keepdim=True)
             else:  # grayscale shown to a colour teacher: the same plane in every channel
                 x = x.expand(-1, self.in_chans, -1, -1)
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            down = x.shape[-1] > self.size
-            x = F.interpolate(
-                x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=down
-            )
-        return (x - self.own_mean) / self.own_std
+        return (resize(x, self.size) - self.own_mean) / self.own_std
 
 
 class AdaptedTeacher(nn.Module):

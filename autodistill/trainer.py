@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation, Normalizer
+from autodistill.data.resize import resize
 from autodistill.data.splits import ImageSet
 from autodistill.errors import UserError, first_line
 from autodistill.files import atomic_path
@@ -56,11 +57,14 @@ class TrainConfig:
     # ``lr * body_lr_scale`` (a pretrained body learns slower than its new classifier).
     head: str = ""
     body_lr_scale: float = 1.0
+    # The student's input size when it is not the data's: each view, the same pixels the
+    # teacher saw, is resized to it after normalising (``data.resize``). None: the data's.
+    image_size: int | None = None
 
     def settings(self) -> dict[str, Any]:
         """What a checkpoint must have been made with to be resumed (the transfer fields only
         where set: checkpoints made before them still resume)."""
-        unset = {"head": "", "body_lr_scale": 1.0}
+        unset = {"head": "", "body_lr_scale": 1.0, "image_size": None}
         return {
             k: v
             for k, v in asdict(self).items()
@@ -154,6 +158,8 @@ def fit(
                 else:
                     view_params = aug.sample(len(idx), gen).to(device, non_blocking=True)
                 x = norm(aug.apply(images[idx], view_params))
+                if cfg.image_size is not None:
+                    x = resize(x, cfg.image_size)
                 x = in_layout(x, memory_format)  # real strides: see autodistill.layout
                 with autocast:
                     student = forward_outputs(model, x, kinds, size)

@@ -58,7 +58,7 @@ def _faked_front(monkeypatch, speeds) -> tuple[Reference, dict[int, torch.nn.Mod
     is multiplied by the next of ``speeds``: the machine's mode at that moment."""
     base = {None: 0.10, 1: 0.05, 2: 0.30}
 
-    def timer(self, model=None):
+    def timer(self, model=None, shape=None):
         key = None if model is None else model.key
         return lambda: base[key] * next(speeds)
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 from autodistill.data import readers
 from autodistill.data.groups import file_groups, group_split
+from autodistill.data.resize import resize
 from autodistill.data.splits import DatasetSplits, ImageSet
 from autodistill.errors import UserError
 from autodistill.progress import Progress, silent
@@ -145,15 +145,7 @@ def _carve(
 
 
 def _resize(data: ImageSet, size: int) -> ImageSet:
-    # In chunks so float copies of a whole large dataset never sit in memory at once.
-    chunks = [
-        F.interpolate(c.float(), size=(size, size), mode="bilinear", antialias=True)
-        .round_()
-        .clamp_(0, 255)
-        .to(torch.uint8)
-        for c in data.images.split(4096)
-    ]
-    return ImageSet(torch.cat(chunks), data.labels)
+    return ImageSet(resize(data.images, size, antialias=True), data.labels)
 
 
 def _ensure_files(

@@ -8,6 +8,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from autodistill.data.resize import resize
+
 
 @dataclass(frozen=True)
 class ImageSet:
@@ -103,6 +105,24 @@ class DatasetSplits:
         subset = replace(self, train=ImageSet(self.train.images[index], self.train.labels[index]))
         subset.__dict__["stats"] = stats
         return subset
+
+    def at_size(self, size: int) -> DatasetSplits:
+        """These splits as a student of ``size`` px sees them (``data.resize``; made once per
+        size, itself at its own size). The statistics stay those of the images as read, so a
+        student normalises as it did in training, where its views were resized after
+        normalising (both are linear: the same pixels, up to uint8 rounding)."""
+        if size == self.image_size:
+            return self
+        sized: dict[int, DatasetSplits] = self.__dict__.setdefault("_sized", {})
+        if size not in sized:
+            stats = self.stats
+            sets = {
+                k: ImageSet(resize(getattr(self, k).images, size), getattr(self, k).labels)
+                for k in ("train", "val", "test")
+            }
+            sized[size] = replace(self, **sets)
+            sized[size].__dict__["stats"] = stats
+        return sized[size]
 
     def with_train_on(self, device: torch.device | str) -> DatasetSplits:
         """These splits with the training images and labels on ``device``, where a worker's

@@ -26,6 +26,11 @@ class InputSpec:
     image_size: int
     num_classes: int
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """One input's shape: channels, height, width."""
+        return (self.in_chans, self.image_size, self.image_size)
+
 
 Builder = Callable[..., nn.Module]  # (arch, spec), or (arch, spec, teacher) when derived
 Describer = Callable[[Mapping[str, Any]], str]

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from autodistill import int8, prune, qat, runtime
+from autodistill.data.splits import DatasetSplits
 from autodistill.errors import UserError
 from autodistill.families import InputSpec
 from autodistill.files import atomic_path, write_text_atomic
@@ -28,7 +29,7 @@ from autodistill.losses import get_loss
 from autodistill.measure import count_flops
 from autodistill.prepare import Prepared
 from autodistill.progress import Progress, silent
-from autodistill.recipe import build, distil, recipe_for
+from autodistill.recipe import build, distil, recipe_for, student_spec
 from autodistill.ship.options import CompressOptions
 from autodistill.ship.pick import pick
 from autodistill.ship.student import WEIGHTS, student_dir, trained_student
@@ -93,7 +94,7 @@ def compress_student(
     tag = ("" if options.kd else "-plain") + ("" if seed == config.seed else f"-s{seed}")
     prep = run.prepare(other_teacher=options.other_teacher, progress=progress)
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
-    shape = (spec.in_chans, spec.image_size, spec.image_size)
+    shape = student_spec(trained, spec).shape  # the student's own input
     home = student_dir(run_dir, number)
     base = build(trained, spec, seed=config.seed, teacher=prep.load_teacher)
     base.load_state_dict(load_file(str(home / WEIGHTS)))
@@ -103,8 +104,9 @@ def compress_student(
     cfg = replace(cfg, lr=cfg.lr * LR_FACTOR)
     stages = _Stages(prep, cand, spec, cfg, home / COMPRESS_DIR, progress, f"trial {number}")
     made = _made(stages, base, options, cand.loss, tag)
-    variants = _variants(made, shape, prep.data.calibration(), tag)
-    teacher = _measure(variants, prep, shape, config.target_threads, config.latency.batch)
+    seen = prep.data.at_size(shape[-1])  # the splits as the student sees them
+    variants = _variants(made, shape, seen.calibration(), tag)
+    teacher = _measure(variants, prep, seen, config.target_threads, config.latency.batch)
     best, why = best_variant(variants, options.tolerance)
     settings = {
         "ratios": list(options.prune),
@@ -168,16 +170,21 @@ def _variants(
 
 
 def _measure(
-    variants: list[Variant], prep: Prepared, shape: tuple[int, ...], threads: int, batch: int
+    variants: list[Variant], prep: Prepared, seen: DatasetSplits, threads: int, batch: int
 ) -> dict[str, Any]:
-    """Every variant's accuracy and its latency, timed interleaved with the teacher's graph;
-    returns the teacher's figures."""
-    score = Scorer(prep.data, threads)
+    """Every variant's accuracy on the splits as the student sees them (``seen``) and its
+    latency, timed interleaved with the teacher's graph (on the data as read); returns the
+    teacher's figures."""
+    score = Scorer(seen, threads)
     for v in variants:
         v.figures.update(score(v.graph))
-    teacher = _teacher(prep, shape)
+    data = prep.data
+    teacher_shape = (data.in_chans, data.image_size, data.image_size)
+    teacher = _teacher(prep, teacher_shape)
     graphs = {v.name: v.graph for v in variants} | {"teacher": teacher.pop("graph")}
-    timed = time_interleaved(graphs, shape, threads=threads, batch=batch)
+    own = (seen.in_chans, seen.image_size, seen.image_size)
+    shapes = {v.name: own for v in variants} | {"teacher": teacher_shape}
+    timed = time_interleaved(graphs, shapes, threads=threads, batch=batch)
     teacher_timed = timed.pop("teacher")
     teacher["latency_ms"] = teacher_timed["latency_ms"]
     teacher["latency_passes_ms"] = teacher_timed["latency_passes_ms"]
@@ -234,7 +241,7 @@ class _Stages:
     ) -> None:
         self.prep, self.cand, self.spec, self.cfg = prep, cand, spec, cfg
         self.root, self.progress, self.label = root, progress, label
-        self.shape = (spec.in_chans, spec.image_size, spec.image_size)
+        self.shape = student_spec(cand, spec).shape
         self.resumed: list[str] = []
 
     def pruned(self, base: nn.Module, ratio: float, tag: str) -> tuple[nn.Module, list[float]]:

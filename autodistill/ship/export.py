@@ -23,6 +23,7 @@ from autodistill.data.splits import DatasetSplits
 from autodistill.families import InputSpec, build_student, get_family
 from autodistill.files import write_text_atomic
 from autodistill.measure import device_name, measure_latency, time_call
+from autodistill.recipe import student_spec
 from autodistill.ship.options import ExportOptions
 from autodistill.ship.student import WEIGHTS, student_dir, trained_student
 from autodistill.spaces import Candidate
@@ -62,8 +63,9 @@ def export_student(run_dir: Path, options: ExportOptions | None = None) -> Expor
         seed=config.seed,
         group_by=config.group_by,
     )
-    spec = InputSpec(data.in_chans, data.image_size, data.num_classes)
     cand = Candidate.from_dict(metrics["candidate"])
+    spec = student_spec(cand, InputSpec(data.in_chans, data.image_size, data.num_classes))
+    data = data.at_size(spec.image_size)  # as the student sees it
     # A student cut from the teacher (from_teacher) is rebuilt from it, then given its weights.
     teacher = run.prepare().load_teacher if get_family(cand.family).derived else None
     model = build_student(cand.family, cand.arch, spec, teacher)

@@ -19,7 +19,7 @@ from autodistill.latency import LatencyTarget
 from autodistill.objectives import OBJECTIVES, Probe, get_objective
 from autodistill.prepare import Prepared
 from autodistill.progress import Progress, silent
-from autodistill.recipe import build, distil, recipe_for, recipe_record
+from autodistill.recipe import build, distil, recipe_for, recipe_record, student_spec
 from autodistill.reference import Reference
 from autodistill.rundir import STUDENTS_DIR
 from autodistill.ship.learned import what_it_learned
@@ -149,7 +149,9 @@ class _TeacherFigures:
         self._latency: float | None = None
         self._logits: Tensor | None = None
 
-    def side_by_side(self, student: nn.Module) -> tuple[float, float] | None:
+    def side_by_side(
+        self, student: nn.Module, shape: tuple[int, ...]
+    ) -> tuple[float, float] | None:
         """The student's and the teacher's latency timed side by side with the study's
         reference (both as ratios to it, scaled to its quiet figure, as the search's are);
         None for an int8 target or a study without a reference."""
@@ -157,7 +159,9 @@ class _TeacherFigures:
             return None
         data = self.prep.data
         ref = Reference(self.target, InputSpec(data.in_chans, data.image_size, data.num_classes))
-        timed = ref.side_by_side({0: student, 1: self.prep.load_teacher()}, self.quiet_ms)
+        timed = ref.side_by_side(
+            {0: student, 1: self.prep.load_teacher()}, self.quiet_ms, shapes={0: shape}
+        )
         return timed[0]["latency_ms"], timed[1]["latency_ms"]
 
     def latency_ms(self) -> float:
@@ -215,14 +219,15 @@ def _train_one(
         checkpoint=checkpoint,
         on_epoch=lambda e, _: progress(task, e + 1, epochs, unit="epoch"),
     )
-    shape = (spec.in_chans, spec.image_size, spec.image_size)
-    test_logits = predict(model, data.test.images, data.stats)  # the one look at the test split
-    probe = Probe(model, shape, prep.device, target, calibration=prep.data.calibration())
+    own = student_spec(cand, spec)
+    seen = data.at_size(own.image_size)  # the splits as the student sees them
+    test_logits = predict(model, seen.test.images, seen.stats)  # the one look at the test split
+    probe = Probe(model, own.shape, prep.device, target, calibration=seen.calibration())
     measured: dict[str, Any] = {}
     for name in MEASURED:
         measured[name], extra = get_objective(name).record(probe)
         measured.update(extra)
-    side = teacher_figures.side_by_side(model)
+    side = teacher_figures.side_by_side(model, own.shape)
     if side is not None:  # as the front is reported: beside the teacher and the reference
         measured["latency_ms_first"] = measured["latency_ms"]
         measured["latency_ms"], teacher_ms = side
@@ -241,7 +246,7 @@ def _train_one(
         "final_loss": history[-1],
         "brief_val_accuracy": attrs.get("val_accuracy"),
         "search_epochs": attrs.get("epochs_trained"),  # with --fidelity multi: 3, 9 or 27
-        "val_accuracy": evaluate(model, data.val, data.stats),
+        "val_accuracy": evaluate(model, seen.val, seen.stats),
         "test_accuracy": float((test_logits.argmax(1) == data.test.labels).float().mean()),
         **measured,
         "teacher": {

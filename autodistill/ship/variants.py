@@ -71,12 +71,16 @@ class Scorer:
 
 
 def time_interleaved(
-    graphs: dict[str, bytes], input_shape: tuple[int, ...], *, threads: int, batch: int
+    graphs: dict[str, bytes],
+    input_shapes: dict[str, tuple[int, ...]],
+    *,
+    threads: int,
+    batch: int,
 ) -> dict[str, dict[str, Any]]:
     """Each graph's ONNX Runtime latency on the cpu: ``PASSES`` passes over all of them in turn,
     each pass the one timing protocol (``time_call``); the median of the passes, how far they
     disagreed, and every pass's figure (``latency_passes_ms``, for paired ratios)."""
-    x = np.zeros((batch, *input_shape), dtype=np.float32)
+    inputs = {k: np.zeros((batch, *input_shapes[k]), dtype=np.float32) for k in graphs}
     hardware = device_name(torch.device("cpu"))
     # Each graph as it ships: for the target's batch (runtime.fix_batch).
     sessions = {
@@ -87,8 +91,10 @@ def time_interleaved(
     names = list(sessions)
     for i in range(PASSES):
         for name in names[i % len(names) :] + names[: i % len(names)]:
-            sess = sessions[name]
-            lat = time_call(lambda s=sess: s.run(None, {"x": x}), threads=threads, device=hardware)
+            sess, x = sessions[name], inputs[name]
+            lat = time_call(
+                lambda s=sess, x=x: s.run(None, {"x": x}), threads=threads, device=hardware
+            )
             seen[name].append(lat.median_ms)
             disturbed[name] |= lat.disturbed
     return {

@@ -29,6 +29,7 @@ TRAIN_PARAMS: dict[str, Domain] = {
     "lr": POSITIVE,
     "weight_decay": NON_NEGATIVE,
     "batch_size": integer(1, 65536),
+    "image_size": integer(2, 4096),  # the student's input size, when not the data's
 }
 _SPEC_KEYS = {"choices", "low", "high", "log", "step", "per_stage", "multiple_of"}
 

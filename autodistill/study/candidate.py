@@ -20,10 +20,19 @@ from torch import nn
 from autodistill.cache import TeacherViews
 from autodistill.data.augment import Augmentation
 from autodistill.data.splits import DatasetSplits, ImageSet
-from autodistill.families import InfeasibleArchitecture, InputSpec, get_family
+from autodistill.families import InfeasibleArchitecture, InputSpec
 from autodistill.latency import LatencyTarget
 from autodistill.objectives import DEFAULT, OBJECTIVES, Objective, Probe
-from autodistill.recipe import build, distil, recipe_for, recipe_record, rung_recipe
+from autodistill.recipe import (
+    build,
+    describe,
+    distil,
+    recipe_for,
+    recipe_record,
+    rung_recipe,
+    student_size,
+    student_spec,
+)
 from autodistill.spaces import Candidate
 from autodistill.study.record import floor_key, limit_key
 
@@ -87,9 +96,13 @@ class TrialContext:
     def spec(self) -> InputSpec:
         return InputSpec(self.data.in_chans, self.data.image_size, self.data.num_classes)
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (self.data.in_chans, self.data.image_size, self.data.image_size)
+    def seen(self, candidate: Candidate) -> DatasetSplits:
+        """The data as the candidate's student sees it: at its own input size, if it has one."""
+        size = student_size(candidate)
+        return self.data if size is None else self.data.at_size(size)
+
+    def input_shape(self, candidate: Candidate) -> tuple[int, int, int]:
+        return student_spec(candidate, self.spec).shape
 
     def before_training(self) -> list[Objective]:
         """What is measured before training, cheapest first: the free ones always, a timed one
@@ -127,21 +140,26 @@ def measure_candidate(
     Raises:
         InfeasibleArchitecture: it cannot run on this input.
     """
+    size = student_size(candidate)
+    if size is not None and size > ctx.data.image_size:  # upsampling shows it nothing new
+        raise InfeasibleArchitecture(
+            f"image_size {size} is larger than the images as read ({ctx.data.image_size} px; "
+            "--image-size reads them larger)"
+        )
     model = build(candidate, ctx.spec, seed=ctx.seed, teacher=ctx.teacher).to(ctx.device)
     calibration = None
     if ctx.target.precision == "int8":  # int8 ranges calibrated on training images
-        calibration = ctx.data.calibration(64)
+        calibration = ctx.seen(candidate).calibration(64)
     probe = Probe(
         model,
-        ctx.input_shape,
+        ctx.input_shape(candidate),
         ctx.device,
         ctx.target,
         calibration=calibration,
         relative=ctx.relative,
     )
     values, details = _measure(ctx.before_training(), probe, ctx.limits, known or {})
-    arch = get_family(candidate.family).describe(candidate.arch)
-    return model, Cost(arch, values, details)
+    return model, Cost(describe(candidate), values, details)
 
 
 def _measure(
@@ -235,7 +253,8 @@ def train_candidate(
     elif start_from is not None and start_from.is_file():
         began = f"stable state of rung {rung.parent_epochs}"
     data = ctx.data
-    probe = Probe(model, ctx.input_shape, ctx.device, ctx.target, data.val, data.stats)
+    seen = ctx.seen(candidate)  # validation at the student's own size
+    probe = Probe(model, ctx.input_shape(candidate), ctx.device, ctx.target, seen.val, seen.stats)
     accuracy = OBJECTIVES["val_accuracy"]
 
     def on_epoch(epoch: int, _: dict[str, float]) -> None:
@@ -264,7 +283,7 @@ def train_candidate(
     values, _ = _measure(after, probe, Limits(), {})
     if "val_accuracy" in values:
         per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-        check_learned(values["val_accuracy"], data.val, steps=(per_epoch, cfg.epochs))
+        check_learned(values["val_accuracy"], seen.val, steps=(per_epoch, cfg.epochs))
     return Trained(values, history, time.perf_counter() - start, recipe_record(cfg), began)
 
 

@@ -31,7 +31,7 @@ from autodistill.identity import (
 from autodistill.prepare import Prepared
 from autodistill.processes import adopt, inherited, process_context
 from autodistill.processes import start as start_process
-from autodistill.recipe import build
+from autodistill.recipe import build, student_spec
 from autodistill.reference import PASSES, Reference, ReferenceRecord
 from autodistill.rundir import CHECKPOINTS_DIR
 from autodistill.signals import interrupts_as_exceptions
@@ -189,16 +189,14 @@ def retime_front(config: SearchConfig, study: optuna.Study, prep: Prepared) -> N
     if not front or {int(n) for n in before} == set(front):
         return
     spec = InputSpec(prep.data.in_chans, prep.data.image_size, prep.data.num_classes)
+    candidates = {n: Candidate.from_dict(get(t, CANDIDATE)) for n, t in front.items()}
     models = {
-        n: build(
-            Candidate.from_dict(get(t, CANDIDATE)),
-            spec,
-            seed=config.seed,
-            teacher=prep.load_teacher,
-        )
-        for n, t in front.items()
+        n: build(c, spec, seed=config.seed, teacher=prep.load_teacher)
+        for n, c in candidates.items()
     }
-    timed = _reference(config, prep).side_by_side(models, ReferenceRecord.from_dict(doc).quiet_ms)
+    shapes = {n: student_spec(c, spec).shape for n, c in candidates.items()}
+    quiet = ReferenceRecord.from_dict(doc).quiet_ms
+    timed = _reference(config, prep).side_by_side(models, quiet, shapes)
     for n, figures in timed.items():
         figures["first_ms"] = value(front[n], LATENCY)
     when = time.strftime("%Y-%m-%d %H:%M:%S")
