@@ -321,7 +321,11 @@ def main() -> int:
     chosen, _ = p.parse_known_args()
     if chosen.protocol:
         p.set_defaults(**PROTOCOLS[chosen.protocol])
+    p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = p.parse_args()
+    if args.markdown_only:
+        write_markdown(json.loads((args.out / "vs_handpicked.json").read_text()), args.out)
+        return 0
     if not (args.data / "train").is_dir() or not (args.data / "test").is_dir():
         print(f"vs_handpicked: {args.data}/train or /test not found; give an image folder")
         return 2
@@ -460,6 +464,14 @@ def report(doc: dict, args: argparse.Namespace, costs: Costs) -> None:
     doc["table"] = table
     doc["verdicts"] = verdicts(table, names)
     doc["ablations"] = ablation_table(doc, table)
+    doc["settings"] = {
+        k: getattr(args, k)
+        for k in ("threads", "budget", "epochs", "top", "teacher", "teacher_epochs")
+    } | {"train_epochs": args.train_epochs}
+    teacher = args.work / "runs" / "searched" / "teacher.json"
+    if teacher.is_file():
+        t = json.loads(teacher.read_text())
+        doc["teacher"] = {k: t.get(k) for k in ("name", "params", "val_accuracy", "test_accuracy")}
     doc["cpu_hours"] = {
         "search": costs.hours("search:searched"),
         "train_searched": costs.hours("train:searched"),
@@ -471,15 +483,29 @@ def report(doc: dict, args: argparse.Namespace, costs: Costs) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     dump = {k: v for k, v in doc.items() if k != "ablation_trials"}
     (args.out / "vs_handpicked.json").write_text(json.dumps(dump, indent=2, default=str))
-    h = doc["cpu_hours"]
+    write_markdown(dump, args.out)
+    if table and all(r["latency_ms"] for r in table):
+        plot(table, args.out / "vs_handpicked.png")
+
+
+def write_markdown(doc: dict, out: Path) -> None:
+    """``vs_handpicked.md`` from what ``vs_handpicked.json`` holds."""
+    h, a, table = doc["cpu_hours"], doc["settings"], doc["table"]
+    t = doc.get("teacher") or {}
+    teacher = (
+        f"{t['name']} ({a['teacher_epochs']} epochs: {_pct(t['val_accuracy'])} validation, "
+        f"{_pct(t['test_accuracy'])} test)"
+        if t
+        else f"{a['teacher']} ({a['teacher_epochs']} epochs)"
+    )
     lines = [
         "# Searched students against hand-picked ones",
         "",
-        f"`{doc['command']}` on {doc['host']}, {args.threads} threads. Search: {args.budget} "
-        f"trials of {args.epochs} epochs over the `default` space; the top {args.top} of its "
-        f"front and every baseline fully trained for {args.train_epochs} epochs with the same "
+        f"`{doc['command']}` on {doc['host']}, {a['threads']} threads. Search: {a['budget']} "
+        f"trials of {a['epochs']} epochs over the `default` space; the top {a['top']} of its "
+        f"front and every baseline fully trained for {a['train_epochs']} epochs with the same "
         f"recipe (the trial's own, AdamW one cycle) against the same cached teacher "
-        f"{args.teacher} ({args.teacher_epochs} epochs); baselines with `kd` (T 4, alpha 0.9) "
+        f"{teacher}; baselines with `kd` (T 4, alpha 0.9) "
         "and with `ce`. Latency: every student in one ONNX Runtime session, side by side with "
         "the study's reference (rotated passes, medians of per-pass ratios, scaled to its quiet "
         "figure). Test split read once per student. Accuracies on the JPEG copy run a little "
@@ -517,7 +543,7 @@ def report(doc: dict, args: argparse.Namespace, costs: Costs) -> None:
         f"({'met' if doc['verdicts'] and beaten == len(doc['verdicts']) else 'missed'}).",
         "",
         f"CPU hours: the search {h['search']:.2f} (the teacher included), fully training its "
-        f"top {args.top} {h['train_searched']:.2f}; the baselines' full training "
+        f"top {a['top']} {h['train_searched']:.2f}; the baselines' full training "
         f"{h['baselines']:.2f} (plus {h['baseline_brief_trials']:.2f} for the one brief trial "
         f"each baseline run makes); timing {h['timing']:.3f}.",
     ]
@@ -536,9 +562,14 @@ def report(doc: dict, args: argparse.Namespace, costs: Costs) -> None:
                 f"| {a['latency_ms']} | {_pct(a['tpe'])} | {_pct(a['random'])} | "
                 f"{_pct(a['no_kd'])} |"
             )
-    (args.out / "vs_handpicked.md").write_text("\n".join(lines) + "\n")
-    if table and all(r["latency_ms"] for r in table):
-        plot(table, args.out / "vs_handpicked.png")
+    tau = (doc.get("searched") or {}).get("kendall_tau")
+    if tau is not None:
+        lines += [
+            "",
+            f"Brief ranking against full training over the {a['top']} trained front students "
+            f"(validation, Kendall tau): {tau:.2f}.",
+        ]
+    (out / "vs_handpicked.md").write_text("\n".join(lines) + "\n")
 
 
 def plot(table: list[dict], path: Path) -> None:
