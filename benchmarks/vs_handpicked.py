@@ -557,10 +557,10 @@ def write_markdown(doc: dict, out: Path) -> None:
             "| latency ms | TPE (default) | random sampling | without KD |",
             "|---|---|---|---|",
         ]
-        for a in doc["ablations"]:
+        for row in doc["ablations"]:
             lines.append(
-                f"| {a['latency_ms']} | {_pct(a['tpe'])} | {_pct(a['random'])} | "
-                f"{_pct(a['no_kd'])} |"
+                f"| {row['latency_ms']} | {_pct(row['tpe'])} | {_pct(row['random'])} | "
+                f"{_pct(row['no_kd'])} |"
             )
     tau = (doc.get("searched") or {}).get("kendall_tau")
     if tau is not None:
