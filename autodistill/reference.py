@@ -124,7 +124,9 @@ class Reference:
     ) -> dict[int, dict]:
         """``models`` and the reference timed in ``PASSES`` rotated passes (each pass every one
         in turn, as ``compress`` times its variants): each model's ratio to the reference is
-        the median of its per-pass ratios, its latency that ratio times ``quiet_ms``.
+        the median of its per-pass ratios, its latency that ratio times ``quiet_ms``. A model
+        named in ``shapes`` is timed on inputs of that shape (a student at its own input size),
+        the others on the reference's.
 
         A round of passes in which the reference ran off its quiet figure by more than
         ``BOUND`` (a slow mode, which need not slow every graph alike) is timed again after a
