@@ -388,6 +388,7 @@ def report(run_dir: str | Path) -> ReportResult:
         students=students,
         brief_epochs=config.epochs,
         ranking=_ranking(run_dir),
+        latency_reference=study.latency_reference(the_study),
     )
     return ReportResult(
         run_dir,

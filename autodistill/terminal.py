@@ -9,7 +9,7 @@ from autodistill.api import ReportResult, SearchResult
 from autodistill.gap import gap_warning
 from autodistill.objectives import get_objective
 from autodistill.render import front_table, state_counts
-from autodistill.render.tables import teacher_timing, times
+from autodistill.render.tables import reference_text, teacher_timing, times
 from autodistill.ship import CompressOutcome, ExportOutcome, FullTrainOutcome
 from autodistill.spaces import SearchSpace
 from autodistill.teacher_input import TeacherInput
@@ -60,14 +60,8 @@ def print_search(out: SearchResult) -> None:
         own = TeacherInput(**t["input"])
         print(f"teacher input: {own.describe()} ({t['source']})")
     print(f"teacher cache: {out.cache}")
-    ref = out.latency_reference
-    if ref is not None:
-        side = "latency_side_by_side" in out.trials and out.trials["latency_side_by_side"].any()
-        print(
-            f"latency: relative to the reference {ref['arch']}, {ref['quiet_ms']:.4f} ms in this "
-            f"machine's quietest window seen ({ref['measured_at']}, {ref['target']})"
-            + ("; the front timed side by side at the end" if side else "")
-        )
+    if out.latency_reference is not None:
+        print(f"latency: {reference_text(out.latency_reference, out.trials)}")
     for line in out.warnings:
         print(f"warning: {line}")
     print(f"ran {out.ran_now} trial(s) in {out.seconds:.0f} s; files:")

@@ -156,6 +156,8 @@ def test_a_search_times_relative_to_its_reference_and_the_front_side_by_side(
     said = capsys.readouterr().out
     assert out.latency_reference["quiet_ms"] > 0
     assert "latency: relative to the reference resnet" in said and "side by side" in said
+    page = api.report(out.run_dir).files["html"].read_text()  # the report says it, too
+    assert f"Latency: relative to the reference {out.latency_reference['arch']}" in page
     trials = pd.read_csv(out.run_dir / "trials.csv")
     timed = trials[trials["latency_raw_ms"].notna()]
     assert len(timed) >= 1

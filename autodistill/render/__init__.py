@@ -49,6 +49,7 @@ def write_report(
     students: list[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]],
     brief_epochs: int | None = None,
     ranking: dict[str, Any] | None = None,
+    latency_reference: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """The result files, every plot, and report.html / report.md; returns the paths by name."""
     files = write_results(trials, run_dir, objectives=objectives, teacher=teacher, limits=limits)
@@ -77,6 +78,7 @@ def write_report(
             images=images,
             brief_epochs=brief_epochs,
             ranking=ranking,
+            latency_reference=latency_reference,
         )
     )
     return files

@@ -18,6 +18,7 @@ from autodistill.render.tables import (
     front_cells,
     front_table,
     promoted,
+    reference_text,
     state_counts,
     teacher_timing,
     times,
@@ -211,10 +212,12 @@ def write_page(
     images: dict[str, Path],
     brief_epochs: int | None = None,
     ranking: dict[str, Any] | None = None,
+    latency_reference: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write report.html (self-contained) and report.md beside the images. ``brief_epochs``
     says what the front's scores are; ``ranking`` (students/ranking.json of ``train --top K``)
-    how well they ranked the fully trained students."""
+    how well they ranked the fully trained students; ``latency_reference`` what the
+    latencies are relative to."""
     summary = f"{len(trials)} trials: {state_counts(trials)}."
     if teacher:
         summary += (
@@ -224,6 +227,8 @@ def write_page(
             f"{teacher['latency_ms']:.3f} ms "
             f"({teacher_timing(teacher)})."
         )
+    if latency_reference:
+        summary += f" Latency: {reference_text(latency_reference, trials)}."
     paths = {"html": run_dir / "report.html", "md": run_dir / "report.md"}
     table = front_table(trials, objectives)
     heading = f"Pareto front ({', '.join(o.replace('_', ' ') for o in objectives)})"

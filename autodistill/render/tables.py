@@ -24,6 +24,19 @@ def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:
     return front.sort_values([ACCURACY, "params"], ascending=[False, True])
 
 
+def reference_text(ref: dict[str, Any], trials: pd.DataFrame) -> str:
+    """How the run's latencies were taken: relative to which reference, timed when and where,
+    and whether the front was timed again side by side."""
+    side = "latency_side_by_side" in trials and bool(
+        trials["latency_side_by_side"].fillna(False).astype(bool).any()
+    )
+    return (
+        f"relative to the reference {ref['arch']}, {ref['quiet_ms']:.4f} ms in this "
+        f"machine's quietest window seen ({ref['measured_at']}, {ref['target']})"
+        + ("; the front timed side by side at the end" if side else "")
+    )
+
+
 def promoted(trials: pd.DataFrame) -> bool:
     """Whether a multi-fidelity search promoted any trial (its scores are of several rungs)."""
     return "promoted_from" in trials and bool(trials["promoted_from"].notna().any())
