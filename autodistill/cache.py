@@ -80,10 +80,20 @@ class TeacherViews:
 
 
 def cache_key(
-    teacher_sha256: str, dataset: str, data_sha256: str, split: str, aug: Augmentation, views: int
+    teacher_sha256: str,
+    dataset: str,
+    data_sha256: str,
+    split: str,
+    aug: Augmentation,
+    views: int,
+    teacher_input: dict | None = None,
 ) -> str:
-    """Everything the cached outputs depend on, hashed."""
+    """Everything the cached outputs depend on, hashed: a given teacher's own input (its size,
+    mean and std) among them, since the same weights shown another size answer otherwise. A
+    teacher that sees the data as it is (``teacher_input`` empty) keeps the key it always had."""
     parts = [teacher_sha256, dataset, data_sha256, split, aug.to_dict(), views]
+    if teacher_input:
+        parts.append(teacher_input)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -147,7 +147,13 @@ def prepare(
                 expected_sha256=teacher_sha256,
             )
         key = cache_key(
-            info.weights_sha256, data.name, dataset_fingerprint(data), "train", aug, config.views
+            info.weights_sha256,
+            data.name,
+            dataset_fingerprint(data),
+            "train",
+            aug,
+            config.views,
+            info.input,
         )
         views = load_views(cache_dir, key, kinds) or compute_views(
             load_teacher(),

@@ -49,10 +49,16 @@ def test_key_changes_with_everything_the_logits_depend_on():
                 cache_key("w", "digits", "d2", "train", aug, 4),
                 cache_key("w", "digits", "d", "train", Augmentation(3, False), 4),
                 cache_key("w", "digits", "d", "train", aug, 5),
+                # the same weights shown another size, or normalised otherwise (a given teacher)
+                cache_key("w", "digits", "d", "train", aug, 4, {"size": 64, "mean": [0.5]}),
+                cache_key("w", "digits", "d", "train", aug, 4, {"size": 32, "mean": [0.5]}),
+                cache_key("w", "digits", "d", "train", aug, 4, {"size": 32, "mean": [0.4]}),
             }
         )
-        == 5
+        == 8
     )
+    # a teacher that sees the data as it is keeps the key caches were written under
+    assert cache_key("w", "digits", "d", "train", aug, 4, {}) == base
 
 
 def _data_offset(path: Path) -> int:

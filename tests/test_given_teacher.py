@@ -96,6 +96,35 @@ def test_a_timm_teacher_with_its_weights_runs_at_its_own_resolution(tmp_path, sh
     assert set(t["outputs"]) == {"logits", "features", "attention"}
 
 
+def test_the_same_weights_at_another_size_are_cached_apart(tmp_path, shared_cache):
+    """The views a given teacher answers depend on the size it is shown: the same weights file
+    at 48 and at 16 px are two caches, not one read back for both."""
+    from autodistill.config import SearchConfig
+    from autodistill.options import build
+    from autodistill.prepare import prepare
+
+    model = timm.create_model("test_resnet", num_classes=10)
+    save_file(model.state_dict(), str(tmp_path / "t.safetensors"))
+    made = {}
+    for size in (48, 16):
+        config = build(
+            SearchConfig,
+            dict(
+                data="digits",
+                views=1,
+                threads=2,
+                teacher="timm:test_resnet",
+                teacher_weights=str(tmp_path / "t.safetensors"),
+                teacher_size=size,
+                cache_dir=str(shared_cache),
+                out=str(tmp_path / "out"),
+            ),
+        )
+        made[size] = prepare(config, ("logits",)).views
+    assert made[48].key != made[16].key
+    assert not torch.equal(made[48].outputs["logits"], made[16].outputs["logits"])
+
+
 def test_the_adapter_brings_the_view_to_the_teachers_input(digits):
     seen = []
 
