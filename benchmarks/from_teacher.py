@@ -6,8 +6,8 @@ scratch) on an image folder, then for each side its own front of validation accu
 latency: at every latency where both sides have a student at or below it (the mid latencies),
 the best accuracy of each side, and by how much the cut students lead (brief training: what
 the search itself sees). With ``--train-epochs N``, the pairs are then fully trained (``train``'s
-recipe): the two best cut students by validation, each beside the two best from-scratch students
-at or below its latency, and the lead is read again on test accuracy. Writes
+recipe): the ``--pairs`` best cut students by validation, each beside the two best from-scratch
+students at or below its latency, and the lead is read again on test accuracy. Writes
 ``from_teacher.{json,md}`` under ``--out``; a stopped run resumes (the search and each trained
 student are kept under ``--run-out``).
 
@@ -184,6 +184,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--train-epochs", type=int, default=0, help="then fully train matched pairs")
+    p.add_argument("--pairs", type=int, default=2, help="cut students to train fully")
     p.add_argument("--run-out", type=Path, default=Path("/tmp/autodistill-from_teacher"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = p.parse_args()
@@ -228,7 +229,9 @@ def main() -> int:
         "comparison": compare(run.trials),
     }
     if args.train_epochs:
-        doc["full_training"] = full_training(run.run_dir, pairs(run.trials), args.train_epochs)
+        doc["full_training"] = full_training(
+            run.run_dir, pairs(run.trials, cut_n=args.pairs), args.train_epochs
+        )
         doc["minutes"] = (time.perf_counter() - started) / 60
     write(doc, args.out)
     print((args.out / "from_teacher.md").read_text())
